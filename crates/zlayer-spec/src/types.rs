@@ -1,0 +1,383 @@
+//! The v1 spec types. Every struct denies unknown keys; defaults follow
+//! `shared/spec.md`. Extensions beyond the public ZLayer v1 keys are marked.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::{Duration, Size};
+
+/// One deployment: a set of services applied together.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Spec format version; only `v1` exists.
+    pub version: String,
+    /// Deployment name, a DNS label.
+    pub deployment: String,
+    pub services: BTreeMap<String, Service>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceType {
+    #[default]
+    Service,
+    Job,
+    Cron,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default)]
+    pub rtype: ResourceType,
+    pub image: Image,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// Values may be literals, `$S:secret` or `$E:VAR` (from the caller's environment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub scale: Scale,
+    #[serde(default)]
+    pub node_mode: NodeMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<NodeSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends: Vec<Depends>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<Storage>,
+    /// Cron schedule (seconds minutes hours day-of-month month day-of-week year); `rtype: cron` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Extension: how a replica is stopped.
+    #[serde(default)]
+    pub stop: Stop,
+    /// Extension: user to run as (`uid`, `uid:gid`); overrides the image's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// A local image name (`busybox`, `demo:latest`) or a registry reference.
+    pub name: String,
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores (for example 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<Gpu>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    pub count: u32,
+    #[serde(default = "default_gpu_vendor")]
+    pub vendor: String,
+}
+
+fn default_gpu_vendor() -> String {
+    "nvidia".into()
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Http,
+    Https,
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Expose {
+    Public,
+    #[default]
+    Internal,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Port the container listens on.
+    pub port: i64,
+    /// Extension: host port for `expose: public` (defaults to `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub expose: Expose,
+}
+
+impl Endpoint {
+    /// The port published on the host when `expose: public`.
+    pub fn published_port(&self) -> u16 {
+        u16::try_from(self.host_port.unwrap_or(self.port)).unwrap_or(0)
+    }
+    pub fn container_port(&self) -> u16 {
+        u16::try_from(self.port).unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleMode {
+    #[default]
+    Fixed,
+    Adaptive,
+}
+
+/// `{mode: fixed, replicas}` or `{mode: adaptive, min, max, cooldown, targets}`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    #[serde(default)]
+    pub mode: ScaleMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<ScaleTargets>,
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale {
+            mode: ScaleMode::Fixed,
+            replicas: Some(1),
+            min: None,
+            max: None,
+            cooldown: None,
+            targets: None,
+        }
+    }
+}
+
+impl Scale {
+    /// Replicas to run now: `replicas` for fixed, `min` for adaptive (until the autoscaler lands).
+    pub fn initial_replicas(&self) -> u32 {
+        let n = match self.mode {
+            ScaleMode::Fixed => self.replicas.unwrap_or(1),
+            ScaleMode::Adaptive => self.min.unwrap_or(1),
+        };
+        u32::try_from(n).unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleTargets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeMode {
+    #[default]
+    Shared,
+    Dedicated,
+    Exclusive,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSelector {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub prefer_labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default = "default_start_grace")]
+    pub start_grace: Duration,
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: i64,
+    pub check: HealthCheck,
+}
+
+fn default_start_grace() -> Duration {
+    Duration::from_secs(0)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_retries() -> i64 {
+    3
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    Http,
+    Tcp,
+    Command,
+}
+
+/// `{type: http, url, expect_status}`, `{type: tcp, port}` or `{type: command, command}`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DependsCondition {
+    /// The dependency's replicas have started.
+    #[default]
+    Started,
+    /// The dependency's replicas pass their health check.
+    Healthy,
+    /// Every replica of the dependency is healthy (the service is fully ready).
+    Ready,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    #[default]
+    Fail,
+    Warn,
+    Continue,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Depends {
+    pub service: String,
+    #[serde(default)]
+    pub condition: DependsCondition,
+    #[serde(default = "default_depends_timeout")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+fn default_depends_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageType {
+    Named,
+    Bind,
+    Tmpfs,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    #[serde(rename = "type")]
+    pub kind: StorageType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// Extension: the stop sequence. The signal goes to the container's init; after
+/// `grace` the whole container gets SIGKILL.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    /// Signal name such as SIGTERM or SIGINT; defaults to the image's StopSignal, else SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default = "default_grace")]
+    pub grace: Duration,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop {
+            signal: None,
+            grace: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
