@@ -1,0 +1,48 @@
+//! Errors of the image store.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image `{name}` is not in the local store; import it with `zlayer image import FILE` (or build the test images with `scripts/build-images`)")]
+    NotFound { name: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: not an OCI image layout or `docker save` archive (no index.json or manifest.json)")]
+    UnknownArchive(String),
+    #[error("archive entry `{0}` escapes the layer (path traversal); refusing to unpack")]
+    PathTraversal(String),
+    #[error("link `{entry}` -> `{target}` escapes the layer; refusing to unpack")]
+    LinkEscape { entry: String, target: String },
+    #[error("blob {expected}: content hashes to {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("blob {0} is referenced but missing from the archive or store")]
+    MissingBlob(String),
+    #[error("invalid image metadata: {0}")]
+    Metadata(String),
+    #[error("image `{name}` is used by container(s) {users}; stop them first")]
+    InUse { name: String, users: String },
+    #[error("mounting snapshot {path}: {source}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, ImageError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, ImageError> {
+        self.map_err(|source| ImageError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
