@@ -12,7 +12,9 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}: not an OCI image layout or `docker save` archive (no index.json or manifest.json)")]
+    #[error(
+        "{0}: not an OCI image layout or `docker save` archive (no index.json or manifest.json)"
+    )]
     UnknownArchive(String),
     #[error("archive entry `{0}` escapes the layer (path traversal); refusing to unpack")]
     PathTraversal(String),

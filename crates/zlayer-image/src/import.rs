@@ -41,7 +41,11 @@ impl ImageStore {
         let f = File::open(archive).at(archive)?;
         let mut reader: Box<dyn Read> = Box::new(BufReader::new(f));
         let mut magic = [0u8; 2];
-        let gz = File::open(archive).at(archive)?.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+        let gz = File::open(archive)
+            .at(archive)?
+            .read_exact(&mut magic)
+            .is_ok()
+            && magic == [0x1f, 0x8b];
         if gz {
             reader = Box::new(flate2::read::GzDecoder::new(reader));
         }
@@ -96,7 +100,8 @@ impl ImageStore {
     }
 
     fn import_oci(&self, index: &[u8], fallback: &str) -> Result<Vec<String>, ImageError> {
-        let index = ImageIndex::from_reader(index).map_err(|e| ImageError::Metadata(format!("index.json: {e}")))?;
+        let index = ImageIndex::from_reader(index)
+            .map_err(|e| ImageError::Metadata(format!("index.json: {e}")))?;
         let mut names = Vec::new();
         for desc in index.manifests() {
             let annotations = desc.annotations().clone().unwrap_or_default();
@@ -118,17 +123,27 @@ impl ImageStore {
     /// A manifest digest for this node: the descriptor itself, or for an
     /// index, its linux/amd64 (or the host's arch) entry.
     fn pick_platform(&self, desc: &Descriptor) -> Result<String, ImageError> {
-        if *desc.media_type() != MediaType::ImageIndex && desc.media_type().to_string() != "application/vnd.docker.distribution.manifest.list.v2+json" {
+        if *desc.media_type() != MediaType::ImageIndex
+            && desc.media_type().to_string()
+                != "application/vnd.docker.distribution.manifest.list.v2+json"
+        {
             return Ok(desc.digest().to_string());
         }
         let b = self.read_blob(desc.digest().as_ref())?;
-        let idx = ImageIndex::from_reader(&b[..]).map_err(|e| ImageError::Metadata(e.to_string()))?;
+        let idx =
+            ImageIndex::from_reader(&b[..]).map_err(|e| ImageError::Metadata(e.to_string()))?;
         let arch = host_arch();
         idx.manifests()
             .iter()
-            .find(|m| m.platform().as_ref().is_some_and(|p| p.architecture().to_string() == arch && p.os().to_string() == "linux"))
+            .find(|m| {
+                m.platform().as_ref().is_some_and(|p| {
+                    p.architecture().to_string() == arch && p.os().to_string() == "linux"
+                })
+            })
             .map(|m| m.digest().to_string())
-            .ok_or_else(|| ImageError::Metadata(format!("the image index has no linux/{arch} manifest")))
+            .ok_or_else(|| {
+                ImageError::Metadata(format!("the image index has no linux/{arch} manifest"))
+            })
     }
 
     fn check_complete(&self, manifest_digest: &str) -> Result<(), ImageError> {
@@ -142,11 +157,14 @@ impl ImageStore {
     }
 
     fn import_docker(&self, manifest: &[u8], u: &Unpacked) -> Result<Vec<String>, ImageError> {
-        let entries: Vec<DockerSaveEntry> =
-            serde_json::from_slice(manifest).map_err(|e| ImageError::Metadata(format!("manifest.json: {e}")))?;
+        let entries: Vec<DockerSaveEntry> = serde_json::from_slice(manifest)
+            .map_err(|e| ImageError::Metadata(format!("manifest.json: {e}")))?;
         let lookup = |p: &str| -> Result<(String, u64), ImageError> {
             let p = u.symlinks.get(p).map(String::as_str).unwrap_or(p);
-            u.files.get(p).cloned().ok_or_else(|| ImageError::MissingBlob(p.to_string()))
+            u.files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| ImageError::MissingBlob(p.to_string()))
         };
         let mut names = Vec::new();
         for e in entries {
@@ -163,7 +181,8 @@ impl ImageStore {
                 .layers(layers)
                 .build()
                 .map_err(|e| ImageError::Metadata(e.to_string()))?;
-            let body = serde_json::to_vec(&manifest).map_err(|e| ImageError::Metadata(e.to_string()))?;
+            let body =
+                serde_json::to_vec(&manifest).map_err(|e| ImageError::Metadata(e.to_string()))?;
             let (digest, _) = self.put_blob(&mut &body[..], None)?;
             let tags = e.repo_tags.clone().unwrap_or_default();
             if tags.is_empty() {
@@ -178,7 +197,9 @@ impl ImageStore {
 }
 
 fn descriptor(media: MediaType, digest: &str, size: u64) -> Result<Descriptor, ImageError> {
-    let d: OciDigest = digest.parse().map_err(|e| ImageError::Metadata(format!("{digest}: {e}")))?;
+    let d: OciDigest = digest
+        .parse()
+        .map_err(|e| ImageError::Metadata(format!("{digest}: {e}")))?;
     DescriptorBuilder::default()
         .media_type(media)
         .digest(d)

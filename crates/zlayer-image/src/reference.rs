@@ -5,7 +5,11 @@
 /// `busybox` -> `busybox:latest`; `docker.io/library/busybox:1` -> `busybox:1`.
 pub fn normalize_name(name: &str) -> String {
     let mut n = name.trim();
-    for prefix in ["docker.io/library/", "index.docker.io/library/", "localhost/"] {
+    for prefix in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "localhost/",
+    ] {
         if let Some(rest) = n.strip_prefix(prefix) {
             n = rest;
         }
@@ -29,7 +33,13 @@ mod tests {
     fn names() {
         assert_eq!(normalize_name("busybox"), "busybox:latest");
         assert_eq!(normalize_name("demo:1"), "demo:1");
-        assert_eq!(normalize_name("docker.io/library/busybox:1.36"), "busybox:1.36");
-        assert_eq!(normalize_name("127.0.0.1:5000/a/b"), "127.0.0.1:5000/a/b:latest");
+        assert_eq!(
+            normalize_name("docker.io/library/busybox:1.36"),
+            "busybox:1.36"
+        );
+        assert_eq!(
+            normalize_name("127.0.0.1:5000/a/b"),
+            "127.0.0.1:5000/a/b:latest"
+        );
     }
 }

@@ -17,7 +17,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Creates and mounts the snapshot for container `id`; idempotent.
-    pub fn prepare(store: &ImageStore, id: &str, image: &ResolvedImage) -> Result<Snapshot, ImageError> {
+    pub fn prepare(
+        store: &ImageStore,
+        id: &str,
+        image: &ResolvedImage,
+    ) -> Result<Snapshot, ImageError> {
         let dir = store.root().join("snapshots").join(id);
         let rootfs = dir.join("rootfs");
         if is_mounted(&rootfs) {
@@ -28,7 +32,12 @@ impl Snapshot {
             fs::create_dir_all(&d).at(&d)?;
         }
         fs::write(dir.join("image"), &image.manifest_digest).at(dir.join("image"))?;
-        let lower: Vec<String> = image.layer_dirs.iter().rev().map(|p| p.display().to_string()).collect();
+        let lower: Vec<String> = image
+            .layer_dirs
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
         let lower = if lower.is_empty() {
             let empty = dir.join("empty");
             fs::create_dir_all(&empty).at(&empty)?;
@@ -41,8 +50,17 @@ impl Snapshot {
             dir.join("upper").display(),
             dir.join("work").display()
         );
-        mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-            .map_err(|source| ImageError::Mount { path: rootfs.clone(), source })?;
+        mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .map_err(|source| ImageError::Mount {
+            path: rootfs.clone(),
+            source,
+        })?;
         Ok(Snapshot { dir, rootfs })
     }
 
@@ -51,10 +69,16 @@ impl Snapshot {
         let dir = store.root().join("snapshots").join(id);
         let rootfs = dir.join("rootfs");
         if is_mounted(&rootfs) {
-            umount2(&rootfs, MntFlags::MNT_DETACH).map_err(|source| ImageError::Mount { path: rootfs.clone(), source })?;
+            umount2(&rootfs, MntFlags::MNT_DETACH).map_err(|source| ImageError::Mount {
+                path: rootfs.clone(),
+                source,
+            })?;
         }
         match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ImageError::Io { path: dir, source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ImageError::Io {
+                path: dir,
+                source: e,
+            }),
             _ => Ok(()),
         }
     }
@@ -71,7 +95,10 @@ impl Snapshot {
     }
 }
 
-pub(crate) fn users_of(store: &ImageStore, manifest_digest: &str) -> Result<Vec<String>, ImageError> {
+pub(crate) fn users_of(
+    store: &ImageStore,
+    manifest_digest: &str,
+) -> Result<Vec<String>, ImageError> {
     let mut users = Vec::new();
     for id in Snapshot::list(store)? {
         let f = store.root().join("snapshots").join(&id).join("image");
@@ -87,5 +114,7 @@ fn is_mounted(path: &Path) -> bool {
         return false;
     };
     let p = path.display().to_string();
-    mounts.lines().any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }

@@ -59,7 +59,12 @@ impl ImageStore {
     /// Exclusive lock for the duration of a write (import, unpack, remove).
     pub(crate) fn lock(&self) -> Result<Flock<File>, ImageError> {
         let path = self.root.join("lock");
-        let f = File::options().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
         Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::Io {
             path,
             source: e.into(),
@@ -81,7 +86,11 @@ impl ImageStore {
 
     /// Streams `reader` into the store; when `expected` is given the content
     /// must hash to it, else nothing is kept.
-    pub fn put_blob(&self, reader: &mut dyn Read, expected: Option<&str>) -> Result<(String, u64), ImageError> {
+    pub fn put_blob(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&str>,
+    ) -> Result<(String, u64), ImageError> {
         let tmp = tempfile_in(&self.tmp_dir())?;
         let mut out = File::create(&tmp).at(&tmp)?;
         let mut hasher = Sha256::new();
@@ -123,7 +132,8 @@ impl ImageStore {
     pub(crate) fn refs(&self) -> Result<BTreeMap<String, String>, ImageError> {
         let p = self.root.join("refs.json");
         match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| ImageError::Metadata(format!("{}: {e}", p.display()))),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| ImageError::Metadata(format!("{}: {e}", p.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(ImageError::Io { path: p, source: e }),
         }
@@ -132,7 +142,8 @@ impl ImageStore {
     fn write_refs(&self, refs: &BTreeMap<String, String>) -> Result<(), ImageError> {
         let p = self.root.join("refs.json");
         let tmp = self.root.join("refs.json.tmp");
-        let body = serde_json::to_vec_pretty(refs).map_err(|e| ImageError::Metadata(e.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(refs).map_err(|e| ImageError::Metadata(e.to_string()))?;
         let mut f = File::create(&tmp).at(&tmp)?;
         f.write_all(&body).at(&tmp)?;
         f.sync_all().at(&tmp)?;
@@ -140,7 +151,11 @@ impl ImageStore {
     }
 
     /// Points `name` at a manifest already in the store. Caller holds the lock.
-    pub(crate) fn tag_locked(&self, name: &str, manifest_digest: &str) -> Result<String, ImageError> {
+    pub(crate) fn tag_locked(
+        &self,
+        name: &str,
+        manifest_digest: &str,
+    ) -> Result<String, ImageError> {
         self.manifest(manifest_digest)?;
         let name = normalize_name(name);
         let mut refs = self.refs()?;
@@ -151,7 +166,8 @@ impl ImageStore {
 
     pub fn manifest(&self, digest: &str) -> Result<ImageManifest, ImageError> {
         let b = self.read_blob(digest)?;
-        ImageManifest::from_reader(&b[..]).map_err(|e| ImageError::Metadata(format!("manifest {digest}: {e}")))
+        ImageManifest::from_reader(&b[..])
+            .map_err(|e| ImageError::Metadata(format!("manifest {digest}: {e}")))
     }
 
     pub fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
@@ -175,7 +191,10 @@ impl ImageStore {
             (name.to_string(), name.to_string())
         } else {
             let n = normalize_name(name);
-            let d = refs.get(&n).cloned().ok_or_else(|| ImageError::NotFound { name: name.into() })?;
+            let d = refs
+                .get(&n)
+                .cloned()
+                .ok_or_else(|| ImageError::NotFound { name: name.into() })?;
             (n, d)
         };
         let manifest = self.manifest(&digest)?;
@@ -244,7 +263,10 @@ impl ImageStore {
         let _lock = self.lock()?;
         let n = normalize_name(name);
         let mut refs = self.refs()?;
-        let digest = refs.get(&n).cloned().ok_or_else(|| ImageError::NotFound { name: name.into() })?;
+        let digest = refs
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| ImageError::NotFound { name: name.into() })?;
         let still_tagged = refs.iter().filter(|(_, d)| **d == digest).count() > 1;
         if !still_tagged {
             let users = crate::snapshot::users_of(self, &digest)?;
@@ -278,13 +300,21 @@ impl ImageStore {
                 }
             }
         }
-        remove_unlisted(&self.root.join("blobs/sha256"), &keep_blobs, |p| fs::remove_file(p))?;
-        remove_unlisted(&self.root.join("layers"), &keep_layers, |p| fs::remove_dir_all(p))?;
+        remove_unlisted(&self.root.join("blobs/sha256"), &keep_blobs, |p| {
+            fs::remove_file(p)
+        })?;
+        remove_unlisted(&self.root.join("layers"), &keep_layers, |p| {
+            fs::remove_dir_all(p)
+        })?;
         Ok(())
     }
 }
 
-fn remove_unlisted(dir: &Path, keep: &BTreeSet<String>, rm: impl Fn(&Path) -> io::Result<()>) -> Result<(), ImageError> {
+fn remove_unlisted(
+    dir: &Path,
+    keep: &BTreeSet<String>,
+    rm: impl Fn(&Path) -> io::Result<()>,
+) -> Result<(), ImageError> {
     for e in fs::read_dir(dir).at(dir)? {
         let e = e.at(dir)?;
         let name = e.file_name().to_string_lossy().to_string();
@@ -296,9 +326,9 @@ fn remove_unlisted(dir: &Path, keep: &BTreeSet<String>, rm: impl Fn(&Path) -> io
 }
 
 pub(crate) fn digest_hex(digest: &str) -> Result<&str, ImageError> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .ok_or_else(|| ImageError::Metadata(format!("unsupported digest `{digest}` (only sha256)")))?;
+    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
+        ImageError::Metadata(format!("unsupported digest `{digest}` (only sha256)"))
+    })?;
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ImageError::Metadata(format!("malformed digest `{digest}`")));
     }
@@ -313,5 +343,10 @@ pub(crate) fn tempfile_in(dir: &Path) -> Result<PathBuf, ImageError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    Ok(dir.join(format!("{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))))
+    Ok(dir.join(format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )))
 }

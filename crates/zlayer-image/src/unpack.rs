@@ -20,7 +20,12 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Unpacks a (gzip, zstd or plain) tar layer into `dst` and returns the
 /// sha256 diff id of the uncompressed stream.
 pub fn unpack_layer(mut reader: impl BufRead, dst: &Path) -> Result<String, ImageError> {
-    let magic = reader.fill_buf().at(dst)?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
+    let magic = reader
+        .fill_buf()
+        .at(dst)?
+        .get(..4)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
     let decompressed: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(reader))
     } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
@@ -131,7 +136,10 @@ fn layer_relative(p: &Path) -> Result<PathBuf, ImageError> {
 
 /// Whether a relative symlink target, resolved from `dir`, leaves the layer root.
 fn climbs_out(dir: &Path, target: &Path) -> bool {
-    let mut depth = dir.components().filter(|c| matches!(c, Component::Normal(_))).count() as i64;
+    let mut depth = dir
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count() as i64;
     for c in target.components() {
         match c {
             Component::ParentDir => depth -= 1,
@@ -157,7 +165,8 @@ fn make_whiteout(path: &Path) -> Result<(), ImageError> {
 
 fn set_opaque(dir: &Path) -> Result<(), ImageError> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| ImageError::PathTraversal(dir.display().to_string()))?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| ImageError::PathTraversal(dir.display().to_string()))?;
     // SAFETY: both strings are NUL-terminated and outlive the call; the value is a 1-byte buffer.
     let rc = unsafe {
         libc::lsetxattr(
@@ -235,7 +244,10 @@ mod tests {
         let dst = d.path().join("l");
         fs::create_dir(&dst).unwrap();
         let err = unpack_layer(&t[..], &dst).unwrap_err();
-        assert!(matches!(err, ImageError::PathTraversal(_) | ImageError::Io { .. }), "{err}");
+        assert!(
+            matches!(err, ImageError::PathTraversal(_) | ImageError::Io { .. }),
+            "{err}"
+        );
         assert!(!Path::new("/tmp/pwned").exists());
     }
 
@@ -268,13 +280,26 @@ mod tests {
         let digest = unpack_layer(&t[..], d.path()).unwrap();
         assert!(digest.starts_with("sha256:"));
         assert_eq!(fs::read(d.path().join("etc/b")).unwrap(), b"hello");
-        assert_eq!(fs::read_link(d.path().join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+        assert_eq!(
+            fs::read_link(d.path().join("bin/sh")).unwrap(),
+            Path::new("/bin/busybox")
+        );
         use std::os::unix::fs::FileTypeExt;
-        assert!(fs::symlink_metadata(d.path().join("etc/gone")).unwrap().file_type().is_char_device());
+        assert!(fs::symlink_metadata(d.path().join("etc/gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
         let mut v = [0u8; 4];
         let c = std::ffi::CString::new(d.path().join("var").to_str().unwrap()).unwrap();
         // SAFETY: valid C strings and a 4-byte buffer.
-        let n = unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), v.as_mut_ptr().cast(), 4) };
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                v.as_mut_ptr().cast(),
+                4,
+            )
+        };
         assert_eq!(n, 1);
     }
 }

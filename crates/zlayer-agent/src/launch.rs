@@ -1,0 +1,150 @@
+//! Turning an image config plus spec overrides into a runtime request:
+//! entrypoint/cmd, env, user, workdir and limits, the way Docker combines them.
+
+use std::path::PathBuf;
+
+use oci_spec::image::ImageConfiguration;
+use zlayer_runtime::{ContainerConfig, Limits, MountSpec};
+
+/// What the caller overrides on top of the image (from a spec or `zlayer run`).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub entrypoint: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub limits: Limits,
+    pub mounts: Vec<MountSpec>,
+}
+
+pub struct LaunchPaths {
+    pub id: String,
+    pub rootfs: PathBuf,
+    pub log_path: PathBuf,
+    pub netns: Option<PathBuf>,
+    pub hostname: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("the image has no entrypoint or cmd and none was given; pass a command")]
+    NoCommand,
+    #[error("user `{0}` is not in the image's /etc/passwd; use a numeric uid[:gid]")]
+    UnknownUser(String),
+}
+
+pub fn container_config(
+    image: &ImageConfiguration,
+    o: &Overrides,
+    p: LaunchPaths,
+) -> Result<ContainerConfig, LaunchError> {
+    let cfg = image.config().clone().unwrap_or_default();
+    let entrypoint = o
+        .entrypoint
+        .clone()
+        .or_else(|| cfg.entrypoint().clone())
+        .unwrap_or_default();
+    // Docker: a new entrypoint resets the image's cmd.
+    let args = match (&o.args, &o.entrypoint) {
+        (Some(a), _) => a.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => cfg.cmd().clone().unwrap_or_default(),
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(args).collect();
+    if argv.is_empty() {
+        return Err(LaunchError::NoCommand);
+    }
+    let mut env: Vec<(String, String)> = cfg
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
+    }
+    for (k, v) in &o.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env.push(("HOSTNAME".into(), p.hostname.clone()));
+    let user = o
+        .user
+        .clone()
+        .or_else(|| cfg.user().clone())
+        .unwrap_or_default();
+    let (uid, gid) = resolve_user(&p.rootfs, &user)?;
+    Ok(ContainerConfig {
+        id: p.id.clone(),
+        rootfs: p.rootfs,
+        args: argv,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: o
+            .workdir
+            .clone()
+            .or_else(|| cfg.working_dir().clone())
+            .unwrap_or_else(|| "/".into()),
+        uid,
+        gid,
+        additional_gids: Vec::new(),
+        hostname: p.hostname,
+        limits: o.limits.clone(),
+        netns: p.netns,
+        mounts: o.mounts.clone(),
+        log_path: p.log_path,
+        cgroup_path: format!("/zlayer/{}", p.id),
+    })
+}
+
+/// `""`, `uid`, `uid:gid`, `name` or `name:group`, looked up in the image.
+fn resolve_user(rootfs: &std::path::Path, user: &str) -> Result<(u32, u32), LaunchError> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let lookup = |table: &str, name: &str, field: usize| -> Option<(u32, Option<u32>)> {
+        table.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| {
+                (
+                    f.get(field).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    f.get(3).and_then(|v| v.parse().ok()),
+                )
+            })
+        })
+    };
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (
+            n,
+            passwd.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2) == Some(&u))
+                    .then(|| f.get(3).and_then(|v| v.parse().ok()))
+                    .flatten()
+            }),
+        ),
+        Err(_) => lookup(&passwd, u, 2).ok_or_else(|| LaunchError::UnknownUser(u.into()))?,
+    };
+    let gid = match g {
+        None => primary.unwrap_or(uid),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&group, g, 2)
+                .map(|(gid, _)| gid)
+                .ok_or_else(|| LaunchError::UnknownUser(g.into()))?,
+        },
+    };
+    Ok((uid, gid))
+}

@@ -1,0 +1,53 @@
+//! `zlayer run`: a one-off container in the caller's process, with the
+//! caller's stdio, a private network namespace holding only loopback, and
+//! removal afterwards. It must run before any async runtime starts, since
+//! libcontainer forks.
+
+use std::path::Path;
+
+use zlayer_image::{ImageStore, Snapshot};
+use zlayer_runtime::{run_foreground, ContainerDir, ExitInfo};
+
+use crate::launch::{container_config, LaunchPaths, Overrides};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OneOffError {
+    #[error(transparent)]
+    Image(#[from] zlayer_image::ImageError),
+    #[error(transparent)]
+    Launch(#[from] crate::launch::LaunchError),
+    #[error(transparent)]
+    Runtime(#[from] zlayer_runtime::RuntimeError),
+}
+
+pub fn run_oneoff(
+    data_dir: &Path,
+    image: &str,
+    overrides: &Overrides,
+    keep: bool,
+) -> Result<ExitInfo, OneOffError> {
+    let store = ImageStore::open(data_dir.join("images"))?;
+    let resolved = store.resolve(image)?;
+    let id = format!("run-{}-{}", std::process::id(), crate::ids::short_random());
+    let snap = Snapshot::prepare(&store, &id, &resolved)?;
+    let dir = ContainerDir::new(data_dir, &id);
+    let result = (|| {
+        let cfg = container_config(
+            &resolved.config,
+            overrides,
+            LaunchPaths {
+                id: id.clone(),
+                rootfs: snap.rootfs.clone(),
+                log_path: dir.log_path(),
+                netns: None,
+                hostname: id.chars().take(12).collect(),
+            },
+        )?;
+        Ok::<_, OneOffError>(run_foreground(&dir, &cfg)?)
+    })();
+    if !keep {
+        let _ = dir.remove();
+        let _ = Snapshot::remove(&store, &id);
+    }
+    result
+}

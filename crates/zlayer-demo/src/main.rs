@@ -1,0 +1,136 @@
+//! The demo server in the `demo` image: serves `/`, `/health` and `/metrics`
+//! and exits cleanly on SIGTERM. Behaviour comes from the environment so
+//! tests can make it slow, sick, crash or run out of memory:
+//!
+//! - `PORT` (8080): port to listen on, on all addresses
+//! - `MESSAGE` ("hello"): body prefix of `/`
+//! - `SLOW_START` (0): seconds to wait before listening
+//! - `FAIL_HEALTH_AFTER` (unset): seconds after which `/health` answers 500
+//! - `EXIT_AFTER` (unset) and `EXIT_CODE` (1): exit by itself after a while
+//! - `ALLOC_MB` (0): allocate and touch this much memory at start
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+
+fn env_u64(key: &str) -> Option<u64> {
+    std::env::var(key).ok()?.parse().ok()
+}
+
+struct App {
+    started: Instant,
+    fail_after: Option<Duration>,
+    message: String,
+    host: String,
+    registry: Registry,
+    requests: IntCounterVec,
+}
+
+impl App {
+    fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        let (status, body) = match path {
+            "/" => (
+                StatusCode::OK,
+                format!("{} from {}\n", self.message, self.host),
+            ),
+            "/health" => match self.fail_after {
+                Some(t) if self.started.elapsed() >= t => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "unhealthy\n".into())
+                }
+                _ => (StatusCode::OK, "ok\n".into()),
+            },
+            "/metrics" => {
+                let mut buf = Vec::new();
+                let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+                (StatusCode::OK, String::from_utf8_lossy(&buf).into_owned())
+            }
+            _ => (StatusCode::NOT_FOUND, "not found\n".into()),
+        };
+        self.requests
+            .with_label_values(&[path, status.as_str()])
+            .inc();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mut hog = Vec::new();
+    if let Some(mb) = env_u64("ALLOC_MB") {
+        for _ in 0..mb {
+            hog.push(vec![1u8; 1 << 20]);
+        }
+        eprintln!("allocated {} MiB", hog.len());
+    }
+    if let Some(s) = env_u64("SLOW_START") {
+        eprintln!("slow start: waiting {s}s");
+        tokio::time::sleep(Duration::from_secs(s)).await;
+    }
+    let port = env_u64("PORT").unwrap_or(8080);
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new("demo_requests_total", "HTTP requests served"),
+        &["path", "code"],
+    )
+    .expect("metric");
+    registry
+        .register(Box::new(requests.clone()))
+        .expect("register");
+    let app: &'static App = Box::leak(Box::new(App {
+        started: Instant::now(),
+        fail_after: env_u64("FAIL_HEALTH_AFTER").map(Duration::from_secs),
+        message: std::env::var("MESSAGE").unwrap_or_else(|_| "hello".into()),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        registry,
+        requests,
+    }));
+    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port as u16)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("demo: cannot listen on port {port}: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("demo: listening on :{port}");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("sigterm handler");
+    let exit_after = env_u64("EXIT_AFTER").map(Duration::from_secs);
+    let exit_timer = async {
+        match exit_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exit_timer);
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let Ok((stream, _)) = conn else { continue };
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| async move { Ok::<_, Infallible>(app.handle(&req)) });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            _ = term.recv() => {
+                eprintln!("demo: SIGTERM, shutting down");
+                std::process::exit(0);
+            }
+            _ = &mut exit_timer => {
+                let code = env_u64("EXIT_CODE").unwrap_or(1) as i32;
+                eprintln!("demo: exiting with code {code} as asked");
+                std::process::exit(code);
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Runtime errors.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container runtime: {0}")]
+    Libcontainer(#[from] libcontainer::error::LibcontainerError),
+    #[error("invalid runtime config: {0}")]
+    Spec(String),
+    #[error("shim for {id} failed: {reason}")]
+    Shim { id: String, reason: String },
+    #[error("{0}")]
+    Sys(#[from] nix::Error),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+}
+
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, RuntimeError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, RuntimeError> {
+        self.map_err(|source| RuntimeError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Foreground work done in a short-lived, single-threaded CLI process:
+//! running a one-off container (`zlayer run`) and exec into a running one.
+
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use crate::cgroup::{remove_leftovers, CgroupStats};
+use crate::config::ContainerConfig;
+use crate::error::RuntimeError;
+use crate::layout::{ContainerDir, ExitInfo};
+use crate::shim::{create, now_ms, reap_until};
+
+/// Runs `cfg` to completion with the caller's stdio and removes it afterwards.
+pub fn run_foreground(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitInfo, RuntimeError> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let mut container = create(dir, cfg, None)?;
+    let started = container.start();
+    let (code, signal) = match started {
+        Ok(()) => reap_until(container.pid().map(|p| p.as_raw()).unwrap_or(0)),
+        Err(e) => {
+            let _ = container.delete(true);
+            remove_leftovers(&cfg.cgroup_path);
+            return Err(e.into());
+        }
+    };
+    let oom_killed = CgroupStats::read(&cfg.cgroup_path).oom_kills > 0;
+    let _ = container.delete(true);
+    remove_leftovers(&cfg.cgroup_path);
+    Ok(ExitInfo {
+        code,
+        signal,
+        oom_killed,
+        finished_at_ms: now_ms(),
+    })
+}
+
+/// Runs `args` inside the running container `id` with the caller's stdio;
+/// returns the exit status (128 + signal when killed).
+pub fn exec_in(
+    runtime_root: &Path,
+    id: &str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> Result<i32, RuntimeError> {
+    let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(runtime_root)?
+        .as_tenant()
+        .with_container_args(args)
+        .with_env(env.into_iter().collect())
+        .with_detach(true)
+        .build()?;
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

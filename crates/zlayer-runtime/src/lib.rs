@@ -1,0 +1,34 @@
+//! zlayer-runtime owns the life of one container: the OCI runtime config
+//! (hardening defaults, cgroup limits, mounts), creation and start through
+//! `libcontainer` inside a shim process, exec, stop with grace, exit status
+//! (OOM included), cgroup usage, and re-adoption after an agent restart.
+//!
+//! It must not decide what should run, and it knows nothing of services,
+//! images or networks beyond the paths it is handed.
+//!
+//! The shim is the `zlayer` binary re-executed (`zlayer shim DIR`). It holds
+//! the container's init as its child, so containers outlive the agent and
+//! their exit status is written to `DIR/exit.json` even when no agent runs.
+
+mod cgroup;
+mod config;
+mod error;
+mod exec;
+mod layout;
+mod oci;
+mod seccomp;
+mod shim;
+
+pub use cgroup::{CgroupStats, CgroupVersion};
+pub use config::{ContainerConfig, Limits, MountSpec};
+pub use error::RuntimeError;
+pub use exec::{exec_in, run_foreground};
+pub use layout::{ContainerDir, ExitInfo, Status};
+pub use shim::{shim_main, spawn_shim, ShimStarted};
+
+/// Signal number for a name such as `SIGTERM` (used by stop sequences).
+pub fn signal_number(name: &str) -> Option<i32> {
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}

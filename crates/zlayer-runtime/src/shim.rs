@@ -1,0 +1,222 @@
+//! The shim: `zlayer shim DIR`, one per container. It detaches from the
+//! agent (fork, setsid), creates and starts the container through
+//! libcontainer with stdout/stderr appended to `DIR/log`, reports the init
+//! pid on its stdout, then reaps the init and records its exit in
+//! `DIR/exit.json`. The agent may die and come back at any point.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, setsid, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{remove_leftovers, CgroupStats};
+use crate::config::ContainerConfig;
+use crate::error::{IoContext, RuntimeError};
+use crate::layout::{ContainerDir, ExitInfo, ShimRecord};
+use crate::oci::build_spec;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShimStarted {
+    pub init_pid: i32,
+    pub shim_pid: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum ShimReport {
+    Started { init_pid: i32, shim_pid: i32 },
+    Failed { error: String },
+}
+
+/// Starts a container in its own shim and waits until it runs (or fails).
+/// Blocking: call from a blocking thread. `exe` is the zlayer binary.
+pub fn spawn_shim(
+    exe: &Path,
+    dir: &ContainerDir,
+    cfg: &ContainerConfig,
+) -> Result<ShimStarted, RuntimeError> {
+    let d = dir.dir();
+    fs::create_dir_all(&d).at(&d)?;
+    ContainerDir::write_json(&dir.request_path(), cfg)?;
+    let shim_log = d.join("shim.log");
+    let mut child = Command::new(exe)
+        .arg("shim")
+        .arg(&d)
+        .arg("--data-dir")
+        .arg(&dir.data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&shim_log).at(&shim_log)?)
+        .env_remove("RUST_LOG")
+        .spawn()
+        .at(exe)?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    // The first shim process forks and exits at once; its child reports here.
+    let _ = child.wait();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).at(&d)?;
+    match serde_json::from_str::<ShimReport>(&line) {
+        Ok(ShimReport::Started { init_pid, shim_pid }) => Ok(ShimStarted { init_pid, shim_pid }),
+        Ok(ShimReport::Failed { error }) => Err(RuntimeError::Shim {
+            id: dir.id.clone(),
+            reason: error,
+        }),
+        Err(_) => {
+            let log = fs::read_to_string(&shim_log).unwrap_or_default();
+            Err(RuntimeError::Shim {
+                id: dir.id.clone(),
+                reason: format!("shim exited without a report: {}", log.trim()),
+            })
+        }
+    }
+}
+
+/// Entry point of `zlayer shim DIR --data-dir D`. Never returns.
+pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
+    // SAFETY: called first thing in a fresh single-threaded process.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            report(&ShimReport::Failed {
+                error: format!("fork: {e}"),
+            });
+            std::process::exit(1)
+        }
+    }
+    let _ = setsid();
+    // SAFETY: prctl with an integer argument has no memory effects.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let id = container_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = ContainerDir::new(data_dir, id);
+    let (mut container, cfg) = match create_and_start(&dir) {
+        Ok(v) => v,
+        Err(e) => {
+            report(&ShimReport::Failed {
+                error: e.to_string(),
+            });
+            let _ = dir_cleanup_failed(&dir);
+            std::process::exit(1)
+        }
+    };
+    let init_pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
+    let shim_pid = std::process::id() as i32;
+    let _ = dir.write_shim(&ShimRecord { shim_pid, init_pid });
+    report(&ShimReport::Started { init_pid, shim_pid });
+    detach_stdio();
+    let (code, signal) = reap_until(init_pid);
+    let oom_killed = CgroupStats::read(&cfg.cgroup_path).oom_kills > 0;
+    let _ = container.delete(true);
+    remove_leftovers(&cfg.cgroup_path);
+    let finished_at_ms = now_ms();
+    let _ = dir.write_exit(&ExitInfo {
+        code,
+        signal,
+        oom_killed,
+        finished_at_ms,
+    });
+    std::process::exit(0)
+}
+
+fn create_and_start(
+    dir: &ContainerDir,
+) -> Result<(libcontainer::container::Container, ContainerConfig), RuntimeError> {
+    let req = fs::read(dir.request_path()).at(dir.request_path())?;
+    let cfg: ContainerConfig =
+        serde_json::from_slice(&req).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+    let container = create(dir, &cfg, Some(&cfg.log_path))?;
+    let mut container = container;
+    container.start()?;
+    Ok((container, cfg))
+}
+
+/// Writes the bundle and creates (but does not start) the container. With
+/// `log` set, stdout and stderr append to it; otherwise they are inherited.
+pub(crate) fn create(
+    dir: &ContainerDir,
+    cfg: &ContainerConfig,
+    log: Option<&PathBuf>,
+) -> Result<libcontainer::container::Container, RuntimeError> {
+    let bundle = dir.bundle();
+    fs::create_dir_all(&bundle).at(&bundle)?;
+    let spec = build_spec(cfg)?;
+    spec.save(bundle.join("config.json"))
+        .map_err(|e| RuntimeError::Spec(e.to_string()))?;
+    let root = dir.runtime_root();
+    fs::create_dir_all(&root).at(&root)?;
+    let mut builder =
+        ContainerBuilder::new(cfg.id.clone(), SyscallType::default()).with_root_path(&root)?;
+    if let Some(log) = log {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .at(log)?;
+        let err = out.try_clone().at(log)?;
+        builder = builder
+            .with_stdout(OwnedFd::from(out))
+            .with_stderr(OwnedFd::from(err));
+    }
+    Ok(builder
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()?)
+}
+
+fn dir_cleanup_failed(dir: &ContainerDir) -> Result<(), RuntimeError> {
+    let state = dir.runtime_root().join(&dir.id);
+    if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
+        let _ = c.delete(true);
+    }
+    let _ = fs::remove_dir_all(state);
+    Ok(())
+}
+
+/// Reaps children (we are a subreaper) until `init_pid` exits; returns its code or signal.
+pub(crate) fn reap_until(init_pid: i32) -> (Option<i32>, Option<i32>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init_pid => {
+                return (Some(code), None)
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init_pid => {
+                return (None, Some(sig as i32))
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return (None, None),
+        }
+    }
+}
+
+fn report(r: &ShimReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
+    let _ = out.flush();
+}
+
+fn detach_stdio() {
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let fd = null.as_raw_fd();
+        let _ = nix::unistd::dup2(fd, 1);
+        let _ = nix::unistd::dup2(fd, 2);
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

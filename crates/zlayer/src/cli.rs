@@ -1,0 +1,148 @@
+//! Command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "zlayer",
+    version,
+    about = "A daemonless, single-binary container orchestrator"
+)]
+pub struct Cli {
+    /// Node data directory (state, images, containers, socket).
+    #[arg(
+        long,
+        global = true,
+        env = "ZLAYER_DATA_DIR",
+        default_value = "/var/lib/zlayer"
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check a spec file offline.
+    Validate { file: PathBuf },
+    /// Spec tooling.
+    Spec {
+        #[command(subcommand)]
+        command: SpecCommand,
+    },
+    /// Apply a spec and run it (foreground until Ctrl-C, or -d to detach).
+    Up {
+        file: PathBuf,
+        /// Return once every replica is healthy and leave the node running.
+        #[arg(short, long)]
+        detach: bool,
+        /// With -d: give up waiting after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop and remove a deployment.
+    Down { deployment: String },
+    /// List replicas.
+    Ps {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show replica logs: SERVICE or SERVICE/N.
+    Logs {
+        target: String,
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Run a command in a replica: SERVICE/N -- CMD...
+    Exec {
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run a one-off container and propagate its exit status.
+    Run {
+        image: String,
+        /// Remove the container afterwards (the default; kept for Docker habits).
+        #[arg(long)]
+        rm: bool,
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        #[arg(long)]
+        memory: Option<String>,
+        #[arg(long)]
+        cpus: Option<f64>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Recent events (starts, exits, OOM kills, health changes).
+    Events {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Local images.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// The node process.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Internal: the per-container shim.
+    #[command(hide = true)]
+    Shim { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum SpecCommand {
+    /// Print the JSON Schema of the spec format.
+    Schema,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI image-layout or `docker save` tarball.
+    Import {
+        file: PathBuf,
+    },
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Run the node in the foreground.
+    Start {
+        /// Address for /metrics over TCP.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_addr: String,
+        /// Container network (this node's pool).
+        #[arg(long, default_value = "10.231.0.0/24")]
+        cidr: String,
+        /// Bridge interface name.
+        #[arg(long, default_value = "zlayer0")]
+        bridge: String,
+    },
+    /// Stop the node (containers keep running).
+    Stop,
+}
