@@ -7,6 +7,12 @@
 //! exists) and does no container, netlink or image work itself: it calls
 //! zlayer-runtime, zlayer-net and zlayer-image.
 
+mod api;
+pub mod health;
 pub mod ids;
 pub mod launch;
+pub mod metrics;
+pub mod node;
 pub mod oneoff;
+pub mod replica;
+pub mod state;

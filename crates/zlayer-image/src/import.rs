@@ -47,7 +47,7 @@ impl ImageStore {
             .is_ok()
             && magic == [0x1f, 0x8b];
         if gz {
-            reader = Box::new(flate2::read::GzDecoder::new(reader));
+            reader = Box::new(flate2::read::MultiGzDecoder::new(reader));
         }
         let u = self.store_entries(reader, archive)?;
         let fallback = archive

@@ -27,7 +27,7 @@ pub fn unpack_layer(mut reader: impl BufRead, dst: &Path) -> Result<String, Imag
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
     let decompressed: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(reader))
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
         Box::new(zstd::stream::read::Decoder::with_buffer(reader).at(dst)?)
     } else {

@@ -67,7 +67,11 @@ pub enum Command {
     },
     /// Run a command in a replica: SERVICE/N -- CMD...
     Exec {
-        target: String,
+        #[arg(required_unless_present = "id")]
+        target: Option<String>,
+        /// Internal: address the container by id (used by command health checks).
+        #[arg(long, hide = true)]
+        id: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },

@@ -1,7 +1,11 @@
 //! One module per command; each parses nothing and decides nothing, it calls
 //! a library entry point and formats the answer.
 
+mod deploy;
+mod exec;
 mod image;
+mod logs;
+mod node;
 mod run;
 mod spec;
 
@@ -25,6 +29,38 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             rm: _,
         } => run::run(&data, &image, env, memory, cpus, user, command),
         Command::Shim { dir } => zlayer_runtime::shim_main(&dir, &data),
-        _ => anyhow::bail!("this command needs the node, which is not built yet"),
+        Command::Exec {
+            target,
+            id,
+            command,
+        } => exec::exec(&data, target, id, command),
+        Command::Node { command } => node::node(&data, command),
+        Command::Up {
+            file,
+            detach,
+            timeout,
+        } => deploy::up(&data, &file, detach, timeout),
+        Command::Down { deployment } => deploy::down(&data, &deployment),
+        Command::Ps { output } => deploy::ps(&data, output),
+        Command::Events { output } => deploy::events(&data, output),
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => logs::logs(&data, &target, follow, tail),
     }
+}
+
+/// A single-threaded runtime for talking to the node: no worker threads, so
+/// the process may still fork for libcontainer afterwards.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+pub(crate) fn client(data: &std::path::Path) -> zlayer_api::Client {
+    zlayer_api::Client::new(data.join("zlayer.sock"))
 }

@@ -1,0 +1,29 @@
+//! The node's answers to the API's closed set of requests.
+
+use zlayer_api::{ApplyRequest, ApplyResponse, Backend, Event, ReplicaLocation, ReplicaView};
+
+use crate::node::Node;
+
+impl Backend for Node {
+    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, String> {
+        Node::apply(self, req).await
+    }
+    async fn down(&self, deployment: String) -> Result<(), String> {
+        Node::down(self, &deployment).await
+    }
+    async fn ps(&self) -> Vec<ReplicaView> {
+        self.views()
+    }
+    async fn events(&self) -> Vec<Event> {
+        Node::events(self)
+    }
+    async fn locate(&self, target: String) -> Result<Vec<ReplicaLocation>, String> {
+        Node::locate(self, &target)
+    }
+    async fn metrics(&self) -> String {
+        crate::metrics::render(self)
+    }
+    fn shutdown(&self) {
+        self.quit.notify_one();
+    }
+}

@@ -1,0 +1,778 @@
+//! The node: API, state, and the reconcile loop that sorts replicas into
+//! keep / start / restart / stop and acts, once every 250 ms or on demand.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use zlayer_api::{ApplyRequest, ApplyResponse, Event, ReplicaLocation, ReplicaView};
+use zlayer_image::ImageStore;
+use zlayer_net::{DnsTable, PortPublisher};
+use zlayer_runtime::{ContainerDir, Status};
+use zlayer_spec::{DependsCondition, Expose, OnTimeout, ResourceType, Spec};
+
+use crate::replica::{self, NodePaths};
+use crate::state::{Deployment, Health, Replica, ReplicaState, Store};
+
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub exe: PathBuf,
+    pub bridge: String,
+    pub cidr: zlayer_net::Cidr,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+pub struct Node {
+    pub(crate) paths: NodePaths,
+    pub(crate) store: Store,
+    pub(crate) images: ImageStore,
+    dns: DnsTable,
+    events: Mutex<VecDeque<Event>>,
+    publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
+    depends_since: Mutex<HashMap<String, u64>>,
+    pub(crate) wake: Notify,
+    pub(crate) quit: Notify,
+    pub(crate) node_name: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn backoff_ms(restarts: u32) -> u64 {
+    (250u64 << restarts.min(7)).min(30_000)
+}
+
+impl Node {
+    pub fn open(cfg: &NodeConfig) -> Result<Arc<Node>, String> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+        let store = Store::open(&cfg.data_dir.join("state")).map_err(|e| e.to_string())?;
+        let images = ImageStore::open(cfg.data_dir.join("images")).map_err(|e| e.to_string())?;
+        let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "node".into());
+        Ok(Arc::new(Node {
+            paths: NodePaths {
+                data_dir: cfg.data_dir.clone(),
+                exe: cfg.exe.clone(),
+                bridge: cfg.bridge.clone(),
+                cidr: cfg.cidr,
+            },
+            store,
+            images,
+            dns: DnsTable::default(),
+            events: Mutex::new(VecDeque::new()),
+            publishers: tokio::sync::Mutex::new(HashMap::new()),
+            depends_since: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            quit: Notify::new(),
+            node_name,
+        }))
+    }
+
+    /// Runs until shutdown is requested. Containers keep running afterwards.
+    pub async fn run(self: Arc<Self>, metrics_addr: Option<SocketAddr>) -> Result<(), String> {
+        let p = &self.paths;
+        zlayer_net::ensure_bridge(&zlayer_net::BridgeConfig {
+            name: p.bridge.clone(),
+            cidr: p.cidr,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        zlayer_net::ensure_masquerade(&format!("zlayer_{}", p.bridge), &p.bridge, &p.cidr)
+            .map_err(|e| e.to_string())?;
+        let _dns =
+            zlayer_net::DnsServer::bind(SocketAddr::from((p.cidr.gateway(), 53)), self.dns.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        let sock = p.data_dir.join("zlayer.sock");
+        let (api_sock, me) = (sock.clone(), self.clone());
+        let api = tokio::spawn(async move {
+            if let Err(e) = zlayer_api::serve(api_sock.clone(), me).await {
+                tracing::error!("api on {}: {e}", api_sock.display());
+            }
+        });
+        if let Some(addr) = metrics_addr {
+            crate::metrics::serve_tcp(self.clone(), addr).await?;
+        }
+        tracing::info!(data_dir = %p.data_dir.display(), "node started");
+        loop {
+            self.reconcile().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = self.quit.notified() => break,
+            }
+        }
+        api.abort();
+        let _ = std::fs::remove_file(&sock);
+        Ok(())
+    }
+
+    pub(crate) fn event(&self, r: &Replica, kind: &str, message: String) {
+        tracing::info!(deployment = %r.deployment, service = %r.service, replica = r.index, kind, "{message}");
+        if let Ok(mut ev) = self.events.lock() {
+            if ev.len() >= 1000 {
+                ev.pop_front();
+            }
+            ev.push_back(Event {
+                time_ms: now_ms(),
+                deployment: r.deployment.clone(),
+                service: r.service.clone(),
+                replica: r.index,
+                kind: kind.into(),
+                message,
+            });
+        }
+    }
+
+    fn specs(&self) -> Vec<(Deployment, Spec)> {
+        self.store
+            .deployments()
+            .into_iter()
+            .filter_map(|d| zlayer_spec::parse(&d.file, &d.text).ok().map(|s| (d, s)))
+            .collect()
+    }
+
+    async fn reconcile(self: &Arc<Self>) {
+        let specs = self.specs();
+        let mut replicas: BTreeMap<String, Replica> = self
+            .store
+            .replicas()
+            .into_iter()
+            .map(|r| (r.key(), r))
+            .collect();
+        // Observe: exits of running replicas (also those that exited while no agent ran).
+        for r in replicas.values_mut() {
+            if r.state != ReplicaState::Running {
+                continue;
+            }
+            match ContainerDir::new(&self.paths.data_dir, &r.container_id).status() {
+                Status::Running { .. } => {}
+                Status::Exited(info) => {
+                    let kind = if info.oom_killed { "oom" } else { "exit" };
+                    self.event(r, kind, format!("{} {}", r.container_id, info.describe()));
+                    r.message = info.describe();
+                    r.last_exit = Some(info);
+                    self.finish(r).await;
+                }
+                Status::Lost => {
+                    self.event(
+                        r,
+                        "lost",
+                        format!("{} vanished (no shim, no exit record)", r.container_id),
+                    );
+                    r.message = "container lost".into();
+                    self.finish(r).await;
+                }
+            }
+        }
+        // Desired against actual.
+        let mut wanted = HashSet::new();
+        for (d, spec) in &specs {
+            let env = resolve_env(d);
+            for name in zlayer_spec::start_order(spec) {
+                let svc = &spec.services[&name];
+                let n = svc.scale.initial_replicas();
+                for idx in 1..=n {
+                    let key = crate::state::key(&spec.deployment, &name, idx);
+                    wanted.insert(key.clone());
+                    let existing = replicas.get(&key).cloned();
+                    if let Some(r) = self
+                        .step(
+                            spec,
+                            &name,
+                            idx,
+                            existing,
+                            &replicas,
+                            env.get(&name).cloned().unwrap_or_default(),
+                        )
+                        .await
+                    {
+                        replicas.insert(key, r);
+                    }
+                }
+            }
+        }
+        // Unwanted: stop and forget.
+        for (key, r) in replicas.clone() {
+            if !wanted.contains(&key) {
+                if r.state == ReplicaState::Running {
+                    let (sig, grace) = stop_params(&specs, &r);
+                    replica::stop(&self.paths, &r.container_id, sig, grace).await;
+                }
+                replica::cleanup(&self.paths, &self.images, &r.container_id).await;
+                let _ = self.store.remove_replica(&key);
+                self.event(&r, "removed", format!("replica {} removed", r.index));
+                replicas.remove(&key);
+            }
+        }
+        self.check_health(&specs, &mut replicas).await;
+        self.publish(&specs, &replicas).await;
+    }
+
+    /// Cleans up after an exit and schedules the restart.
+    async fn finish(&self, r: &mut Replica) {
+        replica::cleanup(&self.paths, &self.images, &r.container_id).await;
+        r.state = ReplicaState::Exited;
+        r.health = Health::None;
+        r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+        let _ = self.store.put_replica(r);
+    }
+
+    /// Decides and performs what one replica slot needs; returns its new record.
+    async fn step(
+        &self,
+        spec: &Spec,
+        name: &str,
+        idx: u32,
+        existing: Option<Replica>,
+        all: &BTreeMap<String, Replica>,
+        env: Vec<(String, String)>,
+    ) -> Option<Replica> {
+        let svc = &spec.services[name];
+        let now = now_ms();
+        let mut r = match existing {
+            Some(r) if r.state == ReplicaState::Running || r.state == ReplicaState::Failed => {
+                return None
+            }
+            Some(r) if r.state == ReplicaState::Exited => {
+                let ok = r.last_exit.as_ref().is_some_and(|e| e.status() == 0);
+                if svc.rtype == ResourceType::Job && ok {
+                    return None;
+                }
+                if now < r.restart_at_ms {
+                    return None;
+                }
+                let mut r = r;
+                r.restarts += 1;
+                r
+            }
+            Some(r) => r,
+            None => Replica {
+                deployment: spec.deployment.clone(),
+                service: name.to_string(),
+                index: idx,
+                container_id: String::new(),
+                ip: None,
+                state: ReplicaState::Pending,
+                health: Health::None,
+                restarts: 0,
+                created_ms: now,
+                started_ms: 0,
+                last_exit: None,
+                restart_at_ms: 0,
+                message: String::new(),
+                failed_checks: 0,
+            },
+        };
+        if svc.rtype == ResourceType::Cron {
+            r.message = "cron scheduling is not part of the single-node slice yet".into();
+            return Some(r);
+        }
+        if let Err(why) = self.depends_met(spec, name, all) {
+            let since = *self
+                .depends_since
+                .lock()
+                .ok()?
+                .entry(r.key())
+                .or_insert(now);
+            let dep = svc.depends.iter().find(|d| why.contains(&d.service));
+            match dep {
+                Some(d)
+                    if now - since > d.timeout.0.as_millis() as u64
+                        && d.on_timeout == OnTimeout::Fail =>
+                {
+                    r.state = ReplicaState::Failed;
+                    r.message = format!("gave up: {why}");
+                    self.event(&r, "failed", r.message.clone());
+                    let _ = self.store.put_replica(&r);
+                    return Some(r);
+                }
+                Some(d) if now - since > d.timeout.0.as_millis() as u64 => {}
+                _ => {
+                    r.message = why;
+                    return Some(r);
+                }
+            }
+        }
+        let used: HashSet<Ipv4Addr> = all
+            .values()
+            .filter(|x| x.key() != r.key())
+            .filter_map(|x| x.ip)
+            .collect();
+        let ip = match zlayer_net::allocate(&self.paths.cidr, &used) {
+            Ok(ip) => ip,
+            Err(e) => {
+                r.message = e.to_string();
+                return Some(r);
+            }
+        };
+        let search = format!("{}.zlayer", spec.deployment);
+        match replica::start(
+            &self.paths,
+            &self.images,
+            &spec.deployment,
+            name,
+            svc,
+            idx,
+            &env,
+            ip,
+            &search,
+        )
+        .await
+        {
+            Ok(s) => {
+                r.container_id = s.container_id;
+                r.ip = Some(s.ip);
+                r.state = ReplicaState::Running;
+                r.health = if svc.health.is_some() {
+                    Health::Starting
+                } else {
+                    Health::None
+                };
+                r.started_ms = now_ms();
+                r.failed_checks = 0;
+                r.message.clear();
+                self.event(
+                    &r,
+                    "started",
+                    format!("{} started at {}", r.container_id, s.ip),
+                );
+            }
+            Err(e) => {
+                r.state = ReplicaState::Exited;
+                r.ip = None;
+                r.message = format!("start failed: {e}");
+                r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+                self.event(&r, "start-failed", e);
+            }
+        }
+        let _ = self.store.put_replica(&r);
+        Some(r)
+    }
+
+    fn depends_met(
+        &self,
+        spec: &Spec,
+        name: &str,
+        all: &BTreeMap<String, Replica>,
+    ) -> Result<(), String> {
+        for d in &spec.services[name].depends {
+            let n = spec
+                .services
+                .get(&d.service)
+                .map(|s| s.scale.initial_replicas())
+                .unwrap_or(0);
+            let reps: Vec<&Replica> = (1..=n)
+                .filter_map(|i| all.get(&crate::state::key(&spec.deployment, &d.service, i)))
+                .collect();
+            let running = reps
+                .iter()
+                .filter(|r| r.state == ReplicaState::Running)
+                .count();
+            let healthy = reps
+                .iter()
+                .filter(|r| {
+                    r.state == ReplicaState::Running
+                        && matches!(r.health, Health::Healthy | Health::None)
+                })
+                .count();
+            let ok = match d.condition {
+                DependsCondition::Started => running as u32 >= n.max(1).min(n.max(1)),
+                DependsCondition::Healthy => healthy >= 1,
+                DependsCondition::Ready => healthy as u32 >= n,
+            };
+            if !ok {
+                return Err(
+                    format!("waiting for `{}` to be {:?}", d.service, d.condition).to_lowercase(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_health(
+        &self,
+        specs: &[(Deployment, Spec)],
+        replicas: &mut BTreeMap<String, Replica>,
+    ) {
+        let now = now_ms();
+        let mut probes = Vec::new();
+        for r in replicas.values() {
+            let Some(svc) = specs
+                .iter()
+                .find(|(_, s)| s.deployment == r.deployment)
+                .and_then(|(_, s)| s.services.get(&r.service))
+            else {
+                continue;
+            };
+            let (Some(h), Some(ip), ReplicaState::Running) = (&svc.health, r.ip, r.state) else {
+                continue;
+            };
+            let since_start = now.saturating_sub(r.started_ms);
+            if since_start < h.start_grace.0.as_millis() as u64 {
+                continue;
+            }
+            let interval = h.interval.0.as_millis() as u64;
+            let last = self.last_probe(&r.key());
+            if now.saturating_sub(last) < interval {
+                continue;
+            }
+            self.set_last_probe(&r.key(), now);
+            let (check, timeout, exe, data, cid, key) = (
+                h.check.clone(),
+                h.timeout.0,
+                self.paths.exe.clone(),
+                self.paths.data_dir.clone(),
+                r.container_id.clone(),
+                r.key(),
+            );
+            probes.push(async move {
+                (
+                    key,
+                    crate::health::probe(&check, ip, timeout, &exe, &data, &cid).await,
+                )
+            });
+        }
+        for (key, result) in futures_join_all(probes).await {
+            let Some(r) = replicas.get_mut(&key) else {
+                continue;
+            };
+            let retries = specs
+                .iter()
+                .find(|(_, s)| s.deployment == r.deployment)
+                .and_then(|(_, s)| s.services.get(&r.service))
+                .and_then(|s| s.health.as_ref())
+                .map(|h| h.retries)
+                .unwrap_or(3);
+            let before = r.health;
+            match result {
+                Ok(()) => {
+                    r.failed_checks = 0;
+                    r.health = Health::Healthy;
+                }
+                Err(e) => {
+                    r.failed_checks += 1;
+                    r.message = format!("health check failed: {e}");
+                    if r.failed_checks as i64 >= retries {
+                        r.health = Health::Unhealthy;
+                    }
+                }
+            }
+            if before != r.health {
+                self.event(
+                    r,
+                    "health",
+                    format!("{:?} -> {:?}", before, r.health).to_lowercase(),
+                );
+            }
+            if r.health == Health::Unhealthy {
+                self.event(r, "restart", "unhealthy: restarting".into());
+                let _ =
+                    ContainerDir::new(&self.paths.data_dir, &r.container_id).signal(libc::SIGKILL);
+            }
+            let _ = self.store.put_replica(r);
+        }
+    }
+
+    fn last_probe(&self, key: &str) -> u64 {
+        self.depends_since
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&format!("probe:{key}")).copied())
+            .unwrap_or(0)
+    }
+    fn set_last_probe(&self, key: &str, t: u64) {
+        if let Ok(mut m) = self.depends_since.lock() {
+            m.insert(format!("probe:{key}"), t);
+        }
+    }
+
+    /// DNS names and published ports follow the replicas that may serve.
+    async fn publish(&self, specs: &[(Deployment, Spec)], replicas: &BTreeMap<String, Replica>) {
+        let serving = |r: &&Replica| {
+            r.state == ReplicaState::Running && matches!(r.health, Health::Healthy | Health::None)
+        };
+        let mut names: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for r in replicas.values().filter(serving) {
+            let Some(ip) = r.ip else { continue };
+            for n in [
+                r.service.clone(),
+                format!("{}.{}", r.service, r.deployment),
+                format!("{}.{}.zlayer", r.service, r.deployment),
+            ] {
+                names.entry(n).or_default().push(ip);
+            }
+            names
+                .entry(format!("{}-{}", r.service, r.index))
+                .or_default()
+                .push(ip);
+            names
+                .entry(format!("{}-{}.{}.zlayer", r.service, r.index, r.deployment))
+                .or_default()
+                .push(ip);
+        }
+        self.dns.replace(names);
+        let mut wanted: HashMap<u16, Vec<SocketAddr>> = HashMap::new();
+        for (_, spec) in specs {
+            for (name, svc) in &spec.services {
+                for ep in svc.endpoints.iter().filter(|e| e.expose == Expose::Public) {
+                    let backends = replicas
+                        .values()
+                        .filter(serving)
+                        .filter(|r| r.deployment == spec.deployment && &r.service == name)
+                        .filter_map(|r| r.ip)
+                        .map(|ip| SocketAddr::from((ip, ep.container_port())));
+                    wanted
+                        .entry(ep.published_port())
+                        .or_default()
+                        .extend(backends);
+                }
+            }
+        }
+        let mut pubs = self.publishers.lock().await;
+        pubs.retain(|port, _| wanted.contains_key(port));
+        for (port, backends) in wanted {
+            if !pubs.contains_key(&port) {
+                match PortPublisher::bind(SocketAddr::from(([0, 0, 0, 0], port))).await {
+                    Ok(p) => {
+                        pubs.insert(port, p);
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        continue;
+                    }
+                }
+            }
+            if let Some(p) = pubs.get(&port) {
+                p.backends.send_if_modified(|cur| {
+                    let changed = *cur != backends;
+                    *cur = backends.clone();
+                    changed
+                });
+            }
+        }
+    }
+
+    pub(crate) async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, String> {
+        let spec = zlayer_spec::parse(&req.file, &req.text).map_err(|e| e.to_string())?;
+        let d = Deployment {
+            name: spec.deployment.clone(),
+            file: req.file.clone(),
+            text: req.text.clone(),
+            env: req.env.clone(),
+        };
+        resolve_env_checked(&d, &spec)?;
+        for (name, svc) in &spec.services {
+            self.images
+                .resolve(&svc.image.name)
+                .map_err(|e| format!("service `{name}`: {e}"))?;
+        }
+        let changed = self
+            .store
+            .deployment(&d.name)
+            .is_none_or(|old| old.text != d.text || old.env != d.env);
+        if changed {
+            // Replicas of a changed spec are replaced; unchanged specs are left alone.
+            if self.store.deployment(&d.name).is_some() {
+                for r in self
+                    .store
+                    .replicas()
+                    .into_iter()
+                    .filter(|r| r.deployment == d.name)
+                {
+                    if r.state == ReplicaState::Running {
+                        replica::stop(
+                            &self.paths,
+                            &r.container_id,
+                            libc::SIGTERM,
+                            Duration::from_secs(10),
+                        )
+                        .await;
+                    }
+                    replica::cleanup(&self.paths, &self.images, &r.container_id).await;
+                    let _ = self.store.remove_replica(&r.key());
+                }
+            }
+            self.store.put_deployment(&d).map_err(|e| e.to_string())?;
+        }
+        self.wake.notify_one();
+        Ok(ApplyResponse {
+            deployment: d.name,
+            services: spec.services.keys().cloned().collect(),
+            changed,
+        })
+    }
+
+    pub(crate) async fn down(&self, name: &str) -> Result<(), String> {
+        if !self
+            .store
+            .remove_deployment(name)
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!("no deployment named `{name}`"));
+        }
+        self.wake.notify_one();
+        for _ in 0..1200 {
+            if !self.store.replicas().iter().any(|r| r.deployment == name) {
+                let _ = std::fs::remove_dir_all(self.paths.data_dir.join("logs").join(name));
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("deployment `{name}` is still stopping"))
+    }
+
+    pub(crate) fn views(&self) -> Vec<ReplicaView> {
+        let now = now_ms();
+        self.store
+            .replicas()
+            .into_iter()
+            .map(|r| {
+                let oom = r.last_exit.as_ref().is_some_and(|e| e.oom_killed)
+                    && r.state != ReplicaState::Running;
+                ReplicaView {
+                    deployment: r.deployment.clone(),
+                    service: r.service.clone(),
+                    replica: r.index,
+                    node: self.node_name.clone(),
+                    state: if oom {
+                        "oom-killed".into()
+                    } else {
+                        format!("{:?}", r.state).to_lowercase()
+                    },
+                    health: format!("{:?}", r.health).to_lowercase(),
+                    restarts: r.restarts,
+                    ip: r.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    age_secs: now.saturating_sub(r.created_ms) / 1000,
+                    container_id: r.container_id.clone(),
+                    message: r.message.clone(),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn locate(&self, target: &str) -> Result<Vec<ReplicaLocation>, String> {
+        let (svc, idx) = match target.split_once('/') {
+            Some((s, i)) => (
+                s,
+                Some(
+                    i.parse::<u32>()
+                        .map_err(|_| format!("`{target}`: write SERVICE or SERVICE/N"))?,
+                ),
+            ),
+            None => (target, None),
+        };
+        let out: Vec<ReplicaLocation> = self
+            .store
+            .replicas()
+            .into_iter()
+            .filter(|r| r.service == svc && idx.is_none_or(|i| i == r.index))
+            .map(|r| ReplicaLocation {
+                service: r.service.clone(),
+                replica: r.index,
+                runtime_root: self.paths.data_dir.join("runtime").display().to_string(),
+                log_path: self
+                    .paths
+                    .log_path(&r.deployment, &r.service, r.index)
+                    .display()
+                    .to_string(),
+                container_id: if r.state == ReplicaState::Running {
+                    r.container_id
+                } else {
+                    String::new()
+                },
+            })
+            .collect();
+        if out.is_empty() {
+            return Err(format!("no replica matches `{target}` (see `zlayer ps`)"));
+        }
+        Ok(out)
+    }
+}
+
+async fn futures_join_all<F: std::future::Future + Send + 'static>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn stop_params(specs: &[(Deployment, Spec)], r: &Replica) -> (i32, Duration) {
+    let svc = specs
+        .iter()
+        .find(|(_, s)| s.deployment == r.deployment)
+        .and_then(|(_, s)| s.services.get(&r.service));
+    let sig = svc
+        .and_then(|s| s.stop.signal.as_deref())
+        .and_then(zlayer_runtime::signal_number)
+        .unwrap_or(libc::SIGTERM);
+    let grace = svc
+        .map(|s| s.stop.grace.0)
+        .unwrap_or(Duration::from_secs(10));
+    (sig, grace)
+}
+
+/// Per service: env with `$E:` taken from the applying caller's environment.
+fn resolve_env(d: &Deployment) -> HashMap<String, Vec<(String, String)>> {
+    let Ok(spec) = zlayer_spec::parse(&d.file, &d.text) else {
+        return HashMap::new();
+    };
+    spec.services
+        .iter()
+        .map(|(n, s)| {
+            (
+                n.clone(),
+                s.env
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.strip_prefix("$E:").map_or(v.clone(), |var| {
+                                d.env.get(var).cloned().unwrap_or_default()
+                            }),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn resolve_env_checked(d: &Deployment, spec: &Spec) -> Result<(), String> {
+    for (name, svc) in &spec.services {
+        for (k, v) in &svc.env {
+            if let Some(var) = v.strip_prefix("$E:") {
+                if !d.env.contains_key(var) {
+                    return Err(format!("{}: services.{name}.env.{k}: `${var}` is not set in the environment of `zlayer up`", d.file));
+                }
+            }
+            if v.starts_with("$S:") {
+                return Err(format!("{}: services.{name}.env.{k}: secrets (`$S:`) need the secret store, which arrives with the cluster issue; use a literal or `$E:` for now", d.file));
+            }
+        }
+    }
+    Ok(())
+}

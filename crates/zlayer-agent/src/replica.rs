@@ -1,0 +1,207 @@
+//! Starting and stopping one replica: image snapshot, network namespace and
+//! veth, resolv.conf/hosts, the shim; and tearing all of it down again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zlayer_image::{ImageStore, Snapshot};
+use zlayer_runtime::{ContainerDir, Limits, MountSpec, Status};
+use zlayer_spec::{Service, StorageType};
+
+use crate::launch::{container_config, LaunchPaths, Overrides};
+
+pub struct NodePaths {
+    pub data_dir: PathBuf,
+    pub exe: PathBuf,
+    pub bridge: String,
+    pub cidr: zlayer_net::Cidr,
+}
+
+impl NodePaths {
+    pub fn netns(&self, cid: &str) -> PathBuf {
+        self.data_dir.join("netns").join(cid)
+    }
+    pub fn log_path(&self, deployment: &str, service: &str, index: u32) -> PathBuf {
+        self.data_dir
+            .join("logs")
+            .join(deployment)
+            .join(format!("{service}-{index}.log"))
+    }
+}
+
+fn overrides(svc: &Service, env: &[(String, String)], data_dir: &Path) -> Overrides {
+    let mut mounts = Vec::new();
+    for s in &svc.storage {
+        mounts.push(match s.kind {
+            StorageType::Tmpfs => MountSpec::Tmpfs {
+                target: s.target.clone(),
+                size_bytes: s.size.map(|x| x.0),
+            },
+            StorageType::Bind => MountSpec::Bind {
+                source: PathBuf::from(s.source.clone().unwrap_or_default()),
+                target: s.target.clone(),
+                readonly: s.readonly,
+            },
+            StorageType::Named => {
+                let dir = data_dir
+                    .join("volumes")
+                    .join(s.name.clone().unwrap_or_default());
+                let _ = std::fs::create_dir_all(&dir);
+                MountSpec::Bind {
+                    source: dir,
+                    target: s.target.clone(),
+                    readonly: s.readonly,
+                }
+            }
+        });
+    }
+    let cmd = svc.command.clone().unwrap_or_default();
+    Overrides {
+        entrypoint: cmd.entrypoint,
+        args: cmd.args,
+        workdir: cmd.workdir,
+        env: env.to_vec(),
+        user: svc.user.clone(),
+        limits: Limits {
+            cpu: svc.resources.cpu,
+            memory_bytes: svc.resources.memory.map(|m| m.0),
+            pids: svc.resources.pids,
+        },
+        mounts,
+    }
+}
+
+/// Everything a started replica holds, for the record.
+pub struct Started {
+    pub container_id: String,
+    pub ip: std::net::Ipv4Addr,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    p: &NodePaths,
+    images: &ImageStore,
+    deployment: &str,
+    service: &str,
+    svc: &Service,
+    index: u32,
+    env: &[(String, String)],
+    ip: std::net::Ipv4Addr,
+    dns_search: &str,
+) -> Result<Started, String> {
+    let cid = format!(
+        "{deployment}-{service}-{index}-{}",
+        crate::ids::short_random()
+    );
+    let result = start_inner(
+        p, images, deployment, service, svc, index, env, ip, dns_search, &cid,
+    )
+    .await;
+    if result.is_err() {
+        cleanup(p, images, &cid).await;
+    }
+    result.map(|()| Started {
+        container_id: cid,
+        ip,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_inner(
+    p: &NodePaths,
+    images: &ImageStore,
+    deployment: &str,
+    service: &str,
+    svc: &Service,
+    index: u32,
+    env: &[(String, String)],
+    ip: std::net::Ipv4Addr,
+    dns_search: &str,
+    cid: &str,
+) -> Result<(), String> {
+    let resolved = images.resolve(&svc.image.name).map_err(|e| e.to_string())?;
+    let netns = p.netns(cid);
+    zlayer_net::create_netns(&netns).map_err(|e| e.to_string())?;
+    zlayer_net::attach(&p.bridge, &p.cidr, &netns, cid, ip)
+        .await
+        .map_err(|e| e.to_string())?;
+    let snap = Snapshot::prepare(images, cid, &resolved).map_err(|e| e.to_string())?;
+    let dir = ContainerDir::new(&p.data_dir, cid);
+    let etc = dir.dir().join("etc");
+    std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+    let hostname = format!("{service}-{index}");
+    std::fs::write(
+        etc.join("resolv.conf"),
+        format!(
+            "nameserver {}\nsearch {dns_search}\noptions ndots:1\n",
+            p.cidr.gateway()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(
+        etc.join("hosts"),
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n{ip}\t{hostname}\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
+    let mut o = overrides(svc, env, &p.data_dir);
+    for f in ["resolv.conf", "hosts", "hostname"] {
+        o.mounts.push(MountSpec::Bind {
+            source: etc.join(f),
+            target: format!("/etc/{f}"),
+            readonly: false,
+        });
+    }
+    let log = p.log_path(deployment, service, index);
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    let cfg = container_config(
+        &resolved.config,
+        &o,
+        LaunchPaths {
+            id: cid.to_string(),
+            rootfs: snap.rootfs,
+            log_path: log,
+            netns: Some(netns),
+            hostname,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let exe = p.exe.clone();
+    tokio::task::spawn_blocking(move || zlayer_runtime::spawn_shim(&exe, &dir, &cfg))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Signal, wait `grace`, then SIGKILL; returns once the container has exited.
+pub async fn stop(p: &NodePaths, cid: &str, signal: i32, grace: Duration) {
+    let dir = ContainerDir::new(&p.data_dir, cid);
+    if dir.signal(signal).is_ok() {
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline
+            && matches!(dir.status(), Status::Running { .. })
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if matches!(dir.status(), Status::Running { .. }) {
+            let _ = dir.signal(libc::SIGKILL);
+        }
+    }
+    for _ in 0..200 {
+        if !matches!(dir.status(), Status::Running { .. }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Releases everything a container held on this node; safe to repeat.
+pub async fn cleanup(p: &NodePaths, images: &ImageStore, cid: &str) {
+    let _ = zlayer_net::detach(&zlayer_net::host_ifname(cid)).await;
+    let _ = zlayer_net::remove_netns(&p.netns(cid));
+    let _ = Snapshot::remove(images, cid);
+    let _ = ContainerDir::new(&p.data_dir, cid).remove();
+}

@@ -1,0 +1,126 @@
+//! Node-local state in sled: applied deployments and replica records. Every
+//! write is flushed before it is acknowledged, so `kill -9` at any moment
+//! leaves a consistent record to re-adopt from.
+
+use serde::{Deserialize, Serialize};
+use zlayer_runtime::ExitInfo;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Deployment {
+    pub name: String,
+    pub file: String,
+    pub text: String,
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ReplicaState {
+    Pending,
+    Running,
+    Exited,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Health {
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Replica {
+    pub deployment: String,
+    pub service: String,
+    pub index: u32,
+    pub container_id: String,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub state: ReplicaState,
+    pub health: Health,
+    pub restarts: u32,
+    pub created_ms: u64,
+    pub started_ms: u64,
+    pub last_exit: Option<ExitInfo>,
+    pub restart_at_ms: u64,
+    pub message: String,
+    pub failed_checks: u32,
+}
+
+impl Replica {
+    pub fn key(&self) -> String {
+        key(&self.deployment, &self.service, self.index)
+    }
+}
+
+pub fn key(deployment: &str, service: &str, index: u32) -> String {
+    format!("{deployment}/{service}/{index:05}")
+}
+
+pub struct Store {
+    db: sled::Db,
+    deployments: sled::Tree,
+    replicas: sled::Tree,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(String);
+
+fn e(x: impl ToString) -> StoreError {
+    StoreError(x.to_string())
+}
+
+impl Store {
+    pub fn open(path: &std::path::Path) -> Result<Store, StoreError> {
+        let db = sled::open(path).map_err(e)?;
+        Ok(Store {
+            deployments: db.open_tree("deployments").map_err(e)?,
+            replicas: db.open_tree("replicas").map_err(e)?,
+            db,
+        })
+    }
+    pub fn put_deployment(&self, d: &Deployment) -> Result<(), StoreError> {
+        self.deployments
+            .insert(&d.name, serde_json::to_vec(d).map_err(e)?)
+            .map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
+    pub fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
+        let had = self.deployments.remove(name).map_err(e)?.is_some();
+        self.db.flush().map_err(e)?;
+        Ok(had)
+    }
+    pub fn deployments(&self) -> Vec<Deployment> {
+        self.deployments
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+    pub fn deployment(&self, name: &str) -> Option<Deployment> {
+        serde_json::from_slice(&self.deployments.get(name).ok()??).ok()
+    }
+    pub fn put_replica(&self, r: &Replica) -> Result<(), StoreError> {
+        self.replicas
+            .insert(r.key(), serde_json::to_vec(r).map_err(e)?)
+            .map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
+    pub fn remove_replica(&self, key: &str) -> Result<(), StoreError> {
+        self.replicas.remove(key).map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
+    pub fn replicas(&self) -> Vec<Replica> {
+        self.replicas
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+}

@@ -1,0 +1,108 @@
+//! The CLI's side of the unix-socket API.
+
+use std::path::PathBuf;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Method;
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+
+use crate::types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no zlayer node is running at {0} (start one with `zlayer node start` or `zlayer up`)"
+    )]
+    NotRunning(String),
+    #[error("{0}")]
+    Node(String),
+    #[error("talking to the node: {0}")]
+    Transport(String),
+}
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Client {
+            socket: socket.into(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| ClientError::NotRunning(self.socket.display().to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "zlayer")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(ClientError::Node(msg));
+        }
+        Ok(bytes)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let b = self.call(Method::GET, path, Vec::new()).await?;
+        serde_json::from_slice(&b).map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.call(Method::GET, "/v1/ps", Vec::new()).await.is_ok()
+    }
+    pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let b = self.call(Method::POST, "/v1/apply", body).await?;
+        serde_json::from_slice(&b).map_err(|e| ClientError::Transport(e.to_string()))
+    }
+    pub async fn down(&self, deployment: &str) -> Result<(), ClientError> {
+        self.call(Method::POST, &format!("/v1/down/{deployment}"), Vec::new())
+            .await
+            .map(|_| ())
+    }
+    pub async fn ps(&self) -> Result<Vec<ReplicaView>, ClientError> {
+        self.get("/v1/ps").await
+    }
+    pub async fn events(&self) -> Result<Vec<Event>, ClientError> {
+        self.get("/v1/events").await
+    }
+    pub async fn locate(&self, target: &str) -> Result<Vec<ReplicaLocation>, ClientError> {
+        self.get(&format!("/v1/locate/{target}")).await
+    }
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        Ok(
+            String::from_utf8_lossy(&self.call(Method::GET, "/metrics", Vec::new()).await?)
+                .into_owned(),
+        )
+    }
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        self.call(Method::POST, "/v1/shutdown", Vec::new())
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,13 @@
+//! zlayer-api owns the node's HTTP API: the wire types, one parse point
+//! that turns a request into a closed [`Request`] enum, the hyper server on
+//! the node's unix socket (local root only), and the client the CLI uses.
+//!
+//! It contains no business logic: the node implements [`Backend`].
+
+mod client;
+mod server;
+mod types;
+
+pub use client::{Client, ClientError};
+pub use server::{serve, Backend};
+pub use types::*;

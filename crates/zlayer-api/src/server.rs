@@ -1,0 +1,129 @@
+//! The hyper server on the unix socket and the single parse point.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+use crate::types::*;
+
+/// What the node provides; errors are messages for the user.
+pub trait Backend: Send + Sync + 'static {
+    fn apply(
+        &self,
+        req: ApplyRequest,
+    ) -> impl Future<Output = Result<ApplyResponse, String>> + Send;
+    fn down(&self, deployment: String) -> impl Future<Output = Result<(), String>> + Send;
+    fn ps(&self) -> impl Future<Output = Vec<ReplicaView>> + Send;
+    fn events(&self) -> impl Future<Output = Vec<Event>> + Send;
+    fn locate(
+        &self,
+        target: String,
+    ) -> impl Future<Output = Result<Vec<ReplicaLocation>, String>> + Send;
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+    fn shutdown(&self);
+}
+
+/// Serves the API on `socket` until the process ends.
+pub async fn serve<B: Backend>(socket: PathBuf, backend: Arc<B>) -> std::io::Result<()> {
+    let socket = socket.as_path();
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let b = backend.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let b = b.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(b, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// The one place a raw HTTP request becomes a [`Request`].
+async fn parse(req: hyper::Request<Incoming>) -> Result<Request, (StatusCode, String)> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (parts.method, segs.as_slice()) {
+        (Method::POST, ["v1", "apply"]) => {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+                .to_bytes();
+            let a: ApplyRequest = serde_json::from_slice(&bytes)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad apply body: {e}")))?;
+            Ok(Request::Apply(a))
+        }
+        (Method::POST, ["v1", "down", dep]) => Ok(Request::Down(dep.to_string())),
+        (Method::GET, ["v1", "ps"]) => Ok(Request::Ps),
+        (Method::GET, ["v1", "events"]) => Ok(Request::Events),
+        (Method::GET, ["v1", "locate", rest @ ..]) => Ok(Request::Locate(rest.join("/"))),
+        (Method::GET, ["metrics"]) => Ok(Request::Metrics),
+        (Method::POST, ["v1", "shutdown"]) => Ok(Request::Shutdown),
+        (m, _) => Err((StatusCode::NOT_FOUND, format!("no route for {m} {path}"))),
+    }
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("static header"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
+    json(status, &ErrorBody { error: msg })
+}
+
+async fn handle<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    let parsed = match parse(req).await {
+        Ok(r) => r,
+        Err((s, m)) => return error(s, m),
+    };
+    match parsed {
+        Request::Apply(a) => match b.apply(a).await {
+            Ok(r) => json(StatusCode::OK, &r),
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        },
+        Request::Down(d) => match b.down(d).await {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+            Err(e) => error(StatusCode::NOT_FOUND, e),
+        },
+        Request::Ps => json(StatusCode::OK, &b.ps().await),
+        Request::Events => json(StatusCode::OK, &b.events().await),
+        Request::Locate(t) => match b.locate(t).await {
+            Ok(r) => json(StatusCode::OK, &r),
+            Err(e) => error(StatusCode::NOT_FOUND, e),
+        },
+        Request::Metrics => {
+            let mut r = Response::new(Full::new(Bytes::from(b.metrics().await)));
+            r.headers_mut().insert(
+                "content-type",
+                "text/plain; version=0.0.4".parse().expect("static header"),
+            );
+            r
+        }
+        Request::Shutdown => {
+            b.shutdown();
+            json(StatusCode::OK, &serde_json::json!({"ok": true}))
+        }
+    }
+}

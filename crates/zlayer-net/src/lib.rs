@@ -1,0 +1,34 @@
+//! zlayer-net owns node-local networking: the bridge, one veth per
+//! container inside its own network namespace, IPAM from the node's CIDR,
+//! masquerading (nftables through its JSON API), published ports and the
+//! service DNS server.
+//!
+//! It must not know about Raft, the scheduler or specs: callers hand it
+//! names, addresses and ports. Links, addresses and routes go through
+//! rtnetlink; nothing shells out to `ip`.
+
+mod bridge;
+mod dns;
+mod error;
+mod ipam;
+mod nat;
+mod netns;
+mod publish;
+mod veth;
+
+pub use bridge::{ensure_bridge, BridgeConfig};
+pub use dns::{DnsServer, DnsTable};
+pub use error::NetError;
+pub use ipam::{allocate, Cidr};
+pub use nat::ensure_masquerade;
+pub use netns::{create_netns, remove_netns};
+pub use publish::{Backends, PortPublisher};
+pub use veth::{attach, detach, host_ifname, Attachment};
+
+/// A netlink handle on the current network namespace, with its connection driven on tokio.
+pub(crate) fn netlink() -> Result<rtnetlink::Handle, NetError> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| NetError::Netlink(e.to_string()))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}

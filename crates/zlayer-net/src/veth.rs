@@ -1,0 +1,153 @@
+//! One veth pair per container: the host end joins the bridge, the other
+//! end becomes `eth0` in the container's namespace with its address and a
+//! default route through the bridge.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::bridge::link_index;
+use crate::error::NetError;
+use crate::ipam::Cidr;
+
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub host_ifname: String,
+    pub ip: Ipv4Addr,
+}
+
+/// Interface names are limited to 15 bytes; derive a stable one from the id.
+pub fn host_ifname(id: &str) -> String {
+    let mut h: u32 = 2166136261;
+    for b in id.bytes() {
+        h = (h ^ b as u32).wrapping_mul(16777619);
+    }
+    format!("zl{h:08x}")
+}
+
+pub async fn attach(
+    bridge: &str,
+    cidr: &Cidr,
+    netns: &Path,
+    id: &str,
+    ip: Ipv4Addr,
+) -> Result<Attachment, NetError> {
+    let handle = crate::netlink()?;
+    let host = host_ifname(id);
+    let peer = format!("zp{}", &host[2..]);
+    if let Some(old) = link_index(&handle, &host).await? {
+        handle.link().del(old).execute().await?;
+    }
+    handle
+        .link()
+        .add(LinkVeth::new(&host, &peer).build())
+        .execute()
+        .await?;
+    let bridge_idx = link_index(&handle, bridge)
+        .await?
+        .ok_or_else(|| NetError::Netlink(format!("bridge {bridge} is missing")))?;
+    let host_idx = link_index(&handle, &host)
+        .await?
+        .ok_or_else(|| NetError::Netlink(format!("{host} vanished")))?;
+    let peer_idx = link_index(&handle, &peer)
+        .await?
+        .ok_or_else(|| NetError::Netlink(format!("{peer} vanished")))?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(host_idx)
+                .controller(bridge_idx)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await?;
+    let ns_file = std::fs::File::open(netns).map_err(|e| NetError::Netns {
+        path: netns.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(peer_idx)
+                .setns_by_fd(ns_file.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await?;
+    let (path, gw, prefix) = (PathBuf::from(netns), cidr.gateway(), cidr.prefix);
+    tokio::task::spawn_blocking(move || {
+        crate::netns::in_netns(&path, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| NetError::Netlink(e.to_string()))?;
+            rt.block_on(configure_inside(&peer, ip, prefix, gw))
+        })
+    })
+    .await
+    .map_err(|e| NetError::Netlink(e.to_string()))??;
+    Ok(Attachment {
+        host_ifname: host,
+        ip,
+    })
+}
+
+async fn configure_inside(
+    peer: &str,
+    ip: Ipv4Addr,
+    prefix: u8,
+    gw: Ipv4Addr,
+) -> Result<(), NetError> {
+    let handle = crate::netlink()?;
+    let idx = link_index(&handle, peer)
+        .await?
+        .ok_or_else(|| NetError::Netlink(format!("{peer} did not arrive in the namespace")))?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(idx)
+                .name("eth0".to_string())
+                .build(),
+        )
+        .execute()
+        .await?;
+    handle
+        .address()
+        .add(idx, IpAddr::V4(ip), prefix)
+        .execute()
+        .await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await?;
+    if let Some(lo) = link_index(&handle, "lo").await? {
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(lo).up().build())
+            .execute()
+            .await?;
+    }
+    handle
+        .route()
+        .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// Deletes the host end (the container end goes with it); missing is fine.
+pub async fn detach(host_ifname: &str) -> Result<(), NetError> {
+    let handle = crate::netlink()?;
+    if let Some(idx) = link_index(&handle, host_ifname).await? {
+        match handle.link().del(idx).execute().await {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use zlayer_api::{ApplyRequest, ReplicaView};
+
+use crate::cli::Format;
+use crate::output::render;
+
+fn ready(r: &ReplicaView) -> bool {
+    r.state == "running" && (r.health == "healthy" || r.health == "none")
+}
+
+pub fn up(data: &Path, file: &Path, detach: bool, timeout: u64) -> Result<i32> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let name = file.display().to_string();
+    let spec = match zlayer_spec::parse(&name, &text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(2);
+        }
+    };
+    let mut env = BTreeMap::new();
+    for svc in spec.services.values() {
+        for v in svc.env.values() {
+            if let Some(var) = v.strip_prefix("$E:") {
+                if let Ok(val) = std::env::var(var) {
+                    env.insert(var.to_string(), val);
+                }
+            }
+        }
+    }
+    super::node::ensure_node(data)?;
+    let client = super::client(data);
+    let resp = super::block_on(client.apply(&ApplyRequest {
+        file: name,
+        text,
+        env,
+    }))?;
+    println!(
+        "deployment {} applied ({})",
+        resp.deployment,
+        if resp.changed { "changed" } else { "unchanged" }
+    );
+    let expected: u32 = spec
+        .services
+        .values()
+        .filter(|s| s.rtype == zlayer_spec::ResourceType::Service)
+        .map(|s| s.scale.initial_replicas())
+        .sum();
+    if detach {
+        return wait_ready(data, &resp.deployment, expected, timeout);
+    }
+    foreground(data, &resp.deployment)
+}
+
+fn wait_ready(data: &Path, dep: &str, expected: u32, timeout: u64) -> Result<i32> {
+    let client = super::client(data);
+    let start = Instant::now();
+    loop {
+        let ps: Vec<ReplicaView> = super::block_on(client.ps())?
+            .into_iter()
+            .filter(|r| r.deployment == dep)
+            .collect();
+        let up = ps.iter().filter(|r| ready(r)).count() as u32;
+        if let Some(bad) = ps.iter().find(|r| r.state == "failed") {
+            bail!("{}/{} failed: {}", bad.service, bad.replica, bad.message);
+        }
+        if up >= expected {
+            println!(
+                "{dep}: {up}/{expected} replicas healthy in {:.2}s",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(0);
+        }
+        if start.elapsed() > Duration::from_secs(timeout) {
+            let why: Vec<String> = ps
+                .iter()
+                .filter(|r| !ready(r))
+                .map(|r| {
+                    format!(
+                        "{}/{}: {} {} {}",
+                        r.service, r.replica, r.state, r.health, r.message
+                    )
+                })
+                .collect();
+            bail!(
+                "{dep}: only {up}/{expected} replicas healthy after {timeout}s:\n  {}",
+                why.join("\n  ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Streams status changes and logs until Ctrl-C, then takes the deployment down.
+fn foreground(data: &Path, dep: &str) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = super::client(data);
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut offsets: HashMap<String, u64> = HashMap::new();
+    let stop = rt.block_on(async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return Ok::<_, anyhow::Error>(()),
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+            let ps = client.ps().await?;
+            for r in ps.iter().filter(|r| r.deployment == dep) {
+                let key = format!("{}/{}", r.service, r.replica);
+                let status = format!(
+                    "{} {} restarts={} {}",
+                    r.state, r.health, r.restarts, r.message
+                );
+                if seen.get(&key) != Some(&status) {
+                    println!("[{key}] {status}");
+                    seen.insert(key.clone(), status);
+                }
+                if let Ok(locs) = client.locate(&key).await {
+                    for l in locs {
+                        print_new_lines(&l.log_path, &key, &mut offsets);
+                    }
+                }
+            }
+        }
+    });
+    stop?;
+    println!("stopping {dep}...");
+    rt.block_on(client.down(dep))?;
+    println!("{dep} stopped");
+    Ok(0)
+}
+
+fn print_new_lines(path: &str, prefix: &str, offsets: &mut HashMap<String, u64>) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let off = offsets.entry(path.to_string()).or_insert(0);
+    if f.seek(SeekFrom::Start(*off)).is_err() {
+        return;
+    }
+    let mut buf = String::new();
+    if f.read_to_string(&mut buf).is_ok() {
+        let complete = buf.rfind('\n').map_or(0, |i| i + 1);
+        for line in buf[..complete].lines() {
+            println!("{prefix} | {line}");
+        }
+        *off += complete as u64;
+    }
+}
+
+pub fn down(data: &Path, dep: &str) -> Result<i32> {
+    super::block_on(super::client(data).down(dep))?;
+    println!("{dep} removed");
+    Ok(0)
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
+    }
+}
+
+pub fn ps(data: &Path, output: Format) -> Result<i32> {
+    let mut rows = super::block_on(super::client(data).ps())?;
+    rows.sort_by(|a, b| {
+        (&a.deployment, &a.service, a.replica).cmp(&(&b.deployment, &b.service, b.replica))
+    });
+    render(
+        output,
+        &rows,
+        &[
+            "SERVICE", "REPLICA", "NODE", "STATE", "HEALTH", "RESTARTS", "IP", "AGE", "MESSAGE",
+        ],
+        |r| {
+            vec![
+                format!("{}/{}", r.deployment, r.service),
+                r.replica.to_string(),
+                r.node.clone(),
+                r.state.clone(),
+                r.health.clone(),
+                r.restarts.to_string(),
+                r.ip.clone(),
+                age(r.age_secs),
+                r.message.clone(),
+            ]
+        },
+    )?;
+    Ok(0)
+}
+
+pub fn events(data: &Path, output: Format) -> Result<i32> {
+    let rows = super::block_on(super::client(data).events())?;
+    render(
+        output,
+        &rows,
+        &["TIME", "SERVICE", "REPLICA", "KIND", "MESSAGE"],
+        |e| {
+            vec![
+                e.time_ms.to_string(),
+                format!("{}/{}", e.deployment, e.service),
+                e.replica.to_string(),
+                e.kind.clone(),
+                e.message.clone(),
+            ]
+        },
+    )?;
+    Ok(0)
+}
