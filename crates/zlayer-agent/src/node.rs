@@ -33,6 +33,10 @@ pub struct Node {
     events: Mutex<VecDeque<Event>>,
     publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
     depends_since: Mutex<HashMap<String, u64>>,
+    /// Ports whose bind failure was already logged (the loop retries every tick).
+    publish_errors: Mutex<HashSet<u16>>,
+    /// When each replica was last probed, by replica key.
+    last_probe: Mutex<HashMap<String, u64>>,
     pub(crate) wake: Notify,
     pub(crate) quit: Notify,
     pub(crate) node_name: String,
@@ -71,6 +75,8 @@ impl Node {
             events: Mutex::new(VecDeque::new()),
             publishers: tokio::sync::Mutex::new(HashMap::new()),
             depends_since: Mutex::new(HashMap::new()),
+            publish_errors: Mutex::new(HashSet::new()),
+            last_probe: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             quit: Notify::new(),
             node_name,
@@ -100,7 +106,11 @@ impl Node {
             }
         });
         if let Some(addr) = metrics_addr {
-            crate::metrics::serve_tcp(self.clone(), addr).await?;
+            // Metrics stay available on the unix socket when the TCP port is taken
+            // (for example by a second node on the same host).
+            if let Err(e) = crate::metrics::serve_tcp(self.clone(), addr).await {
+                tracing::warn!("{e}; /metrics is still served on {}", sock.display());
+            }
         }
         tracing::info!(data_dir = %p.data_dir.display(), "node started");
         loop {
@@ -319,13 +329,15 @@ impl Node {
         match replica::start(
             &self.paths,
             &self.images,
-            &spec.deployment,
-            name,
-            svc,
-            idx,
-            &env,
-            ip,
-            &search,
+            &replica::ReplicaRequest {
+                deployment: &spec.deployment,
+                service: name,
+                svc,
+                index: idx,
+                env: &env,
+                ip,
+                dns_search: &search,
+            },
         )
         .await
         {
@@ -484,15 +496,15 @@ impl Node {
     }
 
     fn last_probe(&self, key: &str) -> u64 {
-        self.depends_since
+        self.last_probe
             .lock()
             .ok()
-            .and_then(|m| m.get(&format!("probe:{key}")).copied())
+            .and_then(|m| m.get(key).copied())
             .unwrap_or(0)
     }
     fn set_last_probe(&self, key: &str, t: u64) {
-        if let Ok(mut m) = self.depends_since.lock() {
-            m.insert(format!("probe:{key}"), t);
+        if let Ok(mut m) = self.last_probe.lock() {
+            m.insert(key.to_string(), t);
         }
     }
 
@@ -541,13 +553,19 @@ impl Node {
         let mut pubs = self.publishers.lock().await;
         pubs.retain(|port, _| wanted.contains_key(port));
         for (port, backends) in wanted {
-            if !pubs.contains_key(&port) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = pubs.entry(port) {
                 match PortPublisher::bind(SocketAddr::from(([0, 0, 0, 0], port))).await {
                     Ok(p) => {
-                        pubs.insert(port, p);
+                        slot.insert(p);
                     }
                     Err(e) => {
-                        tracing::warn!("{e}");
+                        if self
+                            .publish_errors
+                            .lock()
+                            .is_ok_and(|mut seen| seen.insert(port))
+                        {
+                            tracing::warn!("{e}");
+                        }
                         continue;
                     }
                 }
@@ -574,7 +592,7 @@ impl Node {
         for (name, svc) in &spec.services {
             self.images
                 .resolve(&svc.image.name)
-                .map_err(|e| format!("service `{name}`: {e}"))?;
+                .map_err(|e| located(&d, &format!("services.{name}.image.name"), e))?;
         }
         let changed = self
             .store
@@ -766,13 +784,21 @@ fn resolve_env_checked(d: &Deployment, spec: &Spec) -> Result<(), String> {
         for (k, v) in &svc.env {
             if let Some(var) = v.strip_prefix("$E:") {
                 if !d.env.contains_key(var) {
-                    return Err(format!("{}: services.{name}.env.{k}: `${var}` is not set in the environment of `zlayer up`", d.file));
+                    let msg = format!("`${var}` is not set in the environment of `zlayer up`; export {var}=... first");
+                    return Err(located(d, &format!("services.{name}.env.{k}"), msg));
                 }
             }
             if v.starts_with("$S:") {
-                return Err(format!("{}: services.{name}.env.{k}: secrets (`$S:`) need the secret store, which arrives with the cluster issue; use a literal or `$E:` for now", d.file));
+                let msg = "secrets (`$S:`) need the secret store, which arrives with the cluster issue; use a literal or `$E:` for now";
+                return Err(located(d, &format!("services.{name}.env.{k}"), msg));
             }
         }
     }
     Ok(())
+}
+
+/// `FILE:LINE:COL: key.path: message`, like the spec parser's errors.
+fn located(d: &Deployment, path: &str, msg: impl std::fmt::Display) -> String {
+    let (line, col) = zlayer_spec::position(&d.text, path);
+    format!("{}:{line}:{col}: {path}: {msg}", d.file)
 }

@@ -77,48 +77,55 @@ pub struct Started {
     pub ip: std::net::Ipv4Addr,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One replica to start: which slot of which service, with what.
+pub struct ReplicaRequest<'a> {
+    pub deployment: &'a str,
+    pub service: &'a str,
+    pub svc: &'a Service,
+    pub index: u32,
+    pub env: &'a [(String, String)],
+    pub ip: std::net::Ipv4Addr,
+    pub dns_search: &'a str,
+}
+
+/// Starts a replica; on failure everything it had acquired is released.
 pub async fn start(
     p: &NodePaths,
     images: &ImageStore,
-    deployment: &str,
-    service: &str,
-    svc: &Service,
-    index: u32,
-    env: &[(String, String)],
-    ip: std::net::Ipv4Addr,
-    dns_search: &str,
+    req: &ReplicaRequest<'_>,
 ) -> Result<Started, String> {
     let cid = format!(
-        "{deployment}-{service}-{index}-{}",
+        "{}-{}-{}-{}",
+        req.deployment,
+        req.service,
+        req.index,
         crate::ids::short_random()
     );
-    let result = start_inner(
-        p, images, deployment, service, svc, index, env, ip, dns_search, &cid,
-    )
-    .await;
+    let result = start_inner(p, images, req, &cid).await;
     if result.is_err() {
         cleanup(p, images, &cid).await;
     }
     result.map(|()| Started {
         container_id: cid,
-        ip,
+        ip: req.ip,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn start_inner(
     p: &NodePaths,
     images: &ImageStore,
-    deployment: &str,
-    service: &str,
-    svc: &Service,
-    index: u32,
-    env: &[(String, String)],
-    ip: std::net::Ipv4Addr,
-    dns_search: &str,
+    req: &ReplicaRequest<'_>,
     cid: &str,
 ) -> Result<(), String> {
+    let ReplicaRequest {
+        deployment,
+        service,
+        svc,
+        index,
+        env,
+        ip,
+        dns_search,
+    } = *req;
     let resolved = images.resolve(&svc.image.name).map_err(|e| e.to_string())?;
     let netns = p.netns(cid);
     zlayer_net::create_netns(&netns).map_err(|e| e.to_string())?;

@@ -212,7 +212,7 @@ impl ImageStore {
         }
         let mut layer_dirs = Vec::new();
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            layer_dirs.push(self.ensure_unpacked(&layer.digest().to_string(), diff_id)?);
+            layer_dirs.push(self.ensure_unpacked(layer.digest().as_ref(), diff_id)?);
         }
         Ok(ResolvedImage {
             name,

@@ -15,6 +15,7 @@ mod validate;
 
 pub use error::{SpecError, SpecErrors};
 pub use load::{load_file, parse};
+pub use locate::position;
 pub use types::*;
 pub use units::{Duration, Size};
 pub use validate::{is_dns_label, start_order};

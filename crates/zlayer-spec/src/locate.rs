@@ -60,3 +60,12 @@ fn mark(node: &Node) -> (usize, usize) {
         .start()
         .map_or((1, 1), |m| (m.line(), m.column()))
 }
+
+/// Line and column of the key path `path` in spec `text`, for errors found
+/// after parsing (a missing image, an unset `$E:` variable).
+pub fn position(text: &str, path: &str) -> (usize, usize) {
+    match marked_yaml::parse_yaml(0, text) {
+        Ok(root) => locate(&root, path, false),
+        Err(_) => (1, 1),
+    }
+}

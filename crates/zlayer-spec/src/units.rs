@@ -106,7 +106,7 @@ impl Size {
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (sfx, m) in SIZE_SUFFIXES[..4].iter().rev() {
-            if self.0 >= *m && self.0 % m == 0 {
+            if self.0 >= *m && self.0.is_multiple_of(*m) {
                 return write!(f, "{}{}", self.0 / m, sfx);
             }
         }

@@ -25,7 +25,10 @@ pub fn logs(data: &Path, target: &str, follow: bool, tail: Option<usize>) -> Res
         }
         readers.push((prefix, r));
     }
-    while follow {
+    if !follow {
+        return Ok(0);
+    }
+    loop {
         let mut any = false;
         for (prefix, r) in readers.iter_mut() {
             let mut line = String::new();
@@ -46,5 +49,4 @@ pub fn logs(data: &Path, target: &str, follow: bool, tail: Option<usize>) -> Res
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
-    Ok(0)
 }
