@@ -117,7 +117,7 @@ impl Node {
             self.reconcile().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep(self.next_tick()) => {}
                 _ = self.quit.notified() => break,
             }
         }
@@ -409,6 +409,26 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// How long the loop may sleep: 250 ms, or less while a replica waits for
+    /// its first passing probe, so short health intervals are honoured.
+    fn next_tick(&self) -> Duration {
+        let idle = Duration::from_millis(250);
+        let starting = self
+            .store
+            .replicas()
+            .into_iter()
+            .any(|r| r.health == Health::Starting);
+        if !starting {
+            return idle;
+        }
+        self.specs()
+            .iter()
+            .flat_map(|(_, s)| s.services.values())
+            .filter_map(|svc| svc.health.as_ref().map(|h| h.interval.0))
+            .min()
+            .map_or(idle, |i| i.clamp(Duration::from_millis(10), idle))
     }
 
     async fn check_health(

@@ -24,7 +24,7 @@ pub use config::{ContainerConfig, Limits, MountSpec};
 pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground};
 pub use layout::{ContainerDir, ExitInfo, Status};
-pub use shim::{shim_main, spawn_shim, ShimStarted};
+pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};
 
 /// Signal number for a name such as `SIGTERM` (used by stop sequences).
 pub fn signal_number(name: &str) -> Option<i32> {

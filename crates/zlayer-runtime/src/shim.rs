@@ -99,7 +99,7 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = ContainerDir::new(data_dir, id);
-    let (mut container, cfg) = match create_and_start(&dir) {
+    let (container, cfg) = match create_and_start(&dir) {
         Ok(v) => v,
         Err(e) => {
             report(&ShimReport::Failed {
@@ -114,10 +114,45 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
     let _ = dir.write_shim(&ShimRecord { shim_pid, init_pid });
     report(&ShimReport::Started { init_pid, shim_pid });
     detach_stdio();
+    drop(container);
+    drop(cfg);
+    // Re-exec to shed libcontainer's heap while we wait: exec keeps our pid,
+    // so the container's init stays our child.
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let err = Command::new(exe)
+        .arg("shim")
+        .arg(container_dir)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--wait")
+        .arg(init_pid.to_string())
+        .exec();
+    let _ = writeln!(std::io::stderr(), "shim re-exec failed: {err}");
+    shim_wait(container_dir, data_dir, init_pid)
+}
+
+/// Second half of the shim (`zlayer shim DIR --wait PID`): reap the init,
+/// record its exit, delete the container. Never returns.
+pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32) -> ! {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let id = container_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = ContainerDir::new(data_dir, id);
     let (code, signal) = reap_until(init_pid);
-    let oom_killed = CgroupStats::read(&cfg.cgroup_path).oom_kills > 0;
-    let _ = container.delete(true);
-    remove_leftovers(&cfg.cgroup_path);
+    let cgroup_path = fs::read(dir.request_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ContainerConfig>(&b).ok())
+        .map(|c| c.cgroup_path)
+        .unwrap_or_else(|| format!("/zlayer/{}", dir.id));
+    let oom_killed = CgroupStats::read(&cgroup_path).oom_kills > 0;
+    if let Ok(mut c) = libcontainer::container::Container::load(dir.runtime_root().join(&dir.id)) {
+        let _ = c.delete(true);
+    }
+    remove_leftovers(&cgroup_path);
     let finished_at_ms = now_ms();
     let _ = dir.write_exit(&ExitInfo {
         code,

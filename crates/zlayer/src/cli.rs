@@ -109,7 +109,12 @@ pub enum Command {
     },
     /// Internal: the per-container shim.
     #[command(hide = true)]
-    Shim { dir: PathBuf },
+    Shim {
+        dir: PathBuf,
+        /// Second stage: wait for this init pid.
+        #[arg(long)]
+        wait: Option<i32>,
+    },
 }
 
 #[derive(Subcommand)]

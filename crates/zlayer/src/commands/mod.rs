@@ -28,7 +28,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             command,
             rm: _,
         } => run::run(&data, &image, env, memory, cpus, user, command),
-        Command::Shim { dir } => zlayer_runtime::shim_main(&dir, &data),
+        Command::Shim { dir, wait: None } => zlayer_runtime::shim_main(&dir, &data),
+        Command::Shim {
+            dir,
+            wait: Some(pid),
+        } => zlayer_runtime::shim_wait(&dir, &data, pid),
         Command::Exec {
             target,
             id,
