@@ -191,23 +191,33 @@ impl Node {
             for name in zlayer_spec::start_order(spec) {
                 let svc = &spec.services[&name];
                 let n = svc.scale.initial_replicas();
+                let mut starts = Vec::new();
                 for idx in 1..=n {
                     let key = crate::state::key(&spec.deployment, &name, idx);
                     wanted.insert(key.clone());
                     let existing = replicas.get(&key).cloned();
-                    if let Some(r) = self
-                        .step(
-                            spec,
-                            &name,
-                            idx,
-                            existing,
-                            &replicas,
-                            env.get(&name).cloned().unwrap_or_default(),
-                        )
-                        .await
-                    {
-                        replicas.insert(key, r);
+                    match self.plan(spec, &name, idx, existing, &replicas) {
+                        Plan::Keep => {}
+                        Plan::Record(r) => {
+                            replicas.insert(key, r);
+                        }
+                        Plan::Start(r) => {
+                            // Inserted now so the next slot's IP allocation sees this one.
+                            replicas.insert(key, r.clone());
+                            starts.push(r);
+                        }
                     }
+                }
+                // Replicas of one service start together; services start in dependency order.
+                let svc_env = env.get(&name).cloned().unwrap_or_default();
+                let launched = futures::future::join_all(
+                    starts
+                        .into_iter()
+                        .map(|r| self.launch(spec, &name, r, svc_env.clone())),
+                )
+                .await;
+                for r in launched {
+                    replicas.insert(r.key(), r);
                 }
             }
         }
@@ -238,28 +248,27 @@ impl Node {
     }
 
     /// Decides and performs what one replica slot needs; returns its new record.
-    async fn step(
+    fn plan(
         &self,
         spec: &Spec,
         name: &str,
         idx: u32,
         existing: Option<Replica>,
         all: &BTreeMap<String, Replica>,
-        env: Vec<(String, String)>,
-    ) -> Option<Replica> {
+    ) -> Plan {
         let svc = &spec.services[name];
         let now = now_ms();
         let mut r = match existing {
             Some(r) if r.state == ReplicaState::Running || r.state == ReplicaState::Failed => {
-                return None
+                return Plan::Keep;
             }
             Some(r) if r.state == ReplicaState::Exited => {
                 let ok = r.last_exit.as_ref().is_some_and(|e| e.status() == 0);
                 if svc.rtype == ResourceType::Job && ok {
-                    return None;
+                    return Plan::Keep;
                 }
                 if now < r.restart_at_ms {
-                    return None;
+                    return Plan::Keep;
                 }
                 let mut r = r;
                 r.restarts += 1;
@@ -285,15 +294,13 @@ impl Node {
         };
         if svc.rtype == ResourceType::Cron {
             r.message = "cron scheduling is not part of the single-node slice yet".into();
-            return Some(r);
+            return Plan::Record(r);
         }
         if let Err(why) = self.depends_met(spec, name, all) {
-            let since = *self
-                .depends_since
-                .lock()
-                .ok()?
-                .entry(r.key())
-                .or_insert(now);
+            let since = match self.depends_since.lock() {
+                Ok(mut m) => *m.entry(r.key()).or_insert(now),
+                Err(_) => now,
+            };
             let dep = svc.depends.iter().find(|d| why.contains(&d.service));
             match dep {
                 Some(d)
@@ -304,12 +311,12 @@ impl Node {
                     r.message = format!("gave up: {why}");
                     self.event(&r, "failed", r.message.clone());
                     let _ = self.store.put_replica(&r);
-                    return Some(r);
+                    return Plan::Record(r);
                 }
                 Some(d) if now - since > d.timeout.0.as_millis() as u64 => {}
                 _ => {
                     r.message = why;
-                    return Some(r);
+                    return Plan::Record(r);
                 }
             }
         }
@@ -322,9 +329,23 @@ impl Node {
             Ok(ip) => ip,
             Err(e) => {
                 r.message = e.to_string();
-                return Some(r);
+                return Plan::Record(r);
             }
         };
+        r.ip = Some(ip);
+        Plan::Start(r)
+    }
+
+    /// Starts a planned replica (its IP already reserved) and records the outcome.
+    async fn launch(
+        &self,
+        spec: &Spec,
+        name: &str,
+        mut r: Replica,
+        env: Vec<(String, String)>,
+    ) -> Replica {
+        let svc = &spec.services[name];
+        let (idx, ip) = (r.index, r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED));
         let search = format!("{}.zlayer", spec.deployment);
         match replica::start(
             &self.paths,
@@ -368,7 +389,7 @@ impl Node {
             }
         }
         let _ = self.store.put_replica(&r);
-        Some(r)
+        r
     }
 
     fn depends_met(
@@ -821,4 +842,11 @@ fn resolve_env_checked(d: &Deployment, spec: &Spec) -> Result<(), String> {
 fn located(d: &Deployment, path: &str, msg: impl std::fmt::Display) -> String {
     let (line, col) = zlayer_spec::position(&d.text, path);
     format!("{}:{line}:{col}: {path}: {msg}", d.file)
+}
+
+/// What one replica slot needs this round.
+enum Plan {
+    Keep,
+    Record(Replica),
+    Start(Replica),
 }

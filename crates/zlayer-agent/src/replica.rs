@@ -126,12 +126,24 @@ async fn start_inner(
         ip,
         dns_search,
     } = *req;
+    let t0 = std::time::Instant::now();
+    let stage = |name: &str| {
+        tracing::debug!(
+            container = cid,
+            stage = name,
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "start stage done"
+        )
+    };
     let resolved = images.resolve(&svc.image.name).map_err(|e| e.to_string())?;
+    stage("image");
     let netns = p.netns(cid);
     zlayer_net::create_netns(&netns).map_err(|e| e.to_string())?;
+    stage("netns");
     zlayer_net::attach(&p.bridge, &p.cidr, &netns, cid, ip)
         .await
         .map_err(|e| e.to_string())?;
+    stage("network");
     let snap = Snapshot::prepare(images, cid, &resolved).map_err(|e| e.to_string())?;
     let dir = ContainerDir::new(&p.data_dir, cid);
     let etc = dir.dir().join("etc");
@@ -175,11 +187,13 @@ async fn start_inner(
         },
     )
     .map_err(|e| e.to_string())?;
+    stage("snapshot+files");
     let exe = p.exe.clone();
     tokio::task::spawn_blocking(move || zlayer_runtime::spawn_shim(&exe, &dir, &cfg))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    stage("shim");
     Ok(())
 }
 

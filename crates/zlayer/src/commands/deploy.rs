@@ -92,7 +92,7 @@ fn wait_ready(data: &Path, dep: &str, expected: u32, timeout: u64) -> Result<i32
                 why.join("\n  ")
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
