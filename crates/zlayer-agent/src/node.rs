@@ -221,18 +221,24 @@ impl Node {
                 }
             }
         }
-        // Unwanted: stop and forget.
-        for (key, r) in replicas.clone() {
-            if !wanted.contains(&key) {
-                if r.state == ReplicaState::Running {
-                    let (sig, grace) = stop_params(&specs, &r);
-                    replica::stop(&self.paths, &r.container_id, sig, grace).await;
-                }
-                replica::cleanup(&self.paths, &self.images, &r.container_id).await;
-                let _ = self.store.remove_replica(&key);
-                self.event(&r, "removed", format!("replica {} removed", r.index));
-                replicas.remove(&key);
+        // Unwanted: stop (all at once) and forget.
+        let unwanted: Vec<Replica> = replicas
+            .values()
+            .filter(|r| !wanted.contains(&r.key()))
+            .cloned()
+            .collect();
+        futures::future::join_all(unwanted.iter().map(|r| async move {
+            if r.state == ReplicaState::Running {
+                let (sig, grace) = r.stop_params();
+                replica::stop(&self.paths, &r.container_id, sig, grace).await;
             }
+            replica::cleanup(&self.paths, &self.images, &r.container_id).await;
+        }))
+        .await;
+        for r in unwanted {
+            let _ = self.store.remove_replica(&r.key());
+            self.event(&r, "removed", format!("replica {} removed", r.index));
+            replicas.remove(&r.key());
         }
         self.check_health(&specs, &mut replicas).await;
         self.publish(&specs, &replicas).await;
@@ -290,6 +296,8 @@ impl Node {
                 restart_at_ms: 0,
                 message: String::new(),
                 failed_checks: 0,
+                stop_signal: None,
+                stop_grace_ms: 0,
             },
         };
         if svc.rtype == ResourceType::Cron {
@@ -373,6 +381,12 @@ impl Node {
                 };
                 r.started_ms = now_ms();
                 r.failed_checks = 0;
+                r.stop_signal = svc
+                    .stop
+                    .signal
+                    .as_deref()
+                    .and_then(zlayer_runtime::signal_number);
+                r.stop_grace_ms = svc.stop.grace.0.as_millis() as u64;
                 r.message.clear();
                 self.event(
                     &r,
@@ -649,13 +663,8 @@ impl Node {
                     .filter(|r| r.deployment == d.name)
                 {
                     if r.state == ReplicaState::Running {
-                        replica::stop(
-                            &self.paths,
-                            &r.container_id,
-                            libc::SIGTERM,
-                            Duration::from_secs(10),
-                        )
-                        .await;
+                        let (sig, grace) = r.stop_params();
+                        replica::stop(&self.paths, &r.container_id, sig, grace).await;
                     }
                     replica::cleanup(&self.paths, &self.images, &r.container_id).await;
                     let _ = self.store.remove_replica(&r.key());
@@ -680,12 +689,12 @@ impl Node {
             return Err(format!("no deployment named `{name}`"));
         }
         self.wake.notify_one();
-        for _ in 0..1200 {
+        for _ in 0..6000 {
             if !self.store.replicas().iter().any(|r| r.deployment == name) {
                 let _ = std::fs::remove_dir_all(self.paths.data_dir.join("logs").join(name));
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Err(format!("deployment `{name}` is still stopping"))
     }
@@ -777,21 +786,6 @@ where
         }
     }
     out
-}
-
-fn stop_params(specs: &[(Deployment, Spec)], r: &Replica) -> (i32, Duration) {
-    let svc = specs
-        .iter()
-        .find(|(_, s)| s.deployment == r.deployment)
-        .and_then(|(_, s)| s.services.get(&r.service));
-    let sig = svc
-        .and_then(|s| s.stop.signal.as_deref())
-        .and_then(zlayer_runtime::signal_number)
-        .unwrap_or(libc::SIGTERM);
-    let grace = svc
-        .map(|s| s.stop.grace.0)
-        .unwrap_or(Duration::from_secs(10));
-    (sig, grace)
 }
 
 /// Per service: env with `$E:` taken from the applying caller's environment.

@@ -205,17 +205,17 @@ pub async fn stop(p: &NodePaths, cid: &str, signal: i32, grace: Duration) {
         while tokio::time::Instant::now() < deadline
             && matches!(dir.status(), Status::Running { .. })
         {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if matches!(dir.status(), Status::Running { .. }) {
             let _ = dir.signal(libc::SIGKILL);
         }
     }
-    for _ in 0..200 {
+    for _ in 0..500 {
         if !matches!(dir.status(), Status::Running { .. }) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

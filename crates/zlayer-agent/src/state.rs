@@ -45,6 +45,26 @@ pub struct Replica {
     pub restart_at_ms: u64,
     pub message: String,
     pub failed_checks: u32,
+    /// The stop sequence, kept with the replica so `down` still honours it
+    /// after the spec is gone.
+    #[serde(default)]
+    pub stop_signal: Option<i32>,
+    #[serde(default)]
+    pub stop_grace_ms: u64,
+}
+
+impl Replica {
+    pub fn stop_params(&self) -> (i32, std::time::Duration) {
+        let grace = if self.stop_grace_ms == 0 {
+            10_000
+        } else {
+            self.stop_grace_ms
+        };
+        (
+            self.stop_signal.unwrap_or(libc::SIGTERM),
+            std::time::Duration::from_millis(grace),
+        )
+    }
 }
 
 impl Replica {
