@@ -45,5 +45,45 @@ pkill -9 -f "data-dir $ZLAYER_DATA_DIR node start"; sleep 0.3
 check "containers outlive kill -9 of the node" bash -c "[ $shims_before -eq 2 ] && [ \$(shims) -eq 2 ]"
 check "node restart re-adopts without duplicates" bash -c "'$Z' up -d specs/hello.yaml && [ \$('$Z' ps -o json | grep -c '\"restarts\": 0') -eq 2 ] && [ \$(shims) -eq 2 ]"
 check "down removes everything" bash -c "'$Z' down hello && [ \$(find $ZLAYER_DATA_DIR/containers $ZLAYER_DATA_DIR/netns $ZLAYER_DATA_DIR/images/snapshots -mindepth 1 | wc -l) -eq 0 ] && [ \$(shims) -eq 0 ]"
+cat > /tmp/e2e-oom.yaml <<'YAML'
+version: v1
+deployment: hog
+services:
+  hog:
+    image: { name: demo:latest }
+    env: { ALLOC_MB: "200", PORT: "8081" }
+    resources: { memory: 32Mi }
+YAML
+oom_replica() {
+  "$Z" up -d --timeout 5 /tmp/e2e-oom.yaml >/dev/null 2>&1
+  local end=$((SECONDS+30))
+  until "$Z" events | grep -E 'hog/hog +1 +oom +.*OOM killed' >/dev/null; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
+  "$Z" ps | grep -E 'hog/hog' && "$Z" down hog >/dev/null
+}
+export -f oom_replica
+check "OOM-killed replica is reported as OOM in events" bash -c oom_replica
+
+# Leaks: 200 replica create/delete cycles (100 x up/down of 2 replicas) and 200 one-off runs.
+leftovers() {
+  local cg mnt links ns snaps
+  cg=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d -path '*/zlayer/*' 2>/dev/null | wc -l)
+  mnt=$(grep -c "$ZLAYER_DATA_DIR" /proc/self/mountinfo)
+  links=$(ip -o link | grep -cE ': z[lp][0-9a-f]{8}[@:]')
+  ns=$(find "$ZLAYER_DATA_DIR/netns" -mindepth 1 2>/dev/null | wc -l)
+  snaps=$(find "$ZLAYER_DATA_DIR/images/snapshots" -mindepth 1 -maxdepth 1 | wc -l)
+  echo "cgroups=$cg mounts=$mnt veths=$links netns=$ns snapshots=$snaps replicas=$("$Z" ps -o json | jq length)"
+}
+leak_cycles() {
+  sed 's/start_grace: 1s/start_grace: 0s/; s/interval: 1s/interval: 50ms/' specs/hello.yaml > /tmp/e2e-leak.yaml
+  local before; before=$(leftovers)
+  for i in $(seq 1 100); do "$Z" up -d --timeout 30 /tmp/e2e-leak.yaml >/dev/null && "$Z" down hello >/dev/null || return 1; done
+  for i in $(seq 1 200); do "$Z" run --rm busybox -- /bin/true || return 1; done
+  local after; after=$(leftovers)
+  echo "before: $before"; echo "after:  $after"
+  [ "$before" = "$after" ] && [ "$after" = "cgroups=0 mounts=0 veths=0 netns=0 snapshots=0 replicas=0" ]
+}
+export -f leftovers leak_cycles
+check "no leaks after 200 replica and 200 run cycles" bash -c leak_cycles
+
 echo "e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
