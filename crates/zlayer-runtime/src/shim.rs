@@ -92,13 +92,7 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
         }
     }
     let _ = setsid();
-    // SAFETY: prctl with an integer argument has no memory effects.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let id = container_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = ContainerDir::new(data_dir, id);
+    let dir = reaper_for(container_dir, data_dir);
     let (container, cfg) = match create_and_start(&dir) {
         Ok(v) => v,
         Err(e) => {
@@ -135,13 +129,7 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
 /// Second half of the shim (`zlayer shim DIR --wait PID`): reap the init,
 /// record its exit, delete the container. Never returns.
 pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32) -> ! {
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let id = container_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = ContainerDir::new(data_dir, id);
+    let dir = reaper_for(container_dir, data_dir);
     let (code, signal) = reap_until(init_pid);
     let cgroup_path = fs::read(dir.request_path())
         .ok()
@@ -161,6 +149,17 @@ pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32) -> ! {
         finished_at_ms,
     });
     std::process::exit(0)
+}
+
+/// Makes this process the reaper of the container's orphans and names its directory.
+fn reaper_for(container_dir: &Path, data_dir: &Path) -> ContainerDir {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let id = container_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ContainerDir::new(data_dir, id)
 }
 
 fn create_and_start(
