@@ -199,6 +199,11 @@ impl Node {
                     match self.plan(spec, &name, idx, existing, &replicas) {
                         Plan::Keep => {}
                         Plan::Record(r) => {
+                            // Pending replicas are stored too, so `ps` shows them and why they wait.
+                            let known = replicas.get(&key).map(|o| (o.state, o.message.clone()));
+                            if known != Some((r.state, r.message.clone())) {
+                                let _ = self.store.put_replica(&r);
+                            }
                             replicas.insert(key, r);
                         }
                         Plan::Start(r) => {
@@ -239,6 +244,11 @@ impl Node {
             let _ = self.store.remove_replica(&r.key());
             self.event(&r, "removed", format!("replica {} removed", r.index));
             replicas.remove(&r.key());
+        }
+        let recorded: HashSet<String> = replicas.values().map(|r| r.container_id.clone()).collect();
+        for cid in replica::unrecorded(&self.paths, &recorded) {
+            tracing::warn!(container = %cid, "no replica record names this container; removing it");
+            replica::cleanup(&self.paths, &self.images, &cid).await;
         }
         self.check_health(&specs, &mut replicas).await;
         self.publish(&specs, &replicas).await;

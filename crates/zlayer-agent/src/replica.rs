@@ -220,9 +220,31 @@ pub async fn stop(p: &NodePaths, cid: &str, signal: i32, grace: Duration) {
 }
 
 /// Releases everything a container held on this node; safe to repeat.
+/// A container that is somehow still running is killed first: its files are
+/// never removed from under it.
 pub async fn cleanup(p: &NodePaths, images: &ImageStore, cid: &str) {
+    if matches!(
+        ContainerDir::new(&p.data_dir, cid).status(),
+        Status::Running { .. }
+    ) {
+        tracing::warn!(container = cid, "still running at cleanup; killing it");
+        stop(p, cid, libc::SIGKILL, Duration::ZERO).await;
+    }
     let _ = zlayer_net::detach(&zlayer_net::host_ifname(cid)).await;
     let _ = zlayer_net::remove_netns(&p.netns(cid));
     let _ = Snapshot::remove(images, cid);
     let _ = ContainerDir::new(&p.data_dir, cid).remove();
+}
+
+/// Container directories that no replica record names: left by a node killed
+/// between starting a shim and recording it. `run-*` belong to `zlayer run`.
+pub fn unrecorded(p: &NodePaths, recorded: &std::collections::HashSet<String>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(p.data_dir.join("containers")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|id| !id.starts_with("run-") && !recorded.contains(id))
+        .collect()
 }

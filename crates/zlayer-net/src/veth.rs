@@ -110,6 +110,7 @@ async fn configure_inside(
         .set(
             LinkUnspec::new_with_index(idx)
                 .name("eth0".to_string())
+                .address(mac_for(ip).to_vec())
                 .build(),
         )
         .execute()
@@ -139,6 +140,14 @@ async fn configure_inside(
     Ok(())
 }
 
+/// A locally administered MAC derived from the address (as the CNI bridge
+/// plugin does): when an IP is reused by a new container, neighbours' ARP
+/// entries for it stay valid instead of pointing at a vanished MAC.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x0a, 0x58, o[0], o[1], o[2], o[3]]
+}
+
 /// Deletes the host end (the container end goes with it); missing is fine.
 pub async fn detach(host_ifname: &str) -> Result<(), NetError> {
     let handle = crate::netlink()?;
@@ -150,4 +159,18 @@ pub async fn detach(host_ifname: &str) -> Result<(), NetError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_is_stable_per_ip_and_locally_administered() {
+        let a = mac_for(Ipv4Addr::new(10, 231, 0, 7));
+        assert_eq!(a, mac_for(Ipv4Addr::new(10, 231, 0, 7)));
+        assert_ne!(a, mac_for(Ipv4Addr::new(10, 231, 0, 8)));
+        assert_eq!(a[0] & 0b11, 0b10, "unicast, locally administered");
+        assert!(host_ifname("deployment-service-12-abcdef01").len() <= 15);
+    }
 }
