@@ -1,6 +1,8 @@
 //! The node's answers to the API's closed set of requests.
 
-use zlayer_api::{ApplyRequest, ApplyResponse, Backend, Event, ReplicaLocation, ReplicaView};
+use zlayer_api::{
+    ApplyRequest, ApplyResponse, Backend, Event, ReplicaLocation, ReplicaView, RolloutView,
+};
 
 use crate::node::Node;
 
@@ -16,6 +18,9 @@ impl Backend for Node {
     }
     async fn events(&self) -> Vec<Event> {
         Node::events(self)
+    }
+    async fn rollouts(&self) -> Vec<RolloutView> {
+        self.rollout_views()
     }
     async fn locate(&self, target: String) -> Result<Vec<ReplicaLocation>, String> {
         Node::locate(self, &target)

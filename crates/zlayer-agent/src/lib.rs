@@ -8,6 +8,7 @@
 //! zlayer-runtime, zlayer-net and zlayer-image.
 
 mod api;
+mod checks;
 pub mod health;
 pub mod ids;
 pub mod launch;
@@ -15,4 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod oneoff;
 pub mod replica;
+mod rollout;
+mod serve;
 pub mod state;
+pub mod template;

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use zlayer_api::{ApplyRequest, ApplyResponse, Event, ReplicaLocation, ReplicaView};
+use zlayer_api::{ApplyRequest, ApplyResponse, Event, ReplicaLocation, ReplicaView, RolloutView};
 use zlayer_image::ImageStore;
 use zlayer_net::{DnsTable, PortPublisher};
 use zlayer_runtime::{ContainerDir, Status};
-use zlayer_spec::{DependsCondition, Expose, OnTimeout, ResourceType, Spec};
+use zlayer_spec::{DependsCondition, OnTimeout, ResourceType, Spec};
 
 use crate::replica::{self, NodePaths};
-use crate::state::{Deployment, Health, Replica, ReplicaState, Store};
+use crate::state::{Deployment, Health, Replica, ReplicaState, RolloutState, Store};
+use crate::template::Template;
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
@@ -29,14 +30,16 @@ pub struct Node {
     pub(crate) paths: NodePaths,
     pub(crate) store: Store,
     pub(crate) images: ImageStore,
-    dns: DnsTable,
+    pub(crate) dns: DnsTable,
     events: Mutex<VecDeque<Event>>,
-    publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
+    pub(crate) publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
     depends_since: Mutex<HashMap<String, u64>>,
     /// Ports whose bind failure was already logged (the loop retries every tick).
-    publish_errors: Mutex<HashSet<u16>>,
+    pub(crate) publish_errors: Mutex<HashSet<u16>>,
     /// When each replica was last probed, by replica key.
-    last_probe: Mutex<HashMap<String, u64>>,
+    pub(crate) last_probe: Mutex<HashMap<String, u64>>,
+    /// Templates by `deployment/service/revision`, as stored.
+    templates: Mutex<HashMap<String, Arc<Template>>>,
     pub(crate) wake: Notify,
     pub(crate) quit: Notify,
     pub(crate) node_name: String,
@@ -49,7 +52,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn backoff_ms(restarts: u32) -> u64 {
+pub(crate) fn backoff_ms(restarts: u32) -> u64 {
     (250u64 << restarts.min(7)).min(30_000)
 }
 
@@ -77,6 +80,7 @@ impl Node {
             depends_since: Mutex::new(HashMap::new()),
             publish_errors: Mutex::new(HashSet::new()),
             last_probe: Mutex::new(HashMap::new()),
+            templates: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             quit: Notify::new(),
             node_name,
@@ -159,36 +163,18 @@ impl Node {
             .into_iter()
             .map(|r| (r.key(), r))
             .collect();
-        // Observe: exits of running replicas (also those that exited while no agent ran).
-        for r in replicas.values_mut() {
-            if r.state != ReplicaState::Running {
-                continue;
-            }
-            match ContainerDir::new(&self.paths.data_dir, &r.container_id).status() {
-                Status::Running { .. } => {}
-                Status::Exited(info) => {
-                    let kind = if info.oom_killed { "oom" } else { "exit" };
-                    self.event(r, kind, format!("{} {}", r.container_id, info.describe()));
-                    r.message = info.describe();
-                    r.last_exit = Some(info);
-                    self.finish(r).await;
-                }
-                Status::Lost => {
-                    self.event(
-                        r,
-                        "lost",
-                        format!("{} vanished (no shim, no exit record)", r.container_id),
-                    );
-                    r.message = "container lost".into();
-                    self.finish(r).await;
-                }
-            }
-        }
-        // Desired against actual.
+        self.observe_exits(&mut replicas).await;
+        // Desired against actual, service by service in dependency order.
         let mut wanted = HashSet::new();
+        let mut current = HashSet::new();
         for (d, spec) in &specs {
-            let env = resolve_env(d);
             for name in zlayer_spec::start_order(spec) {
+                let Some(t) = self.current_template(spec, d, &name) else {
+                    continue;
+                };
+                current.insert(t.key());
+                let rollout = self.rollout_for(&t);
+                let rollout_failed = rollout.state == RolloutState::Failed;
                 let svc = &spec.services[&name];
                 let n = svc.scale.initial_replicas();
                 let mut starts = Vec::new();
@@ -196,7 +182,7 @@ impl Node {
                     let key = crate::state::key(&spec.deployment, &name, idx);
                     wanted.insert(key.clone());
                     let existing = replicas.get(&key).cloned();
-                    match self.plan(spec, &name, idx, existing, &replicas) {
+                    match self.plan(spec, &t, idx, existing, &replicas, rollout_failed) {
                         Plan::Keep => {}
                         Plan::Record(r) => {
                             // Pending replicas are stored too, so `ps` shows them and why they wait.
@@ -213,45 +199,141 @@ impl Node {
                         }
                     }
                 }
+                starts.extend(
+                    self.roll(&t, svc, rollout, &mut replicas, &mut wanted)
+                        .await,
+                );
                 // Replicas of one service start together; services start in dependency order.
-                let svc_env = env.get(&name).cloned().unwrap_or_default();
-                let launched = futures::future::join_all(
-                    starts
-                        .into_iter()
-                        .map(|r| self.launch(spec, &name, r, svc_env.clone())),
-                )
-                .await;
+                let launched =
+                    futures::future::join_all(starts.into_iter().map(|r| self.launch(r))).await;
                 for r in launched {
                     replicas.insert(r.key(), r);
                 }
             }
         }
-        // Unwanted: stop (all at once) and forget.
-        let unwanted: Vec<Replica> = replicas
-            .values()
-            .filter(|r| !wanted.contains(&r.key()))
-            .cloned()
-            .collect();
-        futures::future::join_all(unwanted.iter().map(|r| async move {
-            if r.state == ReplicaState::Running {
-                let (sig, grace) = r.stop_params();
-                replica::stop(&self.paths, &r.container_id, sig, grace).await;
-            }
-            replica::cleanup(&self.paths, &self.images, &r.container_id).await;
-        }))
-        .await;
-        for r in unwanted {
-            let _ = self.store.remove_replica(&r.key());
-            self.event(&r, "removed", format!("replica {} removed", r.index));
-            replicas.remove(&r.key());
-        }
+        self.remove_unwanted(&mut replicas, &wanted).await;
         let recorded: HashSet<String> = replicas.values().map(|r| r.container_id.clone()).collect();
         for cid in replica::unrecorded(&self.paths, &recorded) {
             tracing::warn!(container = %cid, "no replica record names this container; removing it");
             replica::cleanup(&self.paths, &self.images, &cid).await;
         }
-        self.check_health(&specs, &mut replicas).await;
+        self.forget_templates(&specs, &replicas, current);
+        self.check_health(&mut replicas).await;
         self.publish(&specs, &replicas).await;
+    }
+
+    /// Exits of running replicas, also those that exited while no agent ran.
+    async fn observe_exits(&self, replicas: &mut BTreeMap<String, Replica>) {
+        for r in replicas.values_mut() {
+            if r.state != ReplicaState::Running {
+                continue;
+            }
+            match ContainerDir::new(&self.paths.data_dir, &r.container_id).status() {
+                Status::Running { .. } => {}
+                Status::Exited(info) => {
+                    let kind = if info.oom_killed { "oom" } else { "exit" };
+                    self.event(r, kind, format!("{} {}", r.container_id, info.describe()));
+                    r.message = if r.health == Health::Unhealthy {
+                        format!("{} as unhealthy ({})", info.describe(), r.message)
+                    } else {
+                        info.describe()
+                    };
+                    r.last_exit = Some(info);
+                    self.finish(r).await;
+                }
+                Status::Lost => {
+                    self.event(
+                        r,
+                        "lost",
+                        format!("{} vanished (no shim, no exit record)", r.container_id),
+                    );
+                    r.message = "container lost".into();
+                    self.finish(r).await;
+                }
+            }
+        }
+    }
+
+    /// Stops (all at once) and forgets replicas no spec wants any more.
+    async fn remove_unwanted(
+        &self,
+        replicas: &mut BTreeMap<String, Replica>,
+        wanted: &HashSet<String>,
+    ) {
+        let unwanted: Vec<Replica> = replicas
+            .values()
+            .filter(|r| !wanted.contains(&r.key()))
+            .cloned()
+            .collect();
+        futures::future::join_all(unwanted.iter().map(|r| self.retire(r))).await;
+        for r in unwanted {
+            self.event(&r, "removed", format!("replica {} removed", r.index));
+            replicas.remove(&r.key());
+        }
+    }
+
+    /// Stops a replica with its own stop sequence, releases what it held and
+    /// drops its record.
+    pub(crate) async fn retire(&self, r: &Replica) {
+        if r.state == ReplicaState::Running {
+            let (sig, grace) = r.stop_params();
+            replica::stop(&self.paths, &r.container_id, sig, grace).await;
+        }
+        replica::cleanup(&self.paths, &self.images, &r.container_id).await;
+        let _ = self.store.remove_replica(&r.key());
+    }
+
+    /// The service's current template, stored so that replicas started from
+    /// it can restart from it after the spec has moved on.
+    fn current_template(&self, spec: &Spec, d: &Deployment, name: &str) -> Option<Arc<Template>> {
+        let t = Template::new(spec, name, &d.env)?;
+        let key = t.key();
+        let mut cache = self.templates.lock().ok()?;
+        if let Some(t) = cache.get(&key) {
+            return Some(t.clone());
+        }
+        let _ = self.store.put_template(&t);
+        let t = Arc::new(t);
+        cache.insert(key, t.clone());
+        Some(t)
+    }
+
+    /// The template a replica was started from.
+    pub(crate) fn template_of(&self, r: &Replica) -> Option<Arc<Template>> {
+        let key = crate::template::key(&r.deployment, &r.service, &r.revision);
+        let mut cache = self.templates.lock().ok()?;
+        if let Some(t) = cache.get(&key) {
+            return Some(t.clone());
+        }
+        let t = Arc::new(self.store.template(&key)?);
+        cache.insert(key, t.clone());
+        Some(t)
+    }
+
+    /// Drops templates and rollout records that nothing names any more.
+    fn forget_templates(
+        &self,
+        specs: &[(Deployment, Spec)],
+        replicas: &BTreeMap<String, Replica>,
+        mut keep: HashSet<String>,
+    ) {
+        keep.extend(
+            replicas
+                .values()
+                .map(|r| crate::template::key(&r.deployment, &r.service, &r.revision)),
+        );
+        self.store.retain_templates(&keep);
+        if let Ok(mut cache) = self.templates.lock() {
+            cache.retain(|k, _| keep.contains(k));
+        }
+        for r in self.store.rollouts() {
+            let live = specs
+                .iter()
+                .any(|(_, s)| s.deployment == r.deployment && s.services.contains_key(&r.service));
+            if !live {
+                self.store.remove_rollout(&r.deployment, &r.service);
+            }
+        }
     }
 
     /// Cleans up after an exit and schedules the restart.
@@ -263,34 +345,51 @@ impl Node {
         let _ = self.store.put_replica(r);
     }
 
-    /// Decides and performs what one replica slot needs; returns its new record.
+    /// Decides what one replica slot needs this round. A slot whose replica
+    /// still runs an older revision is left to the rollout (`roll`); one whose
+    /// replica is not running simply starts on the current revision, unless
+    /// the rollout failed, in which case it restarts on its own.
     fn plan(
         &self,
         spec: &Spec,
-        name: &str,
+        t: &Template,
         idx: u32,
         existing: Option<Replica>,
         all: &BTreeMap<String, Replica>,
+        rollout_failed: bool,
     ) -> Plan {
-        let svc = &spec.services[name];
+        let (name, svc) = (t.service_name.as_str(), &spec.services[&t.service_name]);
         let now = now_ms();
         let mut r = match existing {
             Some(r) if r.state == ReplicaState::Running || r.state == ReplicaState::Failed => {
                 return Plan::Keep;
             }
             Some(r) if r.state == ReplicaState::Exited => {
+                let stale = r.revision != t.revision;
                 let ok = r.last_exit.as_ref().is_some_and(|e| e.status() == 0);
-                if svc.rtype == ResourceType::Job && ok {
+                if svc.rtype == ResourceType::Job && ok && !stale {
                     return Plan::Keep;
                 }
-                if now < r.restart_at_ms {
+                if now < r.restart_at_ms && !(stale && svc.rtype == ResourceType::Job) {
                     return Plan::Keep;
                 }
                 let mut r = r;
-                r.restarts += 1;
+                if stale && !rollout_failed {
+                    r.revision = t.revision.clone();
+                    r.restarts = 0;
+                } else {
+                    r.restarts += 1;
+                }
                 r
             }
-            Some(r) => r,
+            Some(mut r) => {
+                r.revision = t.revision.clone();
+                r
+            }
+            // The slot's replacement is about to take it over (see `roll`).
+            None if all.contains_key(&crate::state::surge_key(&spec.deployment, name, idx)) => {
+                return Plan::Keep;
+            }
             None => Replica {
                 deployment: spec.deployment.clone(),
                 service: name.to_string(),
@@ -308,6 +407,8 @@ impl Node {
                 failed_checks: 0,
                 stop_signal: None,
                 stop_grace_ms: 0,
+                revision: t.revision.clone(),
+                surge: false,
             },
         };
         if svc.rtype == ResourceType::Cron {
@@ -338,42 +439,55 @@ impl Node {
                 }
             }
         }
+        match self.reserve_ip(&r, all) {
+            Ok(ip) => {
+                r.ip = Some(ip);
+                Plan::Start(r)
+            }
+            Err(e) => {
+                r.message = e;
+                Plan::Record(r)
+            }
+        }
+    }
+
+    /// An address no other replica holds.
+    pub(crate) fn reserve_ip(
+        &self,
+        r: &Replica,
+        all: &BTreeMap<String, Replica>,
+    ) -> Result<Ipv4Addr, String> {
         let used: HashSet<Ipv4Addr> = all
             .values()
             .filter(|x| x.key() != r.key())
             .filter_map(|x| x.ip)
             .collect();
-        let ip = match zlayer_net::allocate(&self.paths.cidr, &used) {
-            Ok(ip) => ip,
-            Err(e) => {
-                r.message = e.to_string();
-                return Plan::Record(r);
-            }
-        };
-        r.ip = Some(ip);
-        Plan::Start(r)
+        zlayer_net::allocate(&self.paths.cidr, &used).map_err(|e| e.to_string())
     }
 
-    /// Starts a planned replica (its IP already reserved) and records the outcome.
-    async fn launch(
-        &self,
-        spec: &Spec,
-        name: &str,
-        mut r: Replica,
-        env: Vec<(String, String)>,
-    ) -> Replica {
-        let svc = &spec.services[name];
+    /// Starts a planned replica (its IP already reserved) from its revision's
+    /// template and records the outcome.
+    async fn launch(&self, mut r: Replica) -> Replica {
+        let Some(t) = self.template_of(&r) else {
+            r.state = ReplicaState::Exited;
+            r.ip = None;
+            r.message = format!("revision {} is no longer known", r.revision);
+            r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+            let _ = self.store.put_replica(&r);
+            return r;
+        };
+        let svc = &t.service;
         let (idx, ip) = (r.index, r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED));
-        let search = format!("{}.zlayer", spec.deployment);
+        let search = format!("{}.zlayer", t.deployment);
         match replica::start(
             &self.paths,
             &self.images,
             &replica::ReplicaRequest {
-                deployment: &spec.deployment,
-                service: name,
+                deployment: &t.deployment,
+                service: &t.service_name,
                 svc,
                 index: idx,
-                env: &env,
+                env: &t.env,
                 ip,
                 dns_search: &search,
             },
@@ -476,175 +590,6 @@ impl Node {
             .map_or(idle, |i| i.clamp(Duration::from_millis(10), idle))
     }
 
-    async fn check_health(
-        &self,
-        specs: &[(Deployment, Spec)],
-        replicas: &mut BTreeMap<String, Replica>,
-    ) {
-        let now = now_ms();
-        let mut probes = Vec::new();
-        for r in replicas.values() {
-            let Some(svc) = specs
-                .iter()
-                .find(|(_, s)| s.deployment == r.deployment)
-                .and_then(|(_, s)| s.services.get(&r.service))
-            else {
-                continue;
-            };
-            let (Some(h), Some(ip), ReplicaState::Running) = (&svc.health, r.ip, r.state) else {
-                continue;
-            };
-            let since_start = now.saturating_sub(r.started_ms);
-            if since_start < h.start_grace.0.as_millis() as u64 {
-                continue;
-            }
-            let interval = h.interval.0.as_millis() as u64;
-            let last = self.last_probe(&r.key());
-            if now.saturating_sub(last) < interval {
-                continue;
-            }
-            self.set_last_probe(&r.key(), now);
-            let (check, timeout, exe, data, cid, key) = (
-                h.check.clone(),
-                h.timeout.0,
-                self.paths.exe.clone(),
-                self.paths.data_dir.clone(),
-                r.container_id.clone(),
-                r.key(),
-            );
-            probes.push(async move {
-                (
-                    key,
-                    crate::health::probe(&check, ip, timeout, &exe, &data, &cid).await,
-                )
-            });
-        }
-        for (key, result) in futures_join_all(probes).await {
-            let Some(r) = replicas.get_mut(&key) else {
-                continue;
-            };
-            let retries = specs
-                .iter()
-                .find(|(_, s)| s.deployment == r.deployment)
-                .and_then(|(_, s)| s.services.get(&r.service))
-                .and_then(|s| s.health.as_ref())
-                .map(|h| h.retries)
-                .unwrap_or(3);
-            let before = r.health;
-            match result {
-                Ok(()) => {
-                    r.failed_checks = 0;
-                    r.health = Health::Healthy;
-                }
-                Err(e) => {
-                    r.failed_checks += 1;
-                    r.message = format!("health check failed: {e}");
-                    if r.failed_checks as i64 >= retries {
-                        r.health = Health::Unhealthy;
-                    }
-                }
-            }
-            if before != r.health {
-                self.event(
-                    r,
-                    "health",
-                    format!("{:?} -> {:?}", before, r.health).to_lowercase(),
-                );
-            }
-            if r.health == Health::Unhealthy {
-                self.event(r, "restart", "unhealthy: restarting".into());
-                let _ =
-                    ContainerDir::new(&self.paths.data_dir, &r.container_id).signal(libc::SIGKILL);
-            }
-            let _ = self.store.put_replica(r);
-        }
-    }
-
-    fn last_probe(&self, key: &str) -> u64 {
-        self.last_probe
-            .lock()
-            .ok()
-            .and_then(|m| m.get(key).copied())
-            .unwrap_or(0)
-    }
-    fn set_last_probe(&self, key: &str, t: u64) {
-        if let Ok(mut m) = self.last_probe.lock() {
-            m.insert(key.to_string(), t);
-        }
-    }
-
-    /// DNS names and published ports follow the replicas that may serve.
-    async fn publish(&self, specs: &[(Deployment, Spec)], replicas: &BTreeMap<String, Replica>) {
-        let serving = |r: &&Replica| {
-            r.state == ReplicaState::Running && matches!(r.health, Health::Healthy | Health::None)
-        };
-        let mut names: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-        for r in replicas.values().filter(serving) {
-            let Some(ip) = r.ip else { continue };
-            for n in [
-                r.service.clone(),
-                format!("{}.{}", r.service, r.deployment),
-                format!("{}.{}.zlayer", r.service, r.deployment),
-            ] {
-                names.entry(n).or_default().push(ip);
-            }
-            names
-                .entry(format!("{}-{}", r.service, r.index))
-                .or_default()
-                .push(ip);
-            names
-                .entry(format!("{}-{}.{}.zlayer", r.service, r.index, r.deployment))
-                .or_default()
-                .push(ip);
-        }
-        self.dns.replace(names);
-        let mut wanted: HashMap<u16, Vec<SocketAddr>> = HashMap::new();
-        for (_, spec) in specs {
-            for (name, svc) in &spec.services {
-                for ep in svc.endpoints.iter().filter(|e| e.expose == Expose::Public) {
-                    let backends = replicas
-                        .values()
-                        .filter(serving)
-                        .filter(|r| r.deployment == spec.deployment && &r.service == name)
-                        .filter_map(|r| r.ip)
-                        .map(|ip| SocketAddr::from((ip, ep.container_port())));
-                    wanted
-                        .entry(ep.published_port())
-                        .or_default()
-                        .extend(backends);
-                }
-            }
-        }
-        let mut pubs = self.publishers.lock().await;
-        pubs.retain(|port, _| wanted.contains_key(port));
-        for (port, backends) in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = pubs.entry(port) {
-                match PortPublisher::bind(SocketAddr::from(([0, 0, 0, 0], port))).await {
-                    Ok(p) => {
-                        slot.insert(p);
-                    }
-                    Err(e) => {
-                        if self
-                            .publish_errors
-                            .lock()
-                            .is_ok_and(|mut seen| seen.insert(port))
-                        {
-                            tracing::warn!("{e}");
-                        }
-                        continue;
-                    }
-                }
-            }
-            if let Some(p) = pubs.get(&port) {
-                p.backends.send_if_modified(|cur| {
-                    let changed = *cur != backends;
-                    *cur = backends.clone();
-                    changed
-                });
-            }
-        }
-    }
-
     pub(crate) async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, String> {
         let spec = zlayer_spec::parse(&req.file, &req.text).map_err(|e| e.to_string())?;
         let d = Deployment {
@@ -664,29 +609,22 @@ impl Node {
             .deployment(&d.name)
             .is_none_or(|old| old.text != d.text || old.env != d.env);
         if changed {
-            // Replicas of a changed spec are replaced; unchanged specs are left alone.
-            if self.store.deployment(&d.name).is_some() {
-                for r in self
-                    .store
-                    .replicas()
-                    .into_iter()
-                    .filter(|r| r.deployment == d.name)
-                {
-                    if r.state == ReplicaState::Running {
-                        let (sig, grace) = r.stop_params();
-                        replica::stop(&self.paths, &r.container_id, sig, grace).await;
-                    }
-                    replica::cleanup(&self.paths, &self.images, &r.container_id).await;
-                    let _ = self.store.remove_replica(&r.key());
-                }
-            }
+            // The loop rolls each service whose revision changed; the rest stay as they are.
             self.store.put_deployment(&d).map_err(|e| e.to_string())?;
+        }
+        let mut revisions = BTreeMap::new();
+        for name in spec.services.keys() {
+            if let Some(t) = self.current_template(&spec, &d, name) {
+                self.rollout_for(&t);
+                revisions.insert(name.clone(), t.revision.clone());
+            }
         }
         self.wake.notify_one();
         Ok(ApplyResponse {
             deployment: d.name,
             services: spec.services.keys().cloned().collect(),
             changed,
+            revisions,
         })
     }
 
@@ -733,7 +671,25 @@ impl Node {
                     age_secs: now.saturating_sub(r.created_ms) / 1000,
                     container_id: r.container_id.clone(),
                     message: r.message.clone(),
+                    revision: r.revision.clone(),
+                    surge: r.surge,
                 }
+            })
+            .collect()
+    }
+
+    pub(crate) fn rollout_views(&self) -> Vec<RolloutView> {
+        let now = now_ms();
+        self.store
+            .rollouts()
+            .into_iter()
+            .map(|r| RolloutView {
+                deployment: r.deployment,
+                service: r.service,
+                revision: r.revision,
+                state: format!("{:?}", r.state).to_lowercase(),
+                message: r.message,
+                age_secs: now.saturating_sub(r.started_ms) / 1000,
             })
             .collect()
     }
@@ -782,46 +738,6 @@ impl Node {
         }
         Ok(out)
     }
-}
-
-async fn futures_join_all<F: std::future::Future + Send + 'static>(fs: Vec<F>) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
-}
-
-/// Per service: env with `$E:` taken from the applying caller's environment.
-fn resolve_env(d: &Deployment) -> HashMap<String, Vec<(String, String)>> {
-    let Ok(spec) = zlayer_spec::parse(&d.file, &d.text) else {
-        return HashMap::new();
-    };
-    spec.services
-        .iter()
-        .map(|(n, s)| {
-            (
-                n.clone(),
-                s.env
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.strip_prefix("$E:").map_or(v.clone(), |var| {
-                                d.env.get(var).cloned().unwrap_or_default()
-                            }),
-                        )
-                    })
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 fn resolve_env_checked(d: &Deployment, spec: &Spec) -> Result<(), String> {

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use zlayer_runtime::ExitInfo;
 
+use crate::template::Template;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Deployment {
     pub name: String,
@@ -51,6 +53,12 @@ pub struct Replica {
     pub stop_signal: Option<i32>,
     #[serde(default)]
     pub stop_grace_ms: u64,
+    /// The template this replica was started from (see `template`).
+    #[serde(default)]
+    pub revision: String,
+    /// A replacement started by a rollout, beside the old replica of its slot.
+    #[serde(default)]
+    pub surge: bool,
 }
 
 impl Replica {
@@ -69,7 +77,11 @@ impl Replica {
 
 impl Replica {
     pub fn key(&self) -> String {
-        key(&self.deployment, &self.service, self.index)
+        if self.surge {
+            surge_key(&self.deployment, &self.service, self.index)
+        } else {
+            key(&self.deployment, &self.service, self.index)
+        }
     }
 }
 
@@ -77,10 +89,34 @@ pub fn key(deployment: &str, service: &str, index: u32) -> String {
     format!("{deployment}/{service}/{index:05}")
 }
 
+pub fn surge_key(deployment: &str, service: &str, index: u32) -> String {
+    format!("{deployment}/{service}/{index:05}+")
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RolloutState {
+    Rolling,
+    Done,
+    Failed,
+}
+
+/// Progress of one service towards its current revision.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rollout {
+    pub deployment: String,
+    pub service: String,
+    pub revision: String,
+    pub state: RolloutState,
+    pub message: String,
+    pub started_ms: u64,
+}
+
 pub struct Store {
     db: sled::Db,
     deployments: sled::Tree,
     replicas: sled::Tree,
+    templates: sled::Tree,
+    rollouts: sled::Tree,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +133,8 @@ impl Store {
         Ok(Store {
             deployments: db.open_tree("deployments").map_err(e)?,
             replicas: db.open_tree("replicas").map_err(e)?,
+            templates: db.open_tree("templates").map_err(e)?,
+            rollouts: db.open_tree("rollouts").map_err(e)?,
             db,
         })
     }
@@ -130,6 +168,15 @@ impl Store {
         self.db.flush().map_err(e)?;
         Ok(())
     }
+    /// Re-files a record under its (new) key in one atomic write.
+    pub fn move_replica(&self, from: &str, r: &Replica) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(from);
+        batch.insert(r.key().as_bytes(), serde_json::to_vec(r).map_err(e)?);
+        self.replicas.apply_batch(batch).map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
     pub fn remove_replica(&self, key: &str) -> Result<(), StoreError> {
         self.replicas.remove(key).map_err(e)?;
         self.db.flush().map_err(e)?;
@@ -142,5 +189,65 @@ impl Store {
             .filter_map(|v| v.ok())
             .filter_map(|v| serde_json::from_slice(&v).ok())
             .collect()
+    }
+
+    pub fn put_template(&self, t: &Template) -> Result<(), StoreError> {
+        if self.templates.contains_key(t.key()).map_err(e)? {
+            return Ok(());
+        }
+        self.templates
+            .insert(t.key(), serde_json::to_vec(t).map_err(e)?)
+            .map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
+    pub fn template(&self, key: &str) -> Option<Template> {
+        serde_json::from_slice(&self.templates.get(key).ok()??).ok()
+    }
+    /// Drops templates no longer named by `keep`.
+    pub fn retain_templates(&self, keep: &std::collections::HashSet<String>) {
+        let stale: Vec<sled::IVec> = self
+            .templates
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !keep.contains(String::from_utf8_lossy(k).as_ref()))
+            .collect();
+        for k in &stale {
+            let _ = self.templates.remove(k);
+        }
+        if !stale.is_empty() {
+            let _ = self.db.flush();
+        }
+    }
+    pub fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
+        let key = format!("{}/{}", r.deployment, r.service);
+        self.rollouts
+            .insert(key, serde_json::to_vec(r).map_err(e)?)
+            .map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
+    pub fn rollout(&self, deployment: &str, service: &str) -> Option<Rollout> {
+        serde_json::from_slice(
+            &self
+                .rollouts
+                .get(format!("{deployment}/{service}"))
+                .ok()??,
+        )
+        .ok()
+    }
+    pub fn rollouts(&self) -> Vec<Rollout> {
+        self.rollouts
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+    pub fn remove_rollout(&self, deployment: &str, service: &str) {
+        if let Ok(Some(_)) = self.rollouts.remove(format!("{deployment}/{service}")) {
+            let _ = self.db.flush();
+        }
     }
 }

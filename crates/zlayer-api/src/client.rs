@@ -91,6 +91,9 @@ impl Client {
     pub async fn events(&self) -> Result<Vec<Event>, ClientError> {
         self.get("/v1/events").await
     }
+    pub async fn rollouts(&self) -> Result<Vec<RolloutView>, ClientError> {
+        self.get("/v1/rollouts").await
+    }
     pub async fn locate(&self, target: &str) -> Result<Vec<ReplicaLocation>, ClientError> {
         self.get(&format!("/v1/locate/{target}")).await
     }

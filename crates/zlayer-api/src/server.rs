@@ -21,6 +21,7 @@ pub trait Backend: Send + Sync + 'static {
     fn down(&self, deployment: String) -> impl Future<Output = Result<(), String>> + Send;
     fn ps(&self) -> impl Future<Output = Vec<ReplicaView>> + Send;
     fn events(&self) -> impl Future<Output = Vec<Event>> + Send;
+    fn rollouts(&self) -> impl Future<Output = Vec<RolloutView>> + Send;
     fn locate(
         &self,
         target: String,
@@ -70,6 +71,7 @@ async fn parse(req: hyper::Request<Incoming>) -> Result<Request, (StatusCode, St
         (Method::POST, ["v1", "down", dep]) => Ok(Request::Down(dep.to_string())),
         (Method::GET, ["v1", "ps"]) => Ok(Request::Ps),
         (Method::GET, ["v1", "events"]) => Ok(Request::Events),
+        (Method::GET, ["v1", "rollouts"]) => Ok(Request::Rollouts),
         (Method::GET, ["v1", "locate", rest @ ..]) => Ok(Request::Locate(rest.join("/"))),
         (Method::GET, ["metrics"]) => Ok(Request::Metrics),
         (Method::POST, ["v1", "shutdown"]) => Ok(Request::Shutdown),
@@ -109,6 +111,7 @@ async fn handle<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Respons
         },
         Request::Ps => json(StatusCode::OK, &b.ps().await),
         Request::Events => json(StatusCode::OK, &b.events().await),
+        Request::Rollouts => json(StatusCode::OK, &b.rollouts().await),
         Request::Locate(t) => match b.locate(t).await {
             Ok(r) => json(StatusCode::OK, &r),
             Err(e) => error(StatusCode::NOT_FOUND, e),

@@ -19,6 +19,9 @@ pub struct ApplyResponse {
     pub deployment: String,
     pub services: Vec<String>,
     pub changed: bool,
+    /// Each service's current revision: `up -d` waits for these rollouts.
+    #[serde(default)]
+    pub revisions: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,6 +37,24 @@ pub struct ReplicaView {
     pub age_secs: u64,
     pub container_id: String,
     pub message: String,
+    /// The revision (template hash) the replica runs.
+    #[serde(default)]
+    pub revision: String,
+    /// A replacement started by a rollout beside the old replica of its slot.
+    #[serde(default)]
+    pub surge: bool,
+}
+
+/// A service's progress towards its current revision.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub deployment: String,
+    pub service: String,
+    pub revision: String,
+    /// `rolling`, `done` or `failed`.
+    pub state: String,
+    pub message: String,
+    pub age_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,6 +89,7 @@ pub enum Request {
     Down(String),
     Ps,
     Events,
+    Rollouts,
     Locate(String),
     Metrics,
     Shutdown,

@@ -26,6 +26,15 @@ impl DnsTable {
             *t = entries;
         }
     }
+    /// Drops an address from every name, ahead of the next full replace.
+    pub fn forget(&self, ip: Ipv4Addr) {
+        if let Ok(mut t) = self.0.write() {
+            for ips in t.values_mut() {
+                ips.retain(|x| *x != ip);
+            }
+            t.retain(|_, ips| !ips.is_empty());
+        }
+    }
     pub fn lookup(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
         let key = name.trim_end_matches('.').to_ascii_lowercase();
         self.0.read().ok()?.get(&key).cloned()

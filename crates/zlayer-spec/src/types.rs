@@ -64,6 +64,38 @@ pub struct Service {
     /// Extension: user to run as (`uid`, `uid:gid`); overrides the image's user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Extension: how a changed service is rolled out.
+    #[serde(default)]
+    pub update: Update,
+}
+
+/// Extension: the rolling update of a changed service. New replicas start
+/// first; an old replica stops only once its replacement is healthy.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// How many replicas are replaced at the same time.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: i64,
+    /// How long a new replica has to become healthy before the rollout stops.
+    #[serde(default = "default_update_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            parallelism: default_parallelism(),
+            timeout: default_update_timeout(),
+        }
+    }
+}
+
+fn default_parallelism() -> i64 {
+    1
+}
+fn default_update_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

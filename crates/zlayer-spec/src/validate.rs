@@ -136,6 +136,21 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
         check_health(p, &format!("{at}.health"), h);
     }
     check_storage(p, at, &svc.storage);
+    if svc.update.parallelism < 1 {
+        p.add(
+            format!("{at}.update.parallelism"),
+            format!(
+                "parallelism must be at least 1, got {}",
+                svc.update.parallelism
+            ),
+        );
+    }
+    if svc.update.timeout.0.is_zero() {
+        p.add(
+            format!("{at}.update.timeout"),
+            "timeout must be more than 0",
+        );
+    }
     match (svc.rtype, &svc.schedule) {
         (ResourceType::Cron, None) => p.push(
             format!("{at}.schedule"),

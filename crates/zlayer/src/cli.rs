@@ -92,6 +92,11 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Each service's rollout: its current revision and whether it is rolling, done or failed.
+    Rollouts {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// Recent events (starts, exits, OOM kills, health changes).
     Events {
         #[arg(short, long, value_enum, default_value_t)]

@@ -3,7 +3,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use zlayer_api::{ApplyRequest, ReplicaView};
+use zlayer_api::{ApplyRequest, ApplyResponse, ReplicaView};
 
 use crate::cli::Format;
 use crate::output::render;
@@ -52,24 +52,43 @@ pub fn up(data: &Path, file: &Path, detach: bool, timeout: u64) -> Result<i32> {
         .map(|s| s.scale.initial_replicas())
         .sum();
     if detach {
-        return wait_ready(data, &resp.deployment, expected, timeout);
+        return wait_ready(data, &resp, expected, timeout);
     }
     foreground(data, &resp.deployment)
 }
 
-fn wait_ready(data: &Path, dep: &str, expected: u32, timeout: u64) -> Result<i32> {
+/// Waits until every service runs its applied revision on all its replicas,
+/// healthy; fails on a failed replica or a stopped rollout.
+fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) -> Result<i32> {
     let client = super::client(data);
+    let dep = resp.deployment.as_str();
     let start = Instant::now();
     loop {
         let ps: Vec<ReplicaView> = super::block_on(client.ps())?
             .into_iter()
             .filter(|r| r.deployment == dep)
             .collect();
-        let up = ps.iter().filter(|r| ready(r)).count() as u32;
+        let current = |r: &ReplicaView| resp.revisions.get(&r.service) == Some(&r.revision);
+        let up = ps
+            .iter()
+            .filter(|r| ready(r) && !r.surge && current(r))
+            .count() as u32;
         if let Some(bad) = ps.iter().find(|r| r.state == "failed") {
             bail!("{}/{} failed: {}", bad.service, bad.replica, bad.message);
         }
-        if up >= expected {
+        let rollouts = super::block_on(client.rollouts())?;
+        let mine = rollouts
+            .iter()
+            .filter(|r| r.deployment == dep && resp.revisions.get(&r.service) == Some(&r.revision));
+        let mut rolling = 0;
+        for r in mine {
+            match r.state.as_str() {
+                "failed" => bail!("{dep}/{}: rollout {}", r.service, r.message),
+                "done" => {}
+                _ => rolling += 1,
+            }
+        }
+        if up >= expected && rolling == 0 {
             println!(
                 "{dep}: {up}/{expected} replicas healthy in {:.2}s",
                 start.elapsed().as_secs_f64()
@@ -185,12 +204,33 @@ pub fn ps(data: &Path, output: Format) -> Result<i32> {
         |r| {
             vec![
                 format!("{}/{}", r.deployment, r.service),
-                r.replica.to_string(),
+                // A rollout's replacement shows beside the replica it replaces.
+                format!("{}{}", r.replica, if r.surge { "+" } else { "" }),
                 r.node.clone(),
                 r.state.clone(),
                 r.health.clone(),
                 r.restarts.to_string(),
                 r.ip.clone(),
+                age(r.age_secs),
+                r.message.clone(),
+            ]
+        },
+    )?;
+    Ok(0)
+}
+
+pub fn rollouts(data: &Path, output: Format) -> Result<i32> {
+    let mut rows = super::block_on(super::client(data).rollouts())?;
+    rows.sort_by(|a, b| (&a.deployment, &a.service).cmp(&(&b.deployment, &b.service)));
+    render(
+        output,
+        &rows,
+        &["SERVICE", "REVISION", "STATE", "AGE", "MESSAGE"],
+        |r| {
+            vec![
+                format!("{}/{}", r.deployment, r.service),
+                r.revision.clone(),
+                r.state.clone(),
                 age(r.age_secs),
                 r.message.clone(),
             ]

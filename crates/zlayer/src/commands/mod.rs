@@ -47,6 +47,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Down { deployment } => deploy::down(&data, &deployment),
         Command::Ps { output } => deploy::ps(&data, output),
         Command::Events { output } => deploy::events(&data, output),
+        Command::Rollouts { output } => deploy::rollouts(&data, output),
         Command::Logs {
             target,
             follow,

@@ -1,0 +1,208 @@
+//! Rolling a service to a new revision, a few slots at a time (the
+//! `update:` block): a replacement (a "surge" replica) starts beside the old
+//! replica of its slot, and the old one stops only once the new one serves.
+//! A replacement that exits, fails its checks or is not healthy within
+//! `update.timeout` stops the rollout: it is removed, the old replicas keep
+//! running, and the rollout record says why until a new revision is applied.
+
+use std::collections::{BTreeMap, HashSet};
+
+use zlayer_spec::{ResourceType, Service};
+
+use crate::node::{now_ms, Node};
+use crate::state::{surge_key, Health, Replica, ReplicaState, Rollout, RolloutState};
+use crate::template::Template;
+
+/// What became of a slot's replacement this round.
+enum SurgeOutcome {
+    Waiting,
+    Serving,
+    Failed(String),
+}
+
+impl Node {
+    /// The rollout record for the service's current revision; a new revision
+    /// starts a new rollout.
+    pub(crate) fn rollout_for(&self, t: &Template) -> Rollout {
+        match self.store.rollout(&t.deployment, &t.service_name) {
+            Some(r) if r.revision == t.revision => r,
+            _ => {
+                let r = Rollout {
+                    deployment: t.deployment.clone(),
+                    service: t.service_name.clone(),
+                    revision: t.revision.clone(),
+                    state: RolloutState::Rolling,
+                    message: String::new(),
+                    started_ms: now_ms(),
+                };
+                let _ = self.store.put_rollout(&r);
+                r
+            }
+        }
+    }
+
+    /// One step of the rollout; returns the replacements to start now.
+    pub(crate) async fn roll(
+        &self,
+        t: &Template,
+        svc: &Service,
+        mut rollout: Rollout,
+        replicas: &mut BTreeMap<String, Replica>,
+        wanted: &mut HashSet<String>,
+    ) -> Vec<Replica> {
+        let n = svc.scale.initial_replicas();
+        let (dep, name) = (t.deployment.as_str(), t.service_name.as_str());
+        for idx in 1..=n {
+            let sk = surge_key(dep, name, idx);
+            let Some(s) = replicas.get(&sk).cloned() else {
+                continue;
+            };
+            if s.revision != t.revision {
+                // Started for a revision that has since been replaced.
+                self.retire(&s).await;
+                replicas.remove(&sk);
+                continue;
+            }
+            wanted.insert(sk.clone());
+            match self.surge_outcome(svc, &s) {
+                SurgeOutcome::Waiting => {}
+                SurgeOutcome::Serving => self.promote(s, replicas).await,
+                SurgeOutcome::Failed(why) => {
+                    self.retire(&s).await;
+                    replicas.remove(&sk);
+                    rollout.state = RolloutState::Failed;
+                    rollout.message = format!(
+                        "stopped: the new replica {name}/{idx} (revision {}) {why}; \
+                         the old replicas keep running. See `zlayer logs {name}/{idx}`, \
+                         fix the spec and apply it again",
+                        t.revision
+                    );
+                    self.event(&s, "rollout-failed", rollout.message.clone());
+                    let _ = self.store.put_rollout(&rollout);
+                }
+            }
+        }
+        let stale: Vec<u32> = (1..=n)
+            .filter(|&idx| {
+                replicas
+                    .get(&crate::state::key(dep, name, idx))
+                    .is_some_and(|r| r.state == ReplicaState::Running && r.revision != t.revision)
+            })
+            .collect();
+        let surging = (1..=n)
+            .filter(|&idx| replicas.contains_key(&surge_key(dep, name, idx)))
+            .count();
+        if rollout.state == RolloutState::Rolling && stale.is_empty() && surging == 0 {
+            rollout.state = RolloutState::Done;
+            let _ = self.store.put_rollout(&rollout);
+            tracing::info!(deployment = dep, service = name, revision = %t.revision, "rollout complete");
+        }
+        if rollout.state == RolloutState::Failed {
+            return Vec::new();
+        }
+        if t.service.rtype != ResourceType::Service {
+            // Jobs and cron runs are not kept serving: the old run simply makes way.
+            for idx in stale {
+                if let Some(old) = replicas.remove(&crate::state::key(dep, name, idx)) {
+                    self.retire(&old).await;
+                }
+            }
+            return Vec::new();
+        }
+        let room = (svc.update.parallelism.max(1) as usize).saturating_sub(surging);
+        let mut starts = Vec::new();
+        let next: Vec<u32> = stale
+            .into_iter()
+            .filter(|&idx| !replicas.contains_key(&surge_key(dep, name, idx)))
+            .take(room)
+            .collect();
+        for idx in next {
+            let mut s = self.new_surge(t, idx);
+            match self.reserve_ip(&s, replicas) {
+                Ok(ip) => s.ip = Some(ip),
+                Err(e) => {
+                    tracing::warn!(deployment = dep, service = name, "rollout waits: {e}");
+                    break;
+                }
+            }
+            self.event(
+                &s,
+                "rollout",
+                format!("starting revision {} beside replica {idx}", t.revision),
+            );
+            wanted.insert(s.key());
+            replicas.insert(s.key(), s.clone());
+            starts.push(s);
+        }
+        starts
+    }
+
+    fn surge_outcome(&self, svc: &Service, s: &Replica) -> SurgeOutcome {
+        let timeout = svc.update.timeout;
+        match (s.state, s.health) {
+            (ReplicaState::Running, Health::Healthy | Health::None) => SurgeOutcome::Serving,
+            (ReplicaState::Running, Health::Unhealthy) => {
+                SurgeOutcome::Failed(format!("failed its health check: {}", s.message))
+            }
+            (ReplicaState::Running, Health::Starting)
+                if now_ms().saturating_sub(s.started_ms) > timeout.0.as_millis() as u64 =>
+            {
+                let last = if s.message.is_empty() {
+                    "no probe has passed".to_string()
+                } else {
+                    s.message.clone()
+                };
+                SurgeOutcome::Failed(format!("was not healthy within {timeout} ({last})"))
+            }
+            (ReplicaState::Running, Health::Starting) => SurgeOutcome::Waiting,
+            (ReplicaState::Pending, _) => SurgeOutcome::Waiting,
+            (ReplicaState::Exited | ReplicaState::Failed, _) => {
+                SurgeOutcome::Failed(format!("exited before it was healthy: {}", s.message))
+            }
+        }
+    }
+
+    /// The replacement serves: the old replica of its slot stops, and the
+    /// replacement takes the slot.
+    async fn promote(&self, surge: Replica, replicas: &mut BTreeMap<String, Replica>) {
+        let slot = crate::state::key(&surge.deployment, &surge.service, surge.index);
+        if let Some(old) = replicas.remove(&slot) {
+            self.unpublish(&old).await;
+            self.retire(&old).await;
+        }
+        let from = surge.key();
+        replicas.remove(&from);
+        let mut r = surge;
+        r.surge = false;
+        self.event(
+            &r,
+            "rollout",
+            format!("replica {} now runs revision {}", r.index, r.revision),
+        );
+        let _ = self.store.move_replica(&from, &r);
+        replicas.insert(slot, r);
+    }
+
+    fn new_surge(&self, t: &Template, idx: u32) -> Replica {
+        Replica {
+            deployment: t.deployment.clone(),
+            service: t.service_name.clone(),
+            index: idx,
+            container_id: String::new(),
+            ip: None,
+            state: ReplicaState::Pending,
+            health: Health::None,
+            restarts: 0,
+            created_ms: now_ms(),
+            started_ms: 0,
+            last_exit: None,
+            restart_at_ms: 0,
+            message: String::new(),
+            failed_checks: 0,
+            stop_signal: None,
+            stop_grace_ms: 0,
+            revision: t.revision.clone(),
+            surge: true,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Replica templates: one service's definition plus its resolved env, named
+//! by a content hash (the revision). A replica is always (re)started from its
+//! own revision's template, so an old replica left running by a stopped
+//! rollout keeps what it was started with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zlayer_spec::{Service, Spec};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Template {
+    pub deployment: String,
+    pub service_name: String,
+    /// The service as its containers see it: scale, `depends`, `update` and
+    /// `env` are cleared (take those from the spec; env is below).
+    pub service: Service,
+    /// `$E:` references already replaced by the applying caller's values.
+    pub env: Vec<(String, String)>,
+    pub revision: String,
+}
+
+impl Template {
+    pub fn new(spec: &Spec, name: &str, caller_env: &BTreeMap<String, String>) -> Option<Self> {
+        let full = spec.services.get(name)?;
+        let env = resolve_env(full, caller_env);
+        let service = container_shape(full);
+        let revision = revision(&service, &env);
+        Some(Template {
+            deployment: spec.deployment.clone(),
+            service_name: name.to_string(),
+            service,
+            env,
+            revision,
+        })
+    }
+
+    pub fn key(&self) -> String {
+        key(&self.deployment, &self.service_name, &self.revision)
+    }
+}
+
+pub fn key(deployment: &str, service: &str, revision: &str) -> String {
+    format!("{deployment}/{service}/{revision}")
+}
+
+/// `$E:VAR` takes the value the applying caller had (checked at apply time).
+fn resolve_env(svc: &Service, caller_env: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    svc.env
+        .iter()
+        .map(|(k, v)| {
+            let value = v.strip_prefix("$E:").map_or(v.clone(), |var| {
+                caller_env.get(var).cloned().unwrap_or_default()
+            });
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// Scale, `depends` and the update policy change no container, so they are
+/// left out of the template and roll nothing.
+fn container_shape(svc: &Service) -> Service {
+    let mut shape = svc.clone();
+    shape.scale = Default::default();
+    shape.depends.clear();
+    shape.update = Default::default();
+    shape.env.clear();
+    shape
+}
+
+fn revision(shape: &Service, env: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(shape).unwrap_or_default());
+    h.update(serde_json::to_vec(env).unwrap_or_default());
+    hex::encode(&h.finalize()[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> Spec {
+        let text = format!(
+            "version: v1\ndeployment: d\nservices:\n  web:\n    image: {{ name: demo }}\n{extra}"
+        );
+        zlayer_spec::parse("t.yaml", &text).expect("valid spec")
+    }
+
+    fn rev(extra: &str, env: &[(&str, &str)]) -> String {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Template::new(&spec(extra), "web", &env)
+            .expect("service exists")
+            .revision
+    }
+
+    #[test]
+    fn scale_depends_and_update_policy_do_not_change_the_revision() {
+        let base = rev("", &[]);
+        assert_eq!(base, rev("    scale: { mode: fixed, replicas: 7 }\n", &[]));
+        assert_eq!(base, rev("    update: { parallelism: 3 }\n", &[]));
+    }
+
+    #[test]
+    fn image_env_and_caller_values_change_it() {
+        let base = rev("    env: { A: $E:A }\n", &[("A", "1")]);
+        assert_ne!(base, rev("    env: { A: $E:A }\n", &[("A", "2")]));
+        // The same resolved env is the same container.
+        assert_eq!(base, rev("    env: { A: \"1\" }\n", &[]));
+        assert_ne!(rev("", &[]), rev("    user: \"1\"\n", &[]));
+    }
+}

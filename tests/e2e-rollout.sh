@@ -1,0 +1,95 @@
+# Rolling updates, sourced by tests/e2e.sh (uses its $Z, check and data dir).
+# One spec file; the caller's environment ($E:) makes each revision.
+cat > /tmp/e2e-roll.yaml <<'YAML'
+version: v1
+deployment: roll
+services:
+  web:
+    image: { name: demo:latest }
+    env: { PORT: "8080", MESSAGE: $E:MSG, SLOW_START: $E:SLOW, EXIT_AFTER: $E:EXIT }
+    endpoints:
+      - { name: http, protocol: http, port: 8080, host_port: 18090, expose: public }
+    scale: { mode: fixed, replicas: 2 }
+    update: { parallelism: 1, timeout: 2s }
+    health:
+      start_grace: 3s
+      interval: 100ms
+      timeout: 500ms
+      retries: 2
+      check: { type: http, url: "http://localhost:8080/health" }
+  side:
+    image: { name: busybox:latest }
+    command: { entrypoint: ["/bin/sleep", "3600"] }
+YAML
+roll_apply() { MSG=$1 SLOW=$2 EXIT=$3 "$Z" up -d --timeout 60 /tmp/e2e-roll.yaml; }
+web_json() { "$Z" ps -o json | jq -c '[.[] | select(.deployment=="roll" and .service=="web")]'; }
+web_revision() { "$Z" rollouts -o json | jq -r '.[] | select(.deployment=="roll" and .service=="web") | .revision'; }
+
+# v1 -> v2 (1 s slow start): traffic never fails, the replicas are replaced
+# one at a time, the new one healthy before the old one goes, and the
+# unchanged service is left alone.
+rollout_zero_downtime() {
+  roll_apply v1 "" "" >/dev/null || return 1
+  local side; side=$("$Z" ps -o json | jq -r '.[] | select(.service=="side") | .container_id')
+  local flag=/tmp/e2e-roll.flag; rm -f "$flag" /tmp/e2e-roll.samples
+  ( n=0; f=0; while [ ! -e "$flag" ] && [ $n -lt 3000 ]; do
+      curl -sf -m 2 http://127.0.0.1:18090/ >/dev/null || f=$((f+1)); n=$((n+1)); done
+    echo "requests=$n failed=$f" > /tmp/e2e-roll.curl ) &
+  local curl_pid=$!
+  ( n=0; while [ ! -e "$flag" ] && [ $n -lt 600 ]; do web_json >> /tmp/e2e-roll.samples; n=$((n+1)); done ) &
+  local ps_pid=$!
+  roll_apply v2 1 ""; local rc=$?
+  touch "$flag"; wait $curl_pid $ps_pid
+  cat /tmp/e2e-roll.curl; [ $rc -eq 0 ] || return 1
+  grep -q 'failed=0$' /tmp/e2e-roll.curl || return 1
+  # Never fewer than 2 serving, never more than one replacement at a time, and a replacement was seen.
+  jq -s -e 'all(.[]; ([.[] | select(.state=="running" and .health=="healthy")] | length) >= 2)' /tmp/e2e-roll.samples || { echo "a sample had fewer than 2 healthy"; return 1; }
+  jq -s -e 'all(.[]; ([.[] | select(.surge)] | length) <= 1) and any(.[]; any(.[]; .surge))' /tmp/e2e-roll.samples || { echo "surge count wrong"; return 1; }
+  local rev; rev=$(web_revision)
+  web_json | jq -e --arg r "$rev" 'length == 2 and all(.[]; .revision == $r and (.surge | not))' || return 1
+  for i in 1 2 3 4; do curl -s -m 2 http://127.0.0.1:18090/; echo; done | grep -c '^v2 from' | grep -qx 4 || return 1
+  [ "$("$Z" ps -o json | jq -r '.[] | select(.service=="side") | .container_id')" = "$side" ] || { echo "side was restarted"; return 1; }
+}
+
+# A replacement that exits stops the rollout: `up -d` says why, the old
+# replicas keep serving, and re-applying the same spec changes nothing.
+rollout_failure_stops() {
+  local before; before=$(web_json | jq -c '[.[].container_id] | sort')
+  local out; out=$(roll_apply v3 "" 0 2>&1); echo "$out"
+  echo "$out" | grep -q 'roll/web: rollout stopped: the new replica web/1 (revision [0-9a-f]*) exited before it was healthy: exited with code 1; the old replicas keep running' || return 1
+  [ "$(web_json | jq -c '[.[].container_id] | sort')" = "$before" ] || { echo "old replicas changed"; return 1; }
+  for i in 1 2; do curl -s -m 2 http://127.0.0.1:18090/; echo; done | grep -c '^v2 from' | grep -qx 2 || return 1
+  "$Z" rollouts | grep -q 'roll/web .* failed ' || return 1
+  local attempts; attempts=$("$Z" events -o json | jq '[.[] | select(.kind=="rollout")] | length')
+  out=$(roll_apply v3 "" 0 2>&1); echo "$out"
+  echo "$out" | grep -q '(unchanged)' && echo "$out" | grep -q 'rollout stopped' || return 1
+  sleep 0.5
+  [ "$("$Z" events -o json | jq '[.[] | select(.kind=="rollout")] | length')" = "$attempts" ] || { echo "a stopped rollout was retried"; return 1; }
+  [ "$(web_json | jq -c '[.[].container_id] | sort')" = "$before" ]
+}
+
+# A replacement that never turns healthy within update.timeout stops the rollout too.
+rollout_timeout_stops() {
+  local out; out=$(roll_apply v4 30 "" 2>&1); echo "$out"
+  echo "$out" | grep -q 'rollout stopped: the new replica web/1 (revision [0-9a-f]*) was not healthy within 2s' || return 1
+  web_json | jq -e 'length == 2 and all(.[]; .state == "running" and .health == "healthy")'
+}
+
+# Back to v2 (the revision that runs) is immediate; a scale change alone rolls nothing.
+rollout_back_and_scale() {
+  local before; before=$(web_json | jq -c '[.[].container_id] | sort')
+  roll_apply v2 1 "" || return 1
+  [ "$(web_json | jq -c '[.[].container_id] | sort')" = "$before" ] || { echo "back to the running revision restarted replicas"; return 1; }
+  sed 's/replicas: 2/replicas: 3/' /tmp/e2e-roll.yaml > /tmp/e2e-roll3.yaml
+  MSG=v2 SLOW=1 EXIT= "$Z" up -d --timeout 60 /tmp/e2e-roll3.yaml || return 1
+  local now; now=$(web_json)
+  echo "$now" | jq -e 'length == 3' >/dev/null || return 1
+  for id in $(echo "$before" | jq -r '.[]'); do echo "$now" | grep -q "$id" || { echo "$id was replaced by a scale change"; return 1; }; done
+  "$Z" down roll >/dev/null
+}
+export Z
+export -f roll_apply web_json web_revision rollout_zero_downtime rollout_failure_stops rollout_timeout_stops rollout_back_and_scale
+check "rolling update: one at a time, new healthy first, no failed request" bash -c rollout_zero_downtime
+check "rolling update: an exiting replacement stops the rollout, old replicas serve" bash -c rollout_failure_stops
+check "rolling update: a replacement not healthy within update.timeout stops it" bash -c rollout_timeout_stops
+check "rolling update: back to the running revision and scale-only changes restart nothing" bash -c rollout_back_and_scale
