@@ -1,12 +1,13 @@
 //! One veth pair per container: the host end joins the bridge, the other
-//! end becomes `eth0` in the container's namespace with its address and a
-//! default route through the bridge.
+//! end is created as `eth0` in the container's namespace, with its address
+//! and a default route through the bridge.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::bridge::link_index;
 use crate::error::NetError;
@@ -36,47 +37,33 @@ pub async fn attach(
 ) -> Result<Attachment, NetError> {
     let handle = crate::netlink()?;
     let host = host_ifname(id);
-    let peer = format!("zp{}", &host[2..]);
     if let Some(old) = link_index(&handle, &host).await? {
         handle.link().del(old).execute().await?;
     }
-    handle
-        .link()
-        .add(LinkVeth::new(&host, &peer).build())
-        .execute()
-        .await?;
     let bridge_idx = link_index(&handle, bridge)
         .await?
         .ok_or_else(|| NetError::Netlink(format!("bridge {bridge} is missing")))?;
-    let host_idx = link_index(&handle, &host)
-        .await?
-        .ok_or_else(|| NetError::Netlink(format!("{host} vanished")))?;
-    let peer_idx = link_index(&handle, &peer)
-        .await?
-        .ok_or_else(|| NetError::Netlink(format!("{peer} vanished")))?;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(host_idx)
-                .controller(bridge_idx)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await?;
     let ns_file = std::fs::File::open(netns).map_err(|e| NetError::Netns {
         path: netns.display().to_string(),
         reason: e.to_string(),
     })?;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(peer_idx)
-                .setns_by_fd(ns_file.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await?;
+    // One request: the container end is created as `eth0` inside the
+    // namespace, with its MAC, and the host end joins the bridge. Creating
+    // it there avoids moving a device between namespaces, which waits for
+    // RCU grace periods and dominated the cost of a replica start.
+    let container_end = LinkMessageBuilder::<LinkUnspec>::new()
+        .name("eth0".to_string())
+        .address(mac_for(ip).to_vec())
+        .setns_by_fd(ns_file.as_raw_fd())
+        .build();
+    let pair = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host.clone())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(container_end)))
+        .controller(bridge_idx)
+        .up()
+        .build();
+    handle.link().add(pair).execute().await?;
+    drop(ns_file);
     let (path, gw, prefix) = (PathBuf::from(netns), cidr.gateway(), cidr.prefix);
     tokio::task::spawn_blocking(move || {
         crate::netns::in_netns(&path, move || {
@@ -84,7 +71,7 @@ pub async fn attach(
                 .enable_all()
                 .build()
                 .map_err(|e| NetError::Netlink(e.to_string()))?;
-            rt.block_on(configure_inside(&peer, ip, prefix, gw))
+            rt.block_on(configure_inside(ip, prefix, gw))
         })
     })
     .await
@@ -95,31 +82,18 @@ pub async fn attach(
     })
 }
 
-async fn configure_inside(
-    peer: &str,
-    ip: Ipv4Addr,
-    prefix: u8,
-    gw: Ipv4Addr,
-) -> Result<(), NetError> {
+async fn configure_inside(ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Result<(), NetError> {
     let handle = crate::netlink()?;
-    let idx = link_index(&handle, peer)
+    let idx = link_index(&handle, "eth0")
         .await?
-        .ok_or_else(|| NetError::Netlink(format!("{peer} did not arrive in the namespace")))?;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(idx)
-                .name("eth0".to_string())
-                .address(mac_for(ip).to_vec())
-                .build(),
-        )
-        .execute()
-        .await?;
+        .ok_or_else(|| NetError::Netlink("eth0 did not arrive in the namespace".into()))?;
     handle
         .address()
         .add(idx, IpAddr::V4(ip), prefix)
         .execute()
         .await?;
+    // Not up at creation: the kernel refuses to open a veth end before its
+    // pair is complete.
     handle
         .link()
         .set(LinkUnspec::new_with_index(idx).up().build())

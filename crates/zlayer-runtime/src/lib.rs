@@ -18,6 +18,7 @@ mod layout;
 mod oci;
 mod seccomp;
 mod shim;
+mod trim;
 
 pub use cgroup::{CgroupStats, CgroupVersion};
 pub use config::{ContainerConfig, Limits, MountSpec};

@@ -130,6 +130,8 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
 /// record its exit, delete the container. Never returns.
 pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32) -> ! {
     let dir = reaper_for(container_dir, data_dir);
+    // Waiting is all this process does until the container exits.
+    crate::trim::release_clean_file_pages();
     let (code, signal) = reap_until(init_pid);
     let cgroup_path = fs::read(dir.request_path())
         .ok()
