@@ -22,6 +22,9 @@ impl Backend for Node {
     async fn rollouts(&self) -> Vec<RolloutView> {
         self.rollout_views()
     }
+    async fn watch(&self, after: u64) -> u64 {
+        Node::watch(self, after).await
+    }
     async fn locate(&self, target: String) -> Result<Vec<ReplicaLocation>, String> {
         Node::locate(self, &target)
     }

@@ -25,7 +25,10 @@ impl Node {
             else {
                 continue;
             };
-            let interval = h.interval.0.as_millis() as u64;
+            let interval = match (r.health, h.start_interval) {
+                (Health::Starting, Some(start)) => start.0.as_millis() as u64,
+                _ => h.interval.0.as_millis() as u64,
+            };
             if now.saturating_sub(self.last_probe(&r.key())) < interval {
                 continue;
             }

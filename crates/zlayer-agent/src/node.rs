@@ -40,6 +40,8 @@ pub struct Node {
     pub(crate) last_probe: Mutex<HashMap<String, u64>>,
     /// Templates by `deployment/service/revision`, as stored.
     templates: Mutex<HashMap<String, Arc<Template>>>,
+    /// Counts reconcile rounds, so clients can wait for the next one.
+    generation: tokio::sync::watch::Sender<u64>,
     pub(crate) wake: Notify,
     pub(crate) quit: Notify,
     pub(crate) node_name: String,
@@ -81,6 +83,7 @@ impl Node {
             publish_errors: Mutex::new(HashSet::new()),
             last_probe: Mutex::new(HashMap::new()),
             templates: Mutex::new(HashMap::new()),
+            generation: tokio::sync::watch::Sender::new(0),
             wake: Notify::new(),
             quit: Notify::new(),
             node_name,
@@ -119,6 +122,7 @@ impl Node {
         tracing::info!(data_dir = %p.data_dir.display(), "node started");
         loop {
             self.reconcile().await;
+            self.generation.send_modify(|g| *g += 1);
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.next_tick()) => {}
@@ -574,20 +578,16 @@ impl Node {
     /// its first passing probe, so short health intervals are honoured.
     fn next_tick(&self) -> Duration {
         let idle = Duration::from_millis(250);
-        let starting = self
-            .store
+        self.store
             .replicas()
             .into_iter()
-            .any(|r| r.health == Health::Starting);
-        if !starting {
-            return idle;
-        }
-        self.specs()
-            .iter()
-            .flat_map(|(_, s)| s.services.values())
-            .filter_map(|svc| svc.health.as_ref().map(|h| h.interval.0))
+            .filter(|r| r.health == Health::Starting)
+            .filter_map(|r| {
+                let h = self.template_of(&r)?.service.health.clone()?;
+                Some(h.start_interval.unwrap_or(h.interval).0)
+            })
             .min()
-            .map_or(idle, |i| i.clamp(Duration::from_millis(10), idle))
+            .map_or(idle, |i| i.clamp(Duration::from_millis(5), idle))
     }
 
     pub(crate) async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, String> {
@@ -676,6 +676,14 @@ impl Node {
                 }
             })
             .collect()
+    }
+
+    /// The round count once it passes `after`; at most 2 s later, whatever it is.
+    pub(crate) async fn watch(&self, after: u64) -> u64 {
+        let mut rx = self.generation.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|g| *g > after)).await;
+        let now = *rx.borrow();
+        now
     }
 
     pub(crate) fn rollout_views(&self) -> Vec<RolloutView> {

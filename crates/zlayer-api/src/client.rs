@@ -94,6 +94,10 @@ impl Client {
     pub async fn rollouts(&self) -> Result<Vec<RolloutView>, ClientError> {
         self.get("/v1/rollouts").await
     }
+    /// Waits until the node's state has moved past generation `after`.
+    pub async fn watch(&self, after: u64) -> Result<u64, ClientError> {
+        self.get(&format!("/v1/watch/{after}")).await
+    }
     pub async fn locate(&self, target: &str) -> Result<Vec<ReplicaLocation>, ClientError> {
         self.get(&format!("/v1/locate/{target}")).await
     }

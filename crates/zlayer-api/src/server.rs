@@ -22,6 +22,9 @@ pub trait Backend: Send + Sync + 'static {
     fn ps(&self) -> impl Future<Output = Vec<ReplicaView>> + Send;
     fn events(&self) -> impl Future<Output = Vec<Event>> + Send;
     fn rollouts(&self) -> impl Future<Output = Vec<RolloutView>> + Send;
+    /// Resolves with the state generation once it is past `after`, or after
+    /// the backend's own time limit with the current one.
+    fn watch(&self, after: u64) -> impl Future<Output = u64> + Send;
     fn locate(
         &self,
         target: String,
@@ -72,6 +75,12 @@ async fn parse(req: hyper::Request<Incoming>) -> Result<Request, (StatusCode, St
         (Method::GET, ["v1", "ps"]) => Ok(Request::Ps),
         (Method::GET, ["v1", "events"]) => Ok(Request::Events),
         (Method::GET, ["v1", "rollouts"]) => Ok(Request::Rollouts),
+        (Method::GET, ["v1", "watch", after]) => after.parse().map(Request::Watch).map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("`{after}` is not a generation"),
+            )
+        }),
         (Method::GET, ["v1", "locate", rest @ ..]) => Ok(Request::Locate(rest.join("/"))),
         (Method::GET, ["metrics"]) => Ok(Request::Metrics),
         (Method::POST, ["v1", "shutdown"]) => Ok(Request::Shutdown),
@@ -112,6 +121,7 @@ async fn handle<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Respons
         Request::Ps => json(StatusCode::OK, &b.ps().await),
         Request::Events => json(StatusCode::OK, &b.events().await),
         Request::Rollouts => json(StatusCode::OK, &b.rollouts().await),
+        Request::Watch(after) => json(StatusCode::OK, &b.watch(after).await),
         Request::Locate(t) => match b.locate(t).await {
             Ok(r) => json(StatusCode::OK, &r),
             Err(e) => error(StatusCode::NOT_FOUND, e),

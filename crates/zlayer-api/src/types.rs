@@ -90,6 +90,8 @@ pub enum Request {
     Ps,
     Events,
     Rollouts,
+    /// Long poll: answers once the node's state generation passes the given one (or after a while).
+    Watch(u64),
     Locate(String),
     Metrics,
     Shutdown,

@@ -284,6 +284,10 @@ pub struct Health {
     pub start_grace: Duration,
     #[serde(default = "default_interval")]
     pub interval: Duration,
+    /// Extension (Docker's `start_interval`): the time between probes until
+    /// the first one passes; defaults to `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<Duration>,
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
     #[serde(default = "default_retries")]

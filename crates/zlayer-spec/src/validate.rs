@@ -423,6 +423,12 @@ fn check_health(p: &mut Problems, at: &str, h: &Health) {
             format!("retries must be at least 1, got {}", h.retries),
         );
     }
+    if h.start_interval.is_some_and(|d| d.0.is_zero()) {
+        p.add(
+            format!("{at}.start_interval"),
+            "start_interval must be more than 0",
+        );
+    }
     for (key, d) in [("interval", h.interval), ("timeout", h.timeout)] {
         if d.0.is_zero() {
             p.add(format!("{at}.{key}"), format!("{key} must be more than 0"));

@@ -63,6 +63,7 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
     let client = super::client(data);
     let dep = resp.deployment.as_str();
     let start = Instant::now();
+    let mut generation = 0;
     loop {
         let ps: Vec<ReplicaView> = super::block_on(client.ps())?
             .into_iter()
@@ -111,7 +112,8 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
                 why.join("\n  ")
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // Wakes after the node's next reconcile round instead of polling.
+        generation = super::block_on(client.watch(generation))?;
     }
 }
 
