@@ -340,12 +340,20 @@ impl Node {
         }
     }
 
-    /// Cleans up after an exit and schedules the restart.
+    /// Cleans up after an exit and schedules the restart (a cron run's next
+    /// run is left for `plan_cron` to find).
     async fn finish(&self, r: &mut Replica) {
         replica::cleanup(&self.paths, &self.images, &r.container_id).await;
         r.state = ReplicaState::Exited;
         r.health = Health::None;
-        r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+        let cron = self
+            .template_of(r)
+            .is_some_and(|t| t.service.rtype == ResourceType::Cron);
+        r.restart_at_ms = if cron {
+            0
+        } else {
+            now_ms() + backoff_ms(r.restarts)
+        };
         let _ = self.store.put_replica(r);
     }
 
@@ -363,6 +371,9 @@ impl Node {
         rollout_failed: bool,
     ) -> Plan {
         let (name, svc) = (t.service_name.as_str(), &spec.services[&t.service_name]);
+        if svc.rtype == ResourceType::Cron {
+            return self.plan_cron(spec, t, idx, existing, all);
+        }
         let now = now_ms();
         let mut r = match existing {
             Some(r) if r.state == ReplicaState::Running || r.state == ReplicaState::Failed => {
@@ -394,31 +405,8 @@ impl Node {
             None if all.contains_key(&crate::state::surge_key(&spec.deployment, name, idx)) => {
                 return Plan::Keep;
             }
-            None => Replica {
-                deployment: spec.deployment.clone(),
-                service: name.to_string(),
-                index: idx,
-                container_id: String::new(),
-                ip: None,
-                state: ReplicaState::Pending,
-                health: Health::None,
-                restarts: 0,
-                created_ms: now,
-                started_ms: 0,
-                last_exit: None,
-                restart_at_ms: 0,
-                message: String::new(),
-                failed_checks: 0,
-                stop_signal: None,
-                stop_grace_ms: 0,
-                revision: t.revision.clone(),
-                surge: false,
-            },
+            None => Replica::new(&spec.deployment, name, idx, &t.revision),
         };
-        if svc.rtype == ResourceType::Cron {
-            r.message = "cron scheduling is not part of the single-node slice yet".into();
-            return Plan::Record(r);
-        }
         if let Err(why) = self.depends_met(spec, name, all) {
             let since = match self.depends_since.lock() {
                 Ok(mut m) => *m.entry(r.key()).or_insert(now),
@@ -443,6 +431,60 @@ impl Node {
                 }
             }
         }
+        match self.reserve_ip(&r, all) {
+            Ok(ip) => {
+                r.ip = Some(ip);
+                Plan::Start(r)
+            }
+            Err(e) => {
+                r.message = e;
+                Plan::Record(r)
+            }
+        }
+    }
+
+    /// A cron service has one slot. Its run starts at each fire time of the
+    /// schedule; a fire time that passes while the previous run still runs
+    /// is skipped (no overlap), and a failed run is not retried before the
+    /// next fire time.
+    fn plan_cron(
+        &self,
+        spec: &Spec,
+        t: &Template,
+        idx: u32,
+        existing: Option<Replica>,
+        all: &BTreeMap<String, Replica>,
+    ) -> Plan {
+        let now = now_ms();
+        let mut r = match existing {
+            Some(r) if r.state == ReplicaState::Running => return Plan::Keep,
+            Some(r) => r,
+            None => Replica::new(&spec.deployment, &t.service_name, idx, &t.revision),
+        };
+        r.revision = t.revision.clone();
+        if r.restart_at_ms == 0 {
+            let schedule = spec.services[&t.service_name]
+                .schedule
+                .clone()
+                .unwrap_or_default();
+            let last = r
+                .last_exit
+                .as_ref()
+                .map(|e| format!("last run {}; ", e.describe()))
+                .unwrap_or_default();
+            match zlayer_spec::next_fire_ms(&schedule, now) {
+                Some(next) => {
+                    r.restart_at_ms = next;
+                    r.message = format!("{last}next run at {}", zlayer_spec::format_utc(next));
+                }
+                None => r.message = format!("{last}the schedule `{schedule}` has no future run"),
+            }
+            return Plan::Record(r);
+        }
+        if now < r.restart_at_ms {
+            return Plan::Keep;
+        }
+        r.restart_at_ms = 0;
         match self.reserve_ip(&r, all) {
             Ok(ip) => {
                 r.ip = Some(ip);

@@ -184,25 +184,8 @@ impl Node {
     }
 
     fn new_surge(&self, t: &Template, idx: u32) -> Replica {
-        Replica {
-            deployment: t.deployment.clone(),
-            service: t.service_name.clone(),
-            index: idx,
-            container_id: String::new(),
-            ip: None,
-            state: ReplicaState::Pending,
-            health: Health::None,
-            restarts: 0,
-            created_ms: now_ms(),
-            started_ms: 0,
-            last_exit: None,
-            restart_at_ms: 0,
-            message: String::new(),
-            failed_checks: 0,
-            stop_signal: None,
-            stop_grace_ms: 0,
-            revision: t.revision.clone(),
-            surge: true,
-        }
+        let mut r = Replica::new(&t.deployment, &t.service_name, idx, &t.revision);
+        r.surge = true;
+        r
     }
 }

@@ -62,6 +62,30 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// A slot's first record, not started yet.
+    pub fn new(deployment: &str, service: &str, index: u32, revision: &str) -> Replica {
+        Replica {
+            deployment: deployment.to_string(),
+            service: service.to_string(),
+            index,
+            container_id: String::new(),
+            ip: None,
+            state: ReplicaState::Pending,
+            health: Health::None,
+            restarts: 0,
+            created_ms: crate::node::now_ms(),
+            started_ms: 0,
+            last_exit: None,
+            restart_at_ms: 0,
+            message: String::new(),
+            failed_checks: 0,
+            stop_signal: None,
+            stop_grace_ms: 0,
+            revision: revision.to_string(),
+            surge: false,
+        }
+    }
+
     pub fn stop_params(&self) -> (i32, std::time::Duration) {
         let grace = if self.stop_grace_ms == 0 {
             10_000

@@ -13,8 +13,8 @@ use zlayer_spec::{Service, Spec};
 pub struct Template {
     pub deployment: String,
     pub service_name: String,
-    /// The service as its containers see it: scale, `depends`, `update` and
-    /// `env` are cleared (take those from the spec; env is below).
+    /// The service as its containers see it: scale, `depends`, `update`,
+    /// `schedule` and `env` are cleared (take those from the spec; env is below).
     pub service: Service,
     /// `$E:` references already replaced by the applying caller's values.
     pub env: Vec<(String, String)>,
@@ -58,11 +58,12 @@ fn resolve_env(svc: &Service, caller_env: &BTreeMap<String, String>) -> Vec<(Str
         .collect()
 }
 
-/// Scale, `depends` and the update policy change no container, so they are
-/// left out of the template and roll nothing.
+/// Scale, `depends`, the update policy and a cron schedule change no
+/// container, so they are left out of the template and roll nothing.
 fn container_shape(svc: &Service) -> Service {
     let mut shape = svc.clone();
     shape.scale = Default::default();
+    shape.schedule = None;
     shape.depends.clear();
     shape.update = Default::default();
     shape.env.clear();

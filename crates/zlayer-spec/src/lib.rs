@@ -9,6 +9,7 @@
 mod error;
 mod load;
 mod locate;
+mod schedule;
 mod types;
 mod units;
 mod validate;
@@ -16,6 +17,7 @@ mod validate;
 pub use error::{SpecError, SpecErrors};
 pub use load::{load_file, parse};
 pub use locate::position;
+pub use schedule::{format_utc, next_fire_ms};
 pub use types::*;
 pub use units::{Duration, Size};
 pub use validate::{is_dns_label, start_order};
