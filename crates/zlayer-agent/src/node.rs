@@ -431,16 +431,7 @@ impl Node {
                 }
             }
         }
-        match self.reserve_ip(&r, all) {
-            Ok(ip) => {
-                r.ip = Some(ip);
-                Plan::Start(r)
-            }
-            Err(e) => {
-                r.message = e;
-                Plan::Record(r)
-            }
-        }
+        self.start_with_ip(r, all)
     }
 
     /// A cron service has one slot. Its run starts at each fire time of the
@@ -485,6 +476,11 @@ impl Node {
             return Plan::Keep;
         }
         r.restart_at_ms = 0;
+        self.start_with_ip(r, all)
+    }
+
+    /// Starts the replica once it has an address; without one it waits, saying why.
+    fn start_with_ip(&self, mut r: Replica, all: &BTreeMap<String, Replica>) -> Plan {
         match self.reserve_ip(&r, all) {
             Ok(ip) => {
                 r.ip = Some(ip);
