@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tests of the single-node slice with real containers, a real
 # bridge and real HTTP clients. Each check prints PASS/FAIL; the last line is
-# "N passed, N failed". Uses its own data dir, bridge, CIDR and ports.
+# "N passed, N failed". Uses its own data dir, but the node's default bridge
+# (zlayer0, 10.231.0.0/24, DNS on 10.231.0.1:53) and ports 8080, 18090 and
+# 9464: no other zlayer node may run on the host meanwhile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 Z=${ZLAYER:-$(pwd)/target/release/zlayer}
