@@ -359,8 +359,9 @@ impl Node {
 
     /// Decides what one replica slot needs this round. A slot whose replica
     /// still runs an older revision is left to the rollout (`roll`); one whose
-    /// replica is not running simply starts on the current revision, unless
-    /// the rollout failed, in which case it restarts on its own.
+    /// replica is not running simply starts afresh on the current revision,
+    /// unless that revision's rollout failed, in which case it restarts on its
+    /// own.
     fn plan(
         &self,
         spec: &Spec,
@@ -376,25 +377,30 @@ impl Node {
         }
         let now = now_ms();
         let mut r = match existing {
-            Some(r) if r.state == ReplicaState::Running || r.state == ReplicaState::Failed => {
-                return Plan::Keep;
+            Some(r) if r.state == ReplicaState::Running => return Plan::Keep,
+            // A replica that gave up or waits out a restart backoff is of no
+            // use to anyone: a new revision replaces it at once.
+            Some(r)
+                if r.state != ReplicaState::Pending
+                    && r.revision != t.revision
+                    && !rollout_failed =>
+            {
+                if let Ok(mut since) = self.depends_since.lock() {
+                    since.remove(&r.key());
+                }
+                Replica::new(&spec.deployment, name, idx, &t.revision)
             }
+            Some(r) if r.state == ReplicaState::Failed => return Plan::Keep,
             Some(r) if r.state == ReplicaState::Exited => {
-                let stale = r.revision != t.revision;
                 let ok = r.last_exit.as_ref().is_some_and(|e| e.status() == 0);
-                if svc.rtype == ResourceType::Job && ok && !stale {
+                if svc.rtype == ResourceType::Job && ok {
                     return Plan::Keep;
                 }
-                if now < r.restart_at_ms && !(stale && svc.rtype == ResourceType::Job) {
+                if now < r.restart_at_ms {
                     return Plan::Keep;
                 }
                 let mut r = r;
-                if stale && !rollout_failed {
-                    r.revision = t.revision.clone();
-                    r.restarts = 0;
-                } else {
-                    r.restarts += 1;
-                }
+                r.restarts += 1;
                 r
             }
             Some(mut r) => {
@@ -816,3 +822,7 @@ enum Plan {
     Record(Replica),
     Start(Replica),
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,92 @@
+//! What `plan` decides for one slot when a new revision meets replicas that
+//! are not running.
+
+use super::*;
+use zlayer_runtime::ExitInfo;
+
+fn node(dir: &std::path::Path) -> Arc<Node> {
+    Node::open(&NodeConfig {
+        data_dir: dir.to_path_buf(),
+        exe: PathBuf::from("/bin/false"),
+        bridge: "zltest0".into(),
+        cidr: "10.250.0.0/24".parse().expect("cidr"),
+        metrics_addr: None,
+    })
+    .expect("node opens on a fresh dir")
+}
+
+fn spec(message: &str) -> Spec {
+    let text = format!(
+        "version: v1\ndeployment: d\nservices:\n  web:\n    image: {{ name: demo }}\n    env: {{ MESSAGE: \"{message}\" }}\n"
+    );
+    zlayer_spec::parse("t.yaml", &text).expect("valid spec")
+}
+
+fn template(spec: &Spec) -> Template {
+    Template::new(spec, "web", &Default::default()).expect("service exists")
+}
+
+/// A replica of the `v1` revision in `state`, whose backoff ends an hour from now.
+fn old_replica(state: ReplicaState) -> Replica {
+    let mut r = Replica::new("d", "web", 1, &template(&spec("v1")).revision);
+    r.state = state;
+    r.restarts = 6;
+    r.restart_at_ms = now_ms() + 3_600_000;
+    r.last_exit = Some(ExitInfo {
+        code: Some(1),
+        signal: None,
+        oom_killed: false,
+        finished_at_ms: now_ms(),
+    });
+    r
+}
+
+fn plan_v2(existing: Replica, rollout_failed: bool) -> Plan {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = node(dir.path());
+    let s = spec("v2");
+    n.plan(
+        &s,
+        &template(&s),
+        1,
+        Some(existing),
+        &BTreeMap::new(),
+        rollout_failed,
+    )
+}
+
+#[test]
+fn a_crash_looping_replica_starts_at_once_on_a_new_revision() {
+    match plan_v2(old_replica(ReplicaState::Exited), false) {
+        Plan::Start(r) => {
+            assert_eq!(r.revision, template(&spec("v2")).revision);
+            assert_eq!(r.restarts, 0, "a new revision starts with a clean count");
+            assert!(r.ip.is_some());
+        }
+        _ => panic!("expected a start on the new revision"),
+    }
+}
+
+#[test]
+fn a_replica_that_gave_up_is_replaced_by_a_new_revision() {
+    assert!(matches!(
+        plan_v2(old_replica(ReplicaState::Failed), false),
+        Plan::Start(_)
+    ));
+}
+
+#[test]
+fn after_a_failed_rollout_an_old_replica_waits_out_its_own_backoff() {
+    assert!(matches!(
+        plan_v2(old_replica(ReplicaState::Exited), true),
+        Plan::Keep
+    ));
+}
+
+#[test]
+fn a_running_old_replica_is_left_to_the_rollout() {
+    assert!(matches!(
+        plan_v2(old_replica(ReplicaState::Running), false),
+        Plan::Keep
+    ));
+}
