@@ -28,7 +28,7 @@ check "run --rm busybox /bin/true" "$Z" run --rm busybox -- /bin/true
 check "default caps: port 101 binds" bash -c "'$Z' run --rm busybox -- /bin/sh -c 'nc -l -p 101 & sleep 0.3; netstat -ltn | grep -q \":101 \"'"
 check "default seccomp/caps: mount refused" bash -c "! '$Z' run --rm busybox -- /bin/mount -t tmpfs none /mnt 2>/dev/null"
 check "memory limit: OOM reported as OOM" bash -c "'$Z' run --rm --memory 32Mi -e ALLOC_MB=200 demo 2>&1 | grep -q 'OOM killed'"
-check "missing image says how to get it" bash -c "'$Z' run --rm nosuch:1 -- /bin/true 2>&1 | grep -q 'zlayer image import'"
+check "missing image is pulled; a dead registry is named" bash -c "'$Z' run --rm 127.0.0.1:9/nosuch:1 -- /bin/true 2>&1 | grep -q 'registry 127.0.0.1:9 is unreachable'"
 check "up -d: 2 replicas healthy" "$Z" up -d --timeout 60 specs/hello.yaml
 check "ps lists 2 running healthy replicas" bash -c "[ \$('$Z' ps -o json | grep -c '\"health\": \"healthy\"') -eq 2 ]"
 check "ps -o yaml" bash -c "'$Z' ps -o yaml | grep -q 'service: hello'"
@@ -38,7 +38,7 @@ check "service DNS resolves by name" bash -c "'$Z' exec hello/2 -- nslookup hell
 check "unknown service name is NXDOMAIN" bash -c "! '$Z' exec hello/2 -- nslookup nosuch-service >/dev/null 2>&1"
 check "logs are prefixed per replica" bash -c "'$Z' logs --tail 5 hello | grep -q '^hello/1 | '"
 check "metrics pass promtool" bash -c "curl -s -m 3 http://127.0.0.1:9464/metrics | tee /tmp/e2e.metrics | promtool check metrics && grep -q zlayer_container_memory_bytes /tmp/e2e.metrics"
-check "missing image at up names file, line, key and fix" bash -c "sed 's/demo:latest/nosuch:1/; s/deployment: hello/deployment: other/; s/8080/8090/g' specs/hello.yaml > /tmp/e2e-missing.yaml; '$Z' up -d /tmp/e2e-missing.yaml 2>&1 | grep -q '/tmp/e2e-missing.yaml:7:13: services.hello.image.name: image .nosuch:1. is not in the local store; import it with .zlayer image import FILE.'"
+check "missing image at up names file, line, key and fix" bash -c "sed 's/demo:latest/nosuch:1/; s/deployment: hello/deployment: other/; s/8080/8090/g' specs/hello.yaml > /tmp/e2e-missing.yaml; '$Z' up -d /tmp/e2e-missing.yaml 2>&1 | grep -q '/tmp/e2e-missing.yaml:7:13: services.hello.image.name: image .nosuch:1. is not in the local store; pull it with .zlayer image pull nosuch:1. or import it'"
 check "bad spec rejected, running untouched" bash -c "! '$Z' up -d crates/zlayer-spec/tests/bad/04-negative-replicas.yaml && [ \$('$Z' ps -o json | grep -c '\"state\": \"running\"') -eq 2 ]"
 shims() { pgrep -f "^[^ ]*zlayer shim $ZLAYER_DATA_DIR/" | wc -l; }
 export -f shims; export Z

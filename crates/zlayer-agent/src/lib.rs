@@ -11,6 +11,7 @@ mod api;
 mod checks;
 pub mod health;
 pub mod ids;
+mod images;
 pub mod launch;
 pub mod metrics;
 pub mod node;

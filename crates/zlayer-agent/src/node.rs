@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use zlayer_api::{ApplyRequest, ApplyResponse, Event, ReplicaLocation, ReplicaView, RolloutView};
-use zlayer_image::ImageStore;
+use zlayer_image::{ImageStore, RegistryOptions};
 use zlayer_net::{DnsTable, PortPublisher};
 use zlayer_runtime::{ContainerDir, Status};
 use zlayer_spec::{DependsCondition, OnTimeout, ResourceType, Spec};
@@ -24,12 +24,15 @@ pub struct NodeConfig {
     pub bridge: String,
     pub cidr: zlayer_net::Cidr,
     pub metrics_addr: Option<SocketAddr>,
+    /// How to reach registries for `pull_policy` pulls.
+    pub registries: RegistryOptions,
 }
 
 pub struct Node {
     pub(crate) paths: NodePaths,
     pub(crate) store: Store,
     pub(crate) images: ImageStore,
+    registries: RegistryOptions,
     pub(crate) dns: DnsTable,
     events: Mutex<VecDeque<Event>>,
     pub(crate) publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
@@ -76,6 +79,7 @@ impl Node {
             },
             store,
             images,
+            registries: cfg.registries.clone(),
             dns: DnsTable::default(),
             events: Mutex::new(VecDeque::new()),
             publishers: tokio::sync::Mutex::new(HashMap::new()),
@@ -644,8 +648,8 @@ impl Node {
         };
         resolve_env_checked(&d, &spec)?;
         for (name, svc) in &spec.services {
-            self.images
-                .resolve(&svc.image.name)
+            crate::images::ensure_image(&self.images, &self.registries, &svc.image)
+                .await
                 .map_err(|e| located(&d, &format!("services.{name}.image.name"), e))?;
         }
         let changed = self

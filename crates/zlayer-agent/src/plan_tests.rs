@@ -11,6 +11,7 @@ fn node(dir: &std::path::Path) -> Arc<Node> {
         bridge: "zltest0".into(),
         cidr: "10.250.0.0/24".parse().expect("cidr"),
         metrics_addr: None,
+        registries: Default::default(),
     })
     .expect("node opens on a fresh dir")
 }

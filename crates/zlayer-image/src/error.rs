@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("image `{name}` is not in the local store; import it with `zlayer image import FILE` (or build the test images with `scripts/build-images`)")]
+    #[error("image `{name}` is not in the local store; pull it with `zlayer image pull {name}` or import it with `zlayer image import FILE` (the test images: `scripts/build-images`)")]
     NotFound { name: String },
     #[error("{path}: {source}")]
     Io {
@@ -20,7 +20,7 @@ pub enum ImageError {
     PathTraversal(String),
     #[error("link `{entry}` -> `{target}` escapes the layer; refusing to unpack")]
     LinkEscape { entry: String, target: String },
-    #[error("blob {expected}: content hashes to {actual}")]
+    #[error("blob {expected}: the content hashes to {actual}, so it was rejected and nothing of it was kept")]
     DigestMismatch { expected: String, actual: String },
     #[error("blob {0} is referenced but missing from the archive or store")]
     MissingBlob(String),
@@ -28,6 +28,32 @@ pub enum ImageError {
     Metadata(String),
     #[error("image `{name}` is used by container(s) {users}; stop them first")]
     InUse { name: String, users: String },
+    #[error("`{image}` has no manifest for this node's platform {wanted} (the registry offers: {available}); pull an image built for {wanted}")]
+    WrongPlatform {
+        image: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("`{reference}`: {what}")]
+    BadReference { reference: String, what: String },
+    #[error("`{reference}` was not found in registry {registry}: check the repository name and tag (`zlayer image ls` lists local images)")]
+    RemoteNotFound { reference: String, registry: String },
+    #[error("registry {registry} refused access to `{reference}` (HTTP 401/403): {hint}")]
+    Unauthorized {
+        reference: String,
+        registry: String,
+        hint: String,
+    },
+    #[error("registry {registry} is unreachable: {reason}{hint}")]
+    Unreachable {
+        registry: String,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+    #[error("credentials file {path}: {message}")]
+    Credentials { path: PathBuf, message: String },
     #[error("mounting snapshot {path}: {source}")]
     Mount {
         path: PathBuf,

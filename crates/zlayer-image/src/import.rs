@@ -105,7 +105,6 @@ impl ImageStore {
         let mut names = Vec::new();
         for desc in index.manifests() {
             let annotations = desc.annotations().clone().unwrap_or_default();
-            let manifest_digest = self.pick_platform(desc)?;
             let name = match annotations
                 .get("io.containerd.image.name")
                 .or(annotations.get("org.opencontainers.image.ref.name"))
@@ -114,6 +113,7 @@ impl ImageStore {
                 Some(tag) => format!("{fallback}:{tag}"),
                 None => format!("{fallback}:latest"),
             };
+            let manifest_digest = self.pick_platform(desc, &name)?;
             self.check_complete(&manifest_digest)?;
             names.push(self.tag_locked(&name, &manifest_digest)?);
         }
@@ -121,32 +121,18 @@ impl ImageStore {
     }
 
     /// A manifest digest for this node: the descriptor itself, or for an
-    /// index, its linux/amd64 (or the host's arch) entry.
-    fn pick_platform(&self, desc: &Descriptor) -> Result<String, ImageError> {
-        if *desc.media_type() != MediaType::ImageIndex
-            && desc.media_type().to_string()
-                != "application/vnd.docker.distribution.manifest.list.v2+json"
-        {
+    /// index, the entry for this node's platform.
+    fn pick_platform(&self, desc: &Descriptor, image: &str) -> Result<String, ImageError> {
+        if !crate::platform::is_index(desc.media_type().as_ref()) {
             return Ok(desc.digest().to_string());
         }
         let b = self.read_blob(desc.digest().as_ref())?;
         let idx =
             ImageIndex::from_reader(&b[..]).map_err(|e| ImageError::Metadata(e.to_string()))?;
-        let arch = host_arch();
-        idx.manifests()
-            .iter()
-            .find(|m| {
-                m.platform().as_ref().is_some_and(|p| {
-                    p.architecture().to_string() == arch && p.os().to_string() == "linux"
-                })
-            })
-            .map(|m| m.digest().to_string())
-            .ok_or_else(|| {
-                ImageError::Metadata(format!("the image index has no linux/{arch} manifest"))
-            })
+        crate::platform::pick_manifest(&idx, image)
     }
 
-    fn check_complete(&self, manifest_digest: &str) -> Result<(), ImageError> {
+    pub(crate) fn check_complete(&self, manifest_digest: &str) -> Result<(), ImageError> {
         let m = self.manifest(manifest_digest)?;
         for d in std::iter::once(m.config()).chain(m.layers()) {
             if !self.has_blob(d.digest().as_ref()) {
@@ -220,12 +206,4 @@ fn clean(p: &Path) -> String {
         }
     }
     out.to_string_lossy().into_owned()
-}
-
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }

@@ -5,7 +5,7 @@
 //! Writers hold an exclusive flock on `lock`; blobs and layers appear by
 //! atomic rename, so a crash never leaves a half-written entry visible.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use crate::error::{ImageError, IoContext};
 use crate::reference::normalize_name;
 use crate::unpack::unpack_layer;
 
+#[derive(Clone)]
 pub struct ImageStore {
     root: PathBuf,
 }
@@ -31,6 +32,8 @@ pub struct ImageInfo {
     /// Sum of the layer archives' sizes, in bytes.
     pub size: u64,
     pub layers: usize,
+    /// Containers whose snapshot uses this image.
+    pub containers: usize,
 }
 
 /// An image ready to run: its config and its unpacked layers, bottom first.
@@ -56,19 +59,35 @@ impl ImageStore {
         &self.root
     }
 
-    /// Exclusive lock for the duration of a write (import, unpack, remove).
+    /// Exclusive lock for writes that may delete or retag (import, remove,
+    /// prune). Adding content (pulls, unpacking) takes it shared, so those
+    /// run side by side but never while something is being collected.
     pub(crate) fn lock(&self) -> Result<Flock<File>, ImageError> {
-        let path = self.root.join("lock");
+        self.flock("lock", FlockArg::LockExclusive)
+    }
+
+    pub(crate) fn lock_shared(&self) -> Result<Flock<File>, ImageError> {
+        self.flock("lock", FlockArg::LockShared)
+    }
+
+    fn flock(&self, name: &str, mode: FlockArg) -> Result<Flock<File>, ImageError> {
+        let path = self.root.join(name);
         let f = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .at(&path)?;
-        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::Io {
+        Flock::lock(f, mode).map_err(|(_, e)| ImageError::Io {
             path,
             source: e.into(),
         })
+    }
+
+    /// Moves a verified temporary file into place as blob `digest`.
+    pub(crate) fn commit_blob(&self, tmp: &Path, digest: &str) -> Result<(), ImageError> {
+        let dest = self.blob_path(digest)?;
+        fs::rename(tmp, &dest).at(&dest)
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
@@ -139,7 +158,7 @@ impl ImageStore {
         }
     }
 
-    fn write_refs(&self, refs: &BTreeMap<String, String>) -> Result<(), ImageError> {
+    pub(crate) fn write_refs(&self, refs: &BTreeMap<String, String>) -> Result<(), ImageError> {
         let p = self.root.join("refs.json");
         let tmp = self.root.join("refs.json.tmp");
         let body =
@@ -150,7 +169,8 @@ impl ImageStore {
         fs::rename(&tmp, &p).at(&p)
     }
 
-    /// Points `name` at a manifest already in the store. Caller holds the lock.
+    /// Points `name` at a manifest already in the store. Caller holds the
+    /// store lock, shared or exclusive.
     pub(crate) fn tag_locked(
         &self,
         name: &str,
@@ -158,6 +178,7 @@ impl ImageStore {
     ) -> Result<String, ImageError> {
         self.manifest(manifest_digest)?;
         let name = normalize_name(name);
+        let _refs_lock = self.flock("refs.lock", FlockArg::LockExclusive)?;
         let mut refs = self.refs()?;
         refs.insert(name.clone(), manifest_digest.to_string());
         self.write_refs(&refs)?;
@@ -172,10 +193,12 @@ impl ImageStore {
 
     pub fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
         let mut out = Vec::new();
+        let users = self.snapshot_users()?;
         for (name, digest) in self.refs()? {
             let m = self.manifest(&digest)?;
             out.push(ImageInfo {
                 name,
+                containers: users.get(&digest).copied().unwrap_or(0),
                 size: m.layers().iter().map(|l| l.size()).sum(),
                 layers: m.layers().len(),
                 digest,
@@ -184,19 +207,29 @@ impl ImageStore {
         Ok(out)
     }
 
+    /// The normalized name and manifest digest of a local image (by name or
+    /// by manifest digest).
+    pub fn lookup(&self, name: &str) -> Result<(String, String), ImageError> {
+        if name.starts_with("sha256:") && self.has_blob(name) {
+            return Ok((name.to_string(), name.to_string()));
+        }
+        let n = normalize_name(name);
+        let digest = self
+            .refs()?
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| ImageError::NotFound { name: name.into() })?;
+        Ok((n, digest))
+    }
+
+    /// Whether a local image by this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lookup(name).is_ok()
+    }
+
     /// Looks up `name` (or a manifest digest) and makes sure its layers are unpacked.
     pub fn resolve(&self, name: &str) -> Result<ResolvedImage, ImageError> {
-        let refs = self.refs()?;
-        let (name, digest) = if name.starts_with("sha256:") && self.has_blob(name) {
-            (name.to_string(), name.to_string())
-        } else {
-            let n = normalize_name(name);
-            let d = refs
-                .get(&n)
-                .cloned()
-                .ok_or_else(|| ImageError::NotFound { name: name.into() })?;
-            (n, d)
-        };
+        let (name, digest) = self.lookup(name)?;
         let manifest = self.manifest(&digest)?;
         let cfg_digest = manifest.config().digest().to_string();
         let cfg_bytes = self.read_blob(&cfg_digest)?;
@@ -227,15 +260,16 @@ impl ImageStore {
     }
 
     /// Unpacks a layer once; later calls return the existing directory.
-    fn ensure_unpacked(&self, blob_digest: &str, diff_id: &str) -> Result<PathBuf, ImageError> {
+    pub(crate) fn ensure_unpacked(
+        &self,
+        blob_digest: &str,
+        diff_id: &str,
+    ) -> Result<PathBuf, ImageError> {
         let dir = self.layer_dir(diff_id)?;
         if dir.exists() {
             return Ok(dir);
         }
-        let _lock = self.lock()?;
-        if dir.exists() {
-            return Ok(dir);
-        }
+        let _lock = self.lock_shared()?;
         let staging = tempfile_in(&self.tmp_dir())?;
         fs::create_dir(&staging).at(&staging)?;
         let blob = self.blob_path(blob_digest)?;
@@ -254,7 +288,16 @@ impl ImageStore {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
-        fs::rename(&staging, &dir).at(&dir)?;
+        if let Err(e) = fs::rename(&staging, &dir) {
+            let _ = fs::remove_dir_all(&staging);
+            // Another process unpacked the same layer first.
+            if !dir.exists() {
+                return Err(ImageError::Io {
+                    path: dir,
+                    source: e,
+                });
+            }
+        }
         Ok(dir)
     }
 
@@ -282,47 +325,6 @@ impl ImageStore {
         self.collect_garbage(&refs)?;
         Ok(n)
     }
-
-    fn collect_garbage(&self, refs: &BTreeMap<String, String>) -> Result<(), ImageError> {
-        let mut keep_blobs = BTreeSet::new();
-        let mut keep_layers = BTreeSet::new();
-        for digest in refs.values() {
-            keep_blobs.insert(digest_hex(digest)?.to_string());
-            let m = self.manifest(digest)?;
-            keep_blobs.insert(digest_hex(m.config().digest().as_ref())?.to_string());
-            for l in m.layers() {
-                keep_blobs.insert(digest_hex(l.digest().as_ref())?.to_string());
-            }
-            let cfg = self.read_blob(m.config().digest().as_ref())?;
-            if let Ok(c) = ImageConfiguration::from_reader(&cfg[..]) {
-                for d in c.rootfs().diff_ids() {
-                    keep_layers.insert(digest_hex(d)?.to_string());
-                }
-            }
-        }
-        remove_unlisted(&self.root.join("blobs/sha256"), &keep_blobs, |p| {
-            fs::remove_file(p)
-        })?;
-        remove_unlisted(&self.root.join("layers"), &keep_layers, |p| {
-            fs::remove_dir_all(p)
-        })?;
-        Ok(())
-    }
-}
-
-fn remove_unlisted(
-    dir: &Path,
-    keep: &BTreeSet<String>,
-    rm: impl Fn(&Path) -> io::Result<()>,
-) -> Result<(), ImageError> {
-    for e in fs::read_dir(dir).at(dir)? {
-        let e = e.at(dir)?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if !keep.contains(&name) {
-            rm(&e.path()).at(e.path())?;
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn digest_hex(digest: &str) -> Result<&str, ImageError> {

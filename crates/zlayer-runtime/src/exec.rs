@@ -20,7 +20,11 @@ pub fn run_foreground(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitI
     let mut container = create(dir, cfg, None)?;
     let started = container.start();
     let (code, signal) = match started {
-        Ok(()) => reap_until(container.pid().map(|p| p.as_raw()).unwrap_or(0)),
+        Ok(()) => {
+            let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
+            forward_signals_to(pid);
+            reap_until(pid)
+        }
         Err(e) => {
             let _ = container.delete(true);
             remove_leftovers(&cfg.cgroup_path);
@@ -36,6 +40,38 @@ pub fn run_foreground(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitI
         oom_killed,
         finished_at_ms: now_ms(),
     })
+}
+
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Like `docker run`'s signal proxy: Ctrl-C, SIGTERM, SIGHUP and SIGQUIT sent
+/// to `zlayer run` go to the container's init, so it stops the way it would
+/// under Docker and is removed afterwards, instead of being orphaned.
+fn forward_signals_to(pid: i32) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: the handler only loads an atomic and calls kill.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
 }
 
 /// Runs `args` inside the running container `id` with the caller's stdio;

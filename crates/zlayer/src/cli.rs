@@ -19,6 +19,15 @@ pub struct Cli {
         default_value = "/var/lib/zlayer"
     )]
     pub data_dir: PathBuf,
+    /// Registries (HOST:PORT) that may be reached over plain HTTP. Loopback
+    /// registries always may; every other one needs HTTPS unless named here.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "ZLAYER_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -102,6 +111,24 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Pull an image from a registry (same as `zlayer image pull`).
+    Pull(PullArgs),
+    /// Push a local image to a registry (same as `zlayer image push`).
+    Push(PushArgs),
+    /// Store credentials for a registry (checked against it first).
+    Login {
+        registry: String,
+        #[arg(short, long)]
+        username: String,
+        /// Read the password from stdin (else prompt on a TTY, or -p).
+        #[arg(long)]
+        password_stdin: bool,
+        /// The password on the command line (visible in `ps`; prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+    },
+    /// Forget the credentials stored for a registry.
+    Logout { registry: String },
     /// Local images.
     Image {
         #[command(subcommand)]
@@ -141,6 +168,43 @@ pub enum ImageCommand {
     Rm {
         name: String,
     },
+    /// Pull from a registry: REF is [REGISTRY/]REPO[:TAG|@sha256:DIGEST].
+    Pull(PullArgs),
+    /// Push a local image: IMAGE to DEST (default: IMAGE's own name).
+    Push(PushArgs),
+    /// Write images into one OCI archive that `zlayer image import` reads.
+    Save {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Remove unreferenced blobs and layers; with --all also every image no
+    /// container uses.
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    pub reference: String,
+    /// No progress; print only the result.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    pub image: String,
+    pub destination: Option<String>,
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand)]

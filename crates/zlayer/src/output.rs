@@ -37,3 +37,12 @@ pub fn render<T: Serialize>(
     }
     Ok(())
 }
+
+/// One value (not a listing) as JSON or YAML; tables are the caller's.
+pub fn print_value<T: Serialize>(format: Format, value: &T) -> anyhow::Result<()> {
+    match format {
+        Format::Yaml => print!("{}", serde_saphyr::to_string(value)?),
+        _ => println!("{}", serde_json::to_string_pretty(value)?),
+    }
+    Ok(())
+}

@@ -12,7 +12,13 @@ fn ready(r: &ReplicaView) -> bool {
     r.state == "running" && (r.health == "healthy" || r.health == "none")
 }
 
-pub fn up(data: &Path, file: &Path, detach: bool, timeout: u64) -> Result<i32> {
+pub fn up(
+    data: &Path,
+    registries: &zlayer_image::RegistryOptions,
+    file: &Path,
+    detach: bool,
+    timeout: u64,
+) -> Result<i32> {
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let name = file.display().to_string();
@@ -33,7 +39,7 @@ pub fn up(data: &Path, file: &Path, detach: bool, timeout: u64) -> Result<i32> {
             }
         }
     }
-    super::node::ensure_node(data)?;
+    super::node::ensure_node(data, registries)?;
     let client = super::client(data);
     let resp = super::block_on(client.apply(&ApplyRequest {
         file: name,

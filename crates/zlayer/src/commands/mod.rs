@@ -6,6 +6,7 @@ mod exec;
 mod image;
 mod logs;
 mod node;
+mod progress;
 mod run;
 mod spec;
 
@@ -15,10 +16,23 @@ use crate::cli::{Cli, Command};
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let data = cli.data_dir;
+    let registries = zlayer_image::RegistryOptions {
+        insecure: cli.insecure_registries,
+        auth_file: None,
+    };
     match cli.command {
         Command::Validate { file } => spec::validate(&file),
         Command::Spec { command } => spec::spec(command),
-        Command::Image { command } => image::image(&data, command),
+        Command::Image { command } => image::image(&data, &registries, command),
+        Command::Pull(args) => image::pull(&data, &registries, args),
+        Command::Push(args) => image::push(&data, &registries, args),
+        Command::Login {
+            registry,
+            username,
+            password_stdin,
+            password,
+        } => image::login(&registries, &registry, &username, password_stdin, password),
+        Command::Logout { registry } => image::logout(&registry),
         Command::Run {
             image,
             env,
@@ -27,7 +41,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             user,
             command,
             rm: _,
-        } => run::run(&data, &image, env, memory, cpus, user, command),
+        } => {
+            image::pull_if_absent(&data, &registries, &image)?;
+            run::run(&data, &image, env, memory, cpus, user, command)
+        }
         Command::Shim { dir, wait: None } => zlayer_runtime::shim_main(&dir, &data),
         Command::Shim {
             dir,
@@ -38,12 +55,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             id,
             command,
         } => exec::exec(&data, target, id, command),
-        Command::Node { command } => node::node(&data, command),
+        Command::Node { command } => node::node(&data, &registries, command),
         Command::Up {
             file,
             detach,
             timeout,
-        } => deploy::up(&data, &file, detach, timeout),
+        } => deploy::up(&data, &registries, &file, detach, timeout),
         Command::Down { deployment } => deploy::down(&data, &deployment),
         Command::Ps { output } => deploy::ps(&data, output),
         Command::Events { output } => deploy::events(&data, output),

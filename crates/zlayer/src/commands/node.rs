@@ -4,7 +4,11 @@ use anyhow::{Context, Result};
 
 use crate::cli::NodeCommand;
 
-pub fn node(data: &Path, cmd: NodeCommand) -> Result<i32> {
+pub fn node(
+    data: &Path,
+    registries: &zlayer_image::RegistryOptions,
+    cmd: NodeCommand,
+) -> Result<i32> {
     match cmd {
         NodeCommand::Start {
             metrics_addr,
@@ -24,6 +28,7 @@ pub fn node(data: &Path, cmd: NodeCommand) -> Result<i32> {
                 bridge,
                 cidr: cidr.parse()?,
                 metrics_addr: Some(metrics_addr.parse().context("--metrics-addr")?),
+                registries: registries.clone(),
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
@@ -41,7 +46,7 @@ pub fn node(data: &Path, cmd: NodeCommand) -> Result<i32> {
 }
 
 /// Starts `zlayer node start` in the background when no node answers.
-pub fn ensure_node(data: &Path) -> Result<()> {
+pub fn ensure_node(data: &Path, registries: &zlayer_image::RegistryOptions) -> Result<()> {
     let client = super::client(data);
     if super::block_on(client.ping()) {
         return Ok(());
@@ -55,6 +60,7 @@ pub fn ensure_node(data: &Path) -> Result<()> {
     cmd.arg("--data-dir")
         .arg(data)
         .args(["node", "start"])
+        .env("ZLAYER_INSECURE_REGISTRIES", registries.insecure.join(","))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
