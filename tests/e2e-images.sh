@@ -19,7 +19,11 @@ NS=zlreg$$
 pass=0; fail=0
 ok() { echo "PASS $1"; pass=$((pass+1)); }
 ko() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { local name=$1; shift; if "$@" >"$T/out" 2>&1; then ok "$name"; else ko "$name"; sed 's/^/    /' "$T/out" | tail -20; fi; }
+check() {   # every check's output is also kept in $T/all.log (the credentials check reads it)
+  local name=$1; shift
+  if "$@" >"$T/out" 2>&1; then ok "$name"; else ko "$name"; sed 's/^/    /' "$T/out" | tail -20; fi
+  cat "$T/out" >> "$T/all.log"
+}
 cleanup() {
   "$Z" down pulled >/dev/null 2>&1; "$Z" node stop >/dev/null 2>&1
   for r in plain auth slow; do stop_registry $r; done
@@ -94,7 +98,7 @@ check "~/.docker/config.json is read; wrong stored credentials are named" bash -
   '$Z' image rm $A/private:1 && '$Z' pull -q $A/private:1 &&
   echo '{\"auths\":{\"$A\":{\"auth\":\"'\$(printf alice:nope | base64)'\"}}}' > $HOME/.docker/config.json &&
   '$Z' image rm $A/private:1 && '$Z' pull $A/private:1 2>&1 | grep -q 'the stored credentials were rejected'"
-check "credentials never appear in output or logs" bash -c "! grep -rq 's3cret-pw' $T/out $ZLAYER_DATA_DIR/node.log $REG_ROOT/*/log 2>/dev/null"
+check "credentials never appear in output or logs" bash -c "grep -q 'login succeeded' $T/all.log && grep -q 'registry $A refused access' $T/all.log && ! grep -rq 's3cret-pw' $T/all.log $ZLAYER_DATA_DIR $REG_ROOT/*/log"
 
 tamper() {
   local d layer f
