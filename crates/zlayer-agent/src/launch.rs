@@ -30,8 +30,8 @@ pub struct LaunchPaths {
 pub enum LaunchError {
     #[error("the image has no entrypoint or cmd and none was given; pass a command")]
     NoCommand,
-    #[error("user `{0}` is not in the image's /etc/passwd; use a numeric uid[:gid]")]
-    UnknownUser(String),
+    #[error(transparent)]
+    UnknownUser(#[from] zlayer_runtime::UnknownUser),
 }
 
 pub fn container_config(
@@ -81,7 +81,7 @@ pub fn container_config(
         .clone()
         .or_else(|| cfg.user().clone())
         .unwrap_or_default();
-    let (uid, gid) = resolve_user(&p.rootfs, &user)?;
+    let (uid, gid) = zlayer_runtime::resolve_user(&p.rootfs, &user)?;
     Ok(ContainerConfig {
         id: p.id.clone(),
         rootfs: p.rootfs,
@@ -102,49 +102,4 @@ pub fn container_config(
         log_path: p.log_path,
         cgroup_path: format!("/zlayer/{}", p.id),
     })
-}
-
-/// `""`, `uid`, `uid:gid`, `name` or `name:group`, looked up in the image.
-fn resolve_user(rootfs: &std::path::Path, user: &str) -> Result<(u32, u32), LaunchError> {
-    if user.is_empty() {
-        return Ok((0, 0));
-    }
-    let (u, g) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-    let lookup = |table: &str, name: &str, field: usize| -> Option<(u32, Option<u32>)> {
-        table.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&name)).then(|| {
-                (
-                    f.get(field).and_then(|v| v.parse().ok()).unwrap_or(0),
-                    f.get(3).and_then(|v| v.parse().ok()),
-                )
-            })
-        })
-    };
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (
-            n,
-            passwd.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2) == Some(&u))
-                    .then(|| f.get(3).and_then(|v| v.parse().ok()))
-                    .flatten()
-            }),
-        ),
-        Err(_) => lookup(&passwd, u, 2).ok_or_else(|| LaunchError::UnknownUser(u.into()))?,
-    };
-    let gid = match g {
-        None => primary.unwrap_or(uid),
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup(&group, g, 2)
-                .map(|(gid, _)| gid)
-                .ok_or_else(|| LaunchError::UnknownUser(g.into()))?,
-        },
-    };
-    Ok((uid, gid))
 }

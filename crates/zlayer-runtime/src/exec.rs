@@ -15,15 +15,30 @@ use crate::shim::{create, now_ms, reap_until};
 
 /// Runs `cfg` to completion with the caller's stdio and removes it afterwards.
 pub fn run_foreground(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitInfo, RuntimeError> {
+    run_to_completion(dir, cfg, None)
+}
+
+/// Like [`run_foreground`], with stdout and stderr appended to `cfg.log_path`.
+pub fn run_logged(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitInfo, RuntimeError> {
+    run_to_completion(dir, cfg, Some(&cfg.log_path))
+}
+
+fn run_to_completion(
+    dir: &ContainerDir,
+    cfg: &ContainerConfig,
+    log: Option<&std::path::PathBuf>,
+) -> Result<ExitInfo, RuntimeError> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let mut container = create(dir, cfg, None)?;
+    let mut container = create(dir, cfg, log)?;
     let started = container.start();
     let (code, signal) = match started {
         Ok(()) => {
             let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
             forward_signals_to(pid);
-            reap_until(pid)
+            let status = reap_until(pid);
+            stop_forwarding();
+            status
         }
         Err(e) => {
             let _ = container.delete(true);
@@ -71,6 +86,22 @@ fn forward_signals_to(pid: i32) {
     ] {
         // SAFETY: the handler only loads an atomic and calls kill.
         let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Puts the default dispositions back, so that a caller running several
+/// containers in turn (a build) never signals a pid that is gone.
+fn stop_forwarding() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    FORWARD_TO.store(0, std::sync::atomic::Ordering::Relaxed);
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: restoring SIG_DFL installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
     }
 }
 

@@ -19,13 +19,15 @@ mod oci;
 mod seccomp;
 mod shim;
 mod trim;
+mod user;
 
 pub use cgroup::{CgroupStats, CgroupVersion};
 pub use config::{ContainerConfig, Limits, MountSpec};
 pub use error::RuntimeError;
-pub use exec::{exec_in, run_foreground};
+pub use exec::{exec_in, run_foreground, run_logged};
 pub use layout::{ContainerDir, ExitInfo, Status};
 pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};
+pub use user::{resolve_user, resolve_user_in, UnknownUser};
 
 /// Signal number for a name such as `SIGTERM` (used by stop sequences).
 pub fn signal_number(name: &str) -> Option<i32> {

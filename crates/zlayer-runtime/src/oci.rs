@@ -123,7 +123,7 @@ pub(crate) fn build_spec(c: &ContainerConfig) -> Result<Spec, RuntimeError> {
             "namespaces": namespaces,
             "cgroupsPath": c.cgroup_path,
             "resources": resources,
-            "sysctl": { "net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647" },
+            "sysctl": network_sysctls(c),
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
             "seccomp": crate::seccomp::default_profile(),
@@ -140,4 +140,25 @@ fn device_rules() -> Value {
         allow("c", 1, Some(9)), allow("c", 5, Some(0)), allow("c", 5, Some(1)), allow("c", 5, Some(2)),
         allow("c", 136, None),
     ])
+}
+
+/// Docker's defaults for a container's own network namespace: any user may
+/// bind low ports and ping. In the host's namespace (a build's `RUN` with
+/// host networking) they would change the host, and the runtime refuses them.
+fn network_sysctls(c: &ContainerConfig) -> serde_json::Value {
+    if c.netns.as_deref().is_some_and(is_own_netns) {
+        return json!({});
+    }
+    json!({ "net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647" })
+}
+
+fn is_own_netns(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
