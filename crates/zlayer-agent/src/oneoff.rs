@@ -1,5 +1,5 @@
 //! `zlayer run`: a one-off container in the caller's process, with the
-//! caller's stdio, a private network namespace holding only loopback, and
+//! caller's stdio, a private network namespace holding only loopback (up), and
 //! removal afterwards. It must run before any async runtime starts, since
 //! libcontainer forks.
 
@@ -18,6 +18,8 @@ pub enum OneOffError {
     Launch(#[from] crate::launch::LaunchError),
     #[error(transparent)]
     Runtime(#[from] zlayer_runtime::RuntimeError),
+    #[error(transparent)]
+    Net(#[from] zlayer_net::NetError),
 }
 
 pub fn run_oneoff(
@@ -31,7 +33,9 @@ pub fn run_oneoff(
     let id = format!("run-{}-{}", std::process::id(), crate::ids::short_random());
     let snap = Snapshot::prepare(&store, &id, &resolved)?;
     let dir = ContainerDir::new(data_dir, &id);
+    let netns = data_dir.join("netns").join(&id);
     let result = (|| {
+        zlayer_net::create_loopback_netns(&netns)?;
         let cfg = container_config(
             &resolved.config,
             overrides,
@@ -39,12 +43,13 @@ pub fn run_oneoff(
                 id: id.clone(),
                 rootfs: snap.rootfs.clone(),
                 log_path: dir.log_path(),
-                netns: None,
+                netns: Some(netns.clone()),
                 hostname: id.chars().take(12).collect(),
             },
         )?;
         Ok::<_, OneOffError>(run_foreground(&dir, &cfg)?)
     })();
+    let _ = zlayer_net::remove_netns(&netns);
     if !keep {
         let _ = dir.remove();
         let _ = Snapshot::remove(&store, &id);

@@ -237,7 +237,8 @@ pub async fn cleanup(p: &NodePaths, images: &ImageStore, cid: &str) {
 }
 
 /// Container directories that no replica record names: left by a node killed
-/// between starting a shim and recording it. `run-*` belong to `zlayer run`.
+/// between starting a shim and recording it. `run-*` belong to `zlayer run`
+/// and `build-*` to `zlayer build` (each cleans up its own).
 pub fn unrecorded(p: &NodePaths, recorded: &std::collections::HashSet<String>) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(p.data_dir.join("containers")) else {
         return Vec::new();
@@ -245,6 +246,6 @@ pub fn unrecorded(p: &NodePaths, recorded: &std::collections::HashSet<String>) -
     entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|id| !id.starts_with("run-") && !recorded.contains(id))
+        .filter(|id| !id.starts_with("run-") && !id.starts_with("build-") && !recorded.contains(id))
         .collect()
 }

@@ -21,7 +21,7 @@ pub use dns::{DnsServer, DnsTable};
 pub use error::NetError;
 pub use ipam::{allocate, Cidr};
 pub use nat::ensure_masquerade;
-pub use netns::{create_netns, remove_netns};
+pub use netns::{create_loopback_netns, create_netns, remove_netns};
 pub use publish::{Backends, PortPublisher};
 pub use veth::{attach, detach, host_ifname, Attachment};
 

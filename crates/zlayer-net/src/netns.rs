@@ -63,3 +63,34 @@ pub(crate) fn in_netns<T: Send + 'static>(
     .join()
     .map_err(|_| err(path, "namespace thread panicked"))?
 }
+
+/// A new namespace at `path` holding only loopback, brought up (what
+/// `docker run --network none` gives: 127.0.0.1 works, nothing else does).
+pub fn create_loopback_netns(path: &Path) -> Result<(), NetError> {
+    create_netns(path)?;
+    let result = in_netns(path, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Netlink(e.to_string()))?;
+        rt.block_on(loopback_up())
+    });
+    if result.is_err() {
+        let _ = remove_netns(path);
+    }
+    result
+}
+
+async fn loopback_up() -> Result<(), NetError> {
+    use rtnetlink::LinkUnspec;
+    let handle = crate::netlink()?;
+    let idx = crate::bridge::link_index(&handle, "lo")
+        .await?
+        .ok_or_else(|| NetError::Netlink("no loopback device in the new namespace".into()))?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await?;
+    Ok(())
+}
