@@ -182,7 +182,11 @@ impl ImageStore {
     }
 }
 
-fn descriptor(media: MediaType, digest: &str, size: u64) -> Result<Descriptor, ImageError> {
+pub(crate) fn descriptor(
+    media: MediaType,
+    digest: &str,
+    size: u64,
+) -> Result<Descriptor, ImageError> {
     let d: OciDigest = digest
         .parse()
         .map_err(|e| ImageError::Metadata(format!("{digest}: {e}")))?;

@@ -8,6 +8,7 @@
 //! once into `layers/<diff-id>/` and shared read-only by every snapshot.
 
 mod auth;
+mod commit;
 mod error;
 mod export;
 mod fetch;
@@ -24,6 +25,7 @@ mod store;
 mod unpack;
 
 pub use auth::{default_auth_file, remove_credentials, store_credentials};
+pub use commit::{layer_descriptor, Inspected, StorePin, StoredLayer};
 pub use error::ImageError;
 pub use gc::PruneReport;
 pub use platform::host_platform;

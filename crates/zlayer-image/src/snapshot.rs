@@ -22,6 +22,32 @@ impl Snapshot {
         id: &str,
         image: &ResolvedImage,
     ) -> Result<Snapshot, ImageError> {
+        Self::mount_with(store, id, image, &[""])
+    }
+
+    /// A snapshot whose upper directory will be read back as a layer (a
+    /// build's `RUN`): redirected directories and metadata-only copy-ups are
+    /// turned off, so every change is a plain file in `upper`. Kernels that
+    /// predate those options get the default mount.
+    pub fn prepare_for_diff(
+        store: &ImageStore,
+        id: &str,
+        image: &ResolvedImage,
+    ) -> Result<Snapshot, ImageError> {
+        Self::mount_with(store, id, image, &[",redirect_dir=off,metacopy=off", ""])
+    }
+
+    /// Upper directory: what the container changed.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    fn mount_with(
+        store: &ImageStore,
+        id: &str,
+        image: &ResolvedImage,
+        option_sets: &[&str],
+    ) -> Result<Snapshot, ImageError> {
         let dir = store.root().join("snapshots").join(id);
         let rootfs = dir.join("rootfs");
         if is_mounted(&rootfs) {
@@ -45,19 +71,26 @@ impl Snapshot {
         } else {
             lower.join(":")
         };
-        let opts = format!(
+        let base = format!(
             "lowerdir={lower},upperdir={},workdir={}",
             dir.join("upper").display(),
             dir.join("work").display()
         );
-        mount(
-            Some("overlay"),
-            &rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .map_err(|source| ImageError::Mount {
+        let mut result = Ok(());
+        for extra in option_sets {
+            let opts = format!("{base}{extra}");
+            result = mount(
+                Some("overlay"),
+                &rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(opts.as_str()),
+            );
+            if result != Err(nix::errno::Errno::EINVAL) {
+                break;
+            }
+        }
+        result.map_err(|source| ImageError::Mount {
             path: rootfs.clone(),
             source,
         })?;
