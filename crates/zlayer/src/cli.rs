@@ -111,6 +111,8 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Build an image from a Dockerfile (see docs/build.md for the subset).
+    Build(BuildArgs),
     /// Pull an image from a registry (same as `zlayer image pull`).
     Pull(PullArgs),
     /// Push a local image to a registry (same as `zlayer image push`).
@@ -168,6 +170,12 @@ pub enum ImageCommand {
     Rm {
         name: String,
     },
+    /// An image's manifest digest, layers and config, as JSON (or -o yaml).
+    Inspect {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// Pull from a registry: REF is [REGISTRY/]REPO[:TAG|@sha256:DIGEST].
     Pull(PullArgs),
     /// Push a local image: IMAGE to DEST (default: IMAGE's own name).
@@ -187,6 +195,38 @@ pub enum ImageCommand {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The build context: the directory COPY and ADD read from.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin).
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// Name the image NAME[:TAG]; may be repeated.
+    #[arg(short, long = "tag")]
+    pub tags: Vec<String>,
+    /// NAME=VALUE for an ARG; NAME alone takes the value from the environment.
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Run every step; do not reuse cached layers.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Network for RUN: the host's (default) or none (loopback only).
+    #[arg(long, value_enum, default_value_t)]
+    pub network: BuildNetwork,
+    /// Print only the image digest; RUN output is shown only if it fails.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+pub enum BuildNetwork {
+    #[default]
+    Host,
+    None,
 }
 
 #[derive(clap::Args)]

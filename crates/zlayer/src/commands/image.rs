@@ -34,6 +34,14 @@ pub fn image(data: &Path, registries: &RegistryOptions, cmd: ImageCommand) -> Re
             )?;
         }
         ImageCommand::Rm { name } => println!("removed {}", store.remove(&name)?),
+        ImageCommand::Inspect { name, output } => {
+            let inspected = store.inspect(&name)?;
+            let format = match output {
+                Format::Table => Format::Json,
+                f => f,
+            };
+            crate::output::print_value(format, &inspected)?;
+        }
         ImageCommand::Pull(args) => return pull(data, registries, args),
         ImageCommand::Push(args) => return push(data, registries, args),
         ImageCommand::Save { images, output } => {

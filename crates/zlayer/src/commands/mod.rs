@@ -1,6 +1,7 @@
 //! One module per command; each parses nothing and decides nothing, it calls
 //! a library entry point and formats the answer.
 
+mod build;
 mod deploy;
 mod exec;
 mod image;
@@ -24,6 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Validate { file } => spec::validate(&file),
         Command::Spec { command } => spec::spec(command),
         Command::Image { command } => image::image(&data, &registries, command),
+        Command::Build(args) => build::build(&data, args),
         Command::Pull(args) => image::pull(&data, &registries, args),
         Command::Push(args) => image::push(&data, &registries, args),
         Command::Login {
