@@ -81,7 +81,7 @@ check "sources are in the forms under test" bash -c "
   echo \"$(mt raw/manifests/1 application/vnd.oci.image.manifest.v1+json)\" | grep -q 'layer.v1.tar '"
 
 check "pull a Docker v2s2 image and run it" bash -c "'$Z' pull $P/busybox:v2s2 && '$Z' run --rm $P/busybox:v2s2 -- /bin/sh -c 'echo pulled-ok' | grep -q pulled-ok"
-check "pull an OCI image; a layer already stored is not fetched again" bash -c "'$Z' pull $P/busybox:oci | grep -q '1 layers, 1 already stored' && [ \$(ls $ZLAYER_DATA_DIR/images/layers | wc -l) -eq 1 ]"
+check "pull an OCI image; layers already stored are not fetched again" bash -c "n=\$(ls $ZLAYER_DATA_DIR/images/layers | wc -l); [ \$n -gt 0 ] && '$Z' pull $P/busybox:oci | grep -q \"\$n layers, \$n already stored\" && [ \$(ls $ZLAYER_DATA_DIR/images/layers | wc -l) -eq \$n ]"
 check "pull an index: this node's platform is chosen" bash -c "'$Z' pull $P/multi:1 | tee /dev/stderr | grep -q 'pulled $P/multi:1 ($DEMO, linux/amd64 from index sha256:'"
 check "pull zstd and uncompressed layers" bash -c "'$Z' pull -q $P/zst:1 && '$Z' pull -q $P/raw:1 && ls $ZLAYER_DATA_DIR/images/layers/*/data/zst-1.bin $ZLAYER_DATA_DIR/images/layers/*/data/raw-1.bin"
 check "pull by digest is pinned" bash -c "sk oci:$L:busybox docker://$P/demo:oci && '$Z' pull -o json $P/demo@$DEMO | jq -e '.digest == \"$DEMO\"' && '$Z' image ls | grep -q '$P/demo@$DEMO'"
@@ -171,7 +171,8 @@ push_back() {
   "$Z" push demo:latest $P/pushed/demo:1 | tee /dev/stderr | grep -q "pushed $P/pushed/demo:1" &&
   local local_d; local_d=$("$Z" image ls -o json | jq -r '.[] | select(.name=="demo:latest") | .digest') &&
   [ "$(skopeo inspect --tls-verify=false --raw docker://$P/pushed/demo:1 | sha256sum | cut -d' ' -f1)" = "${local_d#sha256:}" ] &&
-  "$Z" push demo:latest $P/pushed/demo:2 | grep -q '3 blobs, 3 already in the registry' &&
+  local blobs=$(( $("$Z" image inspect demo:latest | jq '.layers | length') + 1 )) &&
+  "$Z" push demo:latest $P/pushed/demo:2 | grep -q "$blobs blobs, $blobs already in the registry" &&
   ZLAYER_DATA_DIR=$T/third "$Z" pull -o json $P/pushed/demo:1 | jq -e ".digest == \"$local_d\""
 }
 export -f push_back
