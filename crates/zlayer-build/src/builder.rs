@@ -569,7 +569,6 @@ impl Builder {
                 (layer, created, false)
             }
         };
-        let _ = step;
         state.key = key;
         state.created = created.clone();
         state.config.rootfs.diff_ids.push(layer.diff_id.clone());
