@@ -126,10 +126,17 @@ bad "a bad variable" 'FROM busybox\nENV A=${B/x/y}\n' "2:1: unsupported variable
 check "a build killed during RUN is cleaned up by the next build" bash -c "
   printf 'FROM busybox\nRUN sleep 60\n' > $T/Dockerfile.kill
   '$Z' build -f $T/Dockerfile.kill $T/ctx > /dev/null 2>&1 & pid=\$!
-  for i in \$(seq 50); do ls $ZLAYER_DATA_DIR/images/snapshots 2>/dev/null | grep -q '^build-' && pgrep -x sleep >/dev/null && break; sleep 0.1; done
+  pids=
+  for i in \$(seq 50); do
+    pids=\$(cat /sys/fs/cgroup/pids/zlayer/build-\$pid-*/cgroup.procs 2>/dev/null)
+    [ -n \"\$pids\" ] && break; sleep 0.1
+  done
+  [ -n \"\$pids\" ] || { echo 'the RUN never started'; exit 1; }
   kill -9 \$pid; wait \$pid 2>/dev/null; leftovers || { echo 'nothing was left to clean'; exit 1; }
-  '$Z' build -t busybox:latest images/busybox >/dev/null && ! leftovers &&
-  ! ps -eo stat=,comm= | awk '\$2 == \"sleep\" && \$1 !~ /Z/' | grep -q ."   # a zombie is dead; pid 1 may not reap here
+  '$Z' build -t busybox:latest images/busybox >/dev/null && ! leftovers || exit 1
+  for p in \$pids; do   # a zombie is dead (pid 1 may not reap here)
+    [ ! -e /proc/\$p ] || grep -q '^State:.*Z' /proc/\$p/status || { echo \"RUN process \$p still alive\"; exit 1; }
+  done"
 
 echo "e2e-build: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
