@@ -123,6 +123,8 @@ bad "multi-stage" 'FROM busybox AS a\nFROM busybox\n' "2:1: a second FROM: multi
 bad "an unknown --chown user" 'FROM busybox\nCOPY --chown=ghost notes.txt /x\n' "2:1: --chown: user \`ghost\` is not in the image"
 bad "a bad EXPOSE" 'FROM busybox\nEXPOSE 99999\n' "2:1: EXPOSE \`99999\`: not a port number"
 bad "a bad variable" 'FROM busybox\nENV A=${B/x/y}\n' "2:1: unsupported variable modifier"
+check "refused: a context without a Dockerfile, once, with the fix" bash -c "
+  ! '$Z' build $C/app > $T/nd 2>&1; cat $T/nd; [ \"\$(cat $T/nd)\" = \"error: no Dockerfile at $C/app/Dockerfile: pass -f FILE, or put a Dockerfile in the build context\" ]"
 check "a build killed during RUN is cleaned up by the next build" bash -c "
   printf 'FROM busybox\nRUN sleep 60\n' > $T/Dockerfile.kill
   '$Z' build -f $T/Dockerfile.kill $T/ctx > /dev/null 2>&1 & pid=\$!

@@ -207,7 +207,13 @@ fn read_dockerfile(options: &BuildOptions) -> Result<(String, String), BuildErro
     } else {
         options.dockerfile.clone()
     };
-    let text = std::fs::read_to_string(&path).at(&path)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BuildError::NoDockerfile(path.clone()),
+        _ => BuildError::Io {
+            path: path.clone(),
+            source: e,
+        },
+    })?;
     Ok((path.display().to_string(), text))
 }
 

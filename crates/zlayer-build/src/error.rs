@@ -29,6 +29,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no Dockerfile at {0}: pass -f FILE, or put a Dockerfile in the build context")]
+    NoDockerfile(PathBuf),
     #[error(
         "--build-arg `{0}`: expected NAME=VALUE, or NAME to take the value from the environment"
     )]

@@ -57,7 +57,11 @@ fn execute(
     step: &Step,
     argv: &[String],
 ) -> Result<LayerArchive, BuildError> {
-    let id = format!("{ID_PREFIX}{}-{}", std::process::id(), short_random());
+    let id = format!(
+        "{ID_PREFIX}{}-{}",
+        std::process::id(),
+        zlayer_runtime::random_suffix()
+    );
     let layer_dirs = state.layer_dirs();
     let image = ResolvedImage {
         name: "build".into(),
@@ -163,15 +167,4 @@ pub(crate) fn remove_stale_snapshots(store: &ImageStore, data_dir: &Path) {
             let _ = Snapshot::remove(store, &id);
         }
     }
-}
-
-fn short_random() -> String {
-    let mut b = [0u8; 4];
-    let _ = getrandom(&mut b);
-    hex::encode(b)
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }

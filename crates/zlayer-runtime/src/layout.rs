@@ -172,3 +172,21 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Eight hex digits from the kernel's random pool, for container ids that
+/// must not collide with a leftover of an earlier one (time-based if
+/// `/dev/urandom` cannot be read).
+pub fn random_suffix() -> String {
+    let mut b = [0u8; 4];
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        b = n.to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -25,7 +25,7 @@ pub use cgroup::{CgroupStats, CgroupVersion};
 pub use config::{ContainerConfig, Limits, MountSpec};
 pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground, run_logged};
-pub use layout::{ContainerDir, ExitInfo, Status};
+pub use layout::{random_suffix, ContainerDir, ExitInfo, Status};
 pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};
 pub use user::{resolve_user, resolve_user_in, UnknownUser};
 
