@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use oci_spec::image::ImageConfiguration;
-use zlayer_runtime::{ContainerConfig, Limits, MountSpec};
+use zlayer_runtime::{ContainerConfig, GpuInventory, Limits, MountSpec};
 
 /// What the caller overrides on top of the image (from a spec or `zlayer run`).
 #[derive(Clone, Debug, Default)]
@@ -16,14 +16,17 @@ pub struct Overrides {
     pub user: Option<String>,
     pub limits: Limits,
     pub mounts: Vec<MountSpec>,
+    /// Indexes of the node's GPUs the container gets.
+    pub gpus: Vec<u32>,
 }
 
-pub struct LaunchPaths {
+pub struct LaunchPaths<'a> {
     pub id: String,
     pub rootfs: PathBuf,
     pub log_path: PathBuf,
     pub netns: Option<PathBuf>,
     pub hostname: String,
+    pub gpus: &'a GpuInventory,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +35,14 @@ pub enum LaunchError {
     NoCommand,
     #[error(transparent)]
     UnknownUser(#[from] zlayer_runtime::UnknownUser),
+    #[error(transparent)]
+    Gpu(#[from] zlayer_runtime::GpuError),
 }
 
 pub fn container_config(
     image: &ImageConfiguration,
     o: &Overrides,
-    p: LaunchPaths,
+    p: LaunchPaths<'_>,
 ) -> Result<ContainerConfig, LaunchError> {
     let cfg = image.config().clone().unwrap_or_default();
     let entrypoint = o
@@ -82,7 +87,7 @@ pub fn container_config(
         .or_else(|| cfg.user().clone())
         .unwrap_or_default();
     let (uid, gid) = zlayer_runtime::resolve_user(&p.rootfs, &user)?;
-    Ok(ContainerConfig {
+    let mut c = ContainerConfig {
         id: p.id.clone(),
         rootfs: p.rootfs,
         args: argv,
@@ -99,7 +104,10 @@ pub fn container_config(
         limits: o.limits.clone(),
         netns: p.netns,
         mounts: o.mounts.clone(),
+        devices: Vec::new(),
         log_path: p.log_path,
         cgroup_path: format!("/zlayer/{}", p.id),
-    })
+    };
+    p.gpus.attach(&o.gpus, &mut c)?;
+    Ok(c)
 }

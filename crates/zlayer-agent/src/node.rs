@@ -12,7 +12,7 @@ use zlayer_api::{ApplyRequest, ApplyResponse, Event, ReplicaLocation, ReplicaVie
 use zlayer_image::{ImageStore, RegistryOptions};
 use zlayer_net::{DnsTable, PortPublisher};
 use zlayer_runtime::{ContainerDir, Status};
-use zlayer_spec::{DependsCondition, OnTimeout, ResourceType, Spec};
+use zlayer_spec::{DependsCondition, OnTimeout, ResourceType, Service, Spec};
 
 use crate::replica::{self, NodePaths};
 use crate::state::{Deployment, Health, Replica, ReplicaState, RolloutState, Store};
@@ -26,12 +26,16 @@ pub struct NodeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// How to reach registries for `pull_policy` pulls.
     pub registries: RegistryOptions,
+    /// Where the NVIDIA driver is found (`/` on a real host).
+    pub gpu_root: PathBuf,
 }
 
 pub struct Node {
     pub(crate) paths: NodePaths,
     pub(crate) store: Store,
     pub(crate) images: ImageStore,
+    /// This node's GPUs, found once at start.
+    pub(crate) gpus: zlayer_runtime::GpuInventory,
     registries: RegistryOptions,
     pub(crate) dns: DnsTable,
     events: Mutex<VecDeque<Event>>,
@@ -77,6 +81,7 @@ impl Node {
                 bridge: cfg.bridge.clone(),
                 cidr: cfg.cidr,
             },
+            gpus: zlayer_runtime::GpuInventory::discover(&cfg.gpu_root),
             store,
             images,
             registries: cfg.registries.clone(),
@@ -441,7 +446,7 @@ impl Node {
                 }
             }
         }
-        self.start_with_ip(r, all)
+        self.start_with_ip(r, svc, all)
     }
 
     /// A cron service has one slot. Its run starts at each fire time of the
@@ -486,20 +491,95 @@ impl Node {
             return Plan::Keep;
         }
         r.restart_at_ms = 0;
-        self.start_with_ip(r, all)
+        self.start_with_ip(r, &spec.services[&t.service_name], all)
     }
 
-    /// Starts the replica once it has an address; without one it waits, saying why.
-    fn start_with_ip(&self, mut r: Replica, all: &BTreeMap<String, Replica>) -> Plan {
-        match self.reserve_ip(&r, all) {
-            Ok(ip) => {
-                r.ip = Some(ip);
-                Plan::Start(r)
-            }
+    /// Starts the replica once it has an address and the GPUs it asks for;
+    /// without them it waits, saying why.
+    fn start_with_ip(
+        &self,
+        mut r: Replica,
+        svc: &Service,
+        all: &BTreeMap<String, Replica>,
+    ) -> Plan {
+        match self.reserve(&mut r, svc, all) {
+            Ok(()) => Plan::Start(r),
             Err(e) => {
                 r.message = e;
                 Plan::Record(r)
             }
+        }
+    }
+
+    /// Reserves what `r` needs before it starts: an address and its GPUs.
+    pub(crate) fn reserve(
+        &self,
+        r: &mut Replica,
+        svc: &Service,
+        all: &BTreeMap<String, Replica>,
+    ) -> Result<(), String> {
+        let gpus = self.reserve_gpus(r, svc, all)?;
+        r.ip = Some(self.reserve_ip(r, all)?);
+        r.gpus = gpus;
+        Ok(())
+    }
+
+    /// The GPUs `r`'s service asks for: those it already holds, else free
+    /// ones no other replica holds. Never more than the node has.
+    fn reserve_gpus(
+        &self,
+        r: &Replica,
+        svc: &Service,
+        all: &BTreeMap<String, Replica>,
+    ) -> Result<Vec<u32>, String> {
+        let want = svc.resources.gpu.as_ref().filter(|g| g.count > 0);
+        let Some(want) = want else {
+            return Ok(Vec::new());
+        };
+        if r.gpus.len() == want.count as usize {
+            return Ok(r.gpus.clone());
+        }
+        let held: HashSet<u32> = all
+            .values()
+            .filter(|x| x.key() != r.key() && self.holds_gpus(x))
+            .flat_map(|x| x.gpus.iter().copied())
+            .collect();
+        let total = self.gpus.gpus().len();
+        let free: Vec<u32> = if want.vendor == "nvidia" {
+            self.gpus
+                .gpus()
+                .iter()
+                .map(|g| g.index)
+                .filter(|i| !held.contains(i))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if free.len() < want.count as usize {
+            return Err(format!(
+                "pending: needs {} {} GPU(s); this node has {} free of {}",
+                want.count,
+                want.vendor,
+                free.len(),
+                if want.vendor == "nvidia" { total } else { 0 }
+            ));
+        }
+        Ok(free.into_iter().take(want.count as usize).collect())
+    }
+
+    /// A replica keeps its GPUs through restarts; one that gave up, or a job
+    /// that completed, needs them no more.
+    fn holds_gpus(&self, r: &Replica) -> bool {
+        match r.state {
+            ReplicaState::Failed => false,
+            ReplicaState::Exited => {
+                let done = r.last_exit.as_ref().is_some_and(|e| e.status() == 0);
+                !(done
+                    && self
+                        .template_of(r)
+                        .is_some_and(|t| t.service.rtype == ResourceType::Job))
+            }
+            ReplicaState::Pending | ReplicaState::Running => true,
         }
     }
 
@@ -542,6 +622,8 @@ impl Node {
                 env: &t.env,
                 ip,
                 dns_search: &search,
+                gpus: &r.gpus,
+                inventory: &self.gpus,
             },
         )
         .await

@@ -24,6 +24,7 @@ pub enum OneOffError {
 
 pub fn run_oneoff(
     data_dir: &Path,
+    gpus: &zlayer_runtime::GpuInventory,
     image: &str,
     overrides: &Overrides,
     keep: bool,
@@ -45,6 +46,7 @@ pub fn run_oneoff(
                 log_path: dir.log_path(),
                 netns: Some(netns.clone()),
                 hostname: id.chars().take(12).collect(),
+                gpus,
             },
         )?;
         Ok::<_, OneOffError>(run_foreground(&dir, &cfg)?)

@@ -6,6 +6,7 @@ use zlayer_runtime::ExitInfo;
 
 fn node(dir: &std::path::Path) -> Arc<Node> {
     Node::open(&NodeConfig {
+        gpu_root: dir.join("gpu"),
         data_dir: dir.to_path_buf(),
         exe: PathBuf::from("/bin/false"),
         bridge: "zltest0".into(),
@@ -90,4 +91,49 @@ fn a_running_old_replica_is_left_to_the_rollout() {
         plan_v2(old_replica(ReplicaState::Running), false),
         Plan::Keep
     ));
+}
+
+/// A node whose driver tree has one GPU (a device node with /dev/null's
+/// numbers: discovery only reads them) and a service of 2 replicas that each
+/// want it.
+#[test]
+fn a_replica_gets_a_free_gpu_and_one_beyond_the_node_waits_saying_why() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // mknod needs root
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("gpu/dev")).expect("dev dir");
+    nix::sys::stat::mknod(
+        &dir.path().join("gpu/dev/nvidia0"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .expect("mknod");
+    let n = node(dir.path());
+    let text = "version: v1\ndeployment: d\nservices:\n  web:\n    image: { name: demo }\n    resources: { gpu: { count: 1 } }\n    scale: { mode: fixed, replicas: 2 }\n";
+    let s = zlayer_spec::parse("t.yaml", text).expect("valid spec");
+    let t = template(&s);
+    let mut all = BTreeMap::new();
+    let first = match n.plan(&s, &t, 1, None, &all, false) {
+        Plan::Start(r) => r,
+        _ => panic!("the first replica should start"),
+    };
+    assert_eq!(first.gpus, [0]);
+    all.insert(first.key(), first.clone());
+    match n.plan(&s, &t, 2, None, &all, false) {
+        Plan::Record(r) => {
+            assert!(r.gpus.is_empty());
+            assert_eq!(
+                r.message,
+                "pending: needs 1 nvidia GPU(s); this node has 0 free of 1"
+            );
+        }
+        _ => panic!("the second replica must wait"),
+    }
+    // A replica that gave up holds nothing: its GPU goes to the next one.
+    let mut gave_up = first;
+    gave_up.state = ReplicaState::Failed;
+    all.insert(gave_up.key(), gave_up);
+    assert!(matches!(n.plan(&s, &t, 2, None, &all, false), Plan::Start(r) if r.gpus == [0]));
 }

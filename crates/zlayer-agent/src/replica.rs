@@ -68,6 +68,7 @@ fn overrides(svc: &Service, env: &[(String, String)], data_dir: &Path) -> Overri
             pids: svc.resources.pids,
         },
         mounts,
+        gpus: Vec::new(),
     }
 }
 
@@ -86,6 +87,9 @@ pub struct ReplicaRequest<'a> {
     pub env: &'a [(String, String)],
     pub ip: std::net::Ipv4Addr,
     pub dns_search: &'a str,
+    /// The node's GPUs (by index) this replica holds, and where they are.
+    pub gpus: &'a [u32],
+    pub inventory: &'a zlayer_runtime::GpuInventory,
 }
 
 /// Starts a replica; on failure everything it had acquired is released.
@@ -125,6 +129,8 @@ async fn start_inner(
         env,
         ip,
         dns_search,
+        gpus,
+        inventory,
     } = *req;
     let t0 = std::time::Instant::now();
     let stage = |name: &str| {
@@ -164,6 +170,7 @@ async fn start_inner(
     .map_err(|e| e.to_string())?;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
     let mut o = overrides(svc, env, &p.data_dir);
+    o.gpus = gpus.to_vec();
     for f in ["resolv.conf", "hosts", "hostname"] {
         o.mounts.push(MountSpec::Bind {
             source: etc.join(f),
@@ -184,6 +191,7 @@ async fn start_inner(
             log_path: log,
             netns: Some(netns),
             hostname,
+            gpus: inventory,
         },
     )
     .map_err(|e| e.to_string())?;

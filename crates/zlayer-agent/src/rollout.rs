@@ -118,8 +118,8 @@ impl Node {
             .collect();
         for idx in next {
             let mut s = self.new_surge(t, idx);
-            match self.reserve_ip(&s, replicas) {
-                Ok(ip) => s.ip = Some(ip),
+            match self.reserve(&mut s, svc, replicas) {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(deployment = dep, service = name, "rollout waits: {e}");
                     break;

@@ -59,6 +59,10 @@ pub struct Replica {
     /// A replacement started by a rollout, beside the old replica of its slot.
     #[serde(default)]
     pub surge: bool,
+    /// The node's GPUs this replica holds (by index), kept across restarts
+    /// until the record goes, like its IP.
+    #[serde(default)]
+    pub gpus: Vec<u32>,
 }
 
 impl Replica {
@@ -83,6 +87,7 @@ impl Replica {
             stop_grace_ms: 0,
             revision: revision.to_string(),
             surge: false,
+            gpus: Vec::new(),
         }
     }
 

@@ -115,6 +115,7 @@ fn execute(
         limits: Limits::default(),
         netns,
         mounts,
+        devices: Vec::new(),
         log_path: cleanup.dir.log_path(),
         cgroup_path: format!("/zlayer/{id}"),
     };

@@ -26,6 +26,17 @@ pub enum MountSpec {
     },
 }
 
+/// A character device made inside the container and allowed by its device
+/// cgroup (GPUs and their control nodes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Path inside the container, e.g. `/dev/nvidia0`.
+    pub path: String,
+    pub major: i64,
+    pub minor: i64,
+    pub file_mode: u32,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ContainerConfig {
     pub id: String,
@@ -41,6 +52,9 @@ pub struct ContainerConfig {
     /// Join this network namespace; `None` gives the container a fresh one with only loopback.
     pub netns: Option<PathBuf>,
     pub mounts: Vec<MountSpec>,
+    /// Character devices beyond the default set (`/dev/null`, `/dev/zero`, ...).
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
     /// Where the container's stdout and stderr go (appended).
     pub log_path: PathBuf,
     /// Cgroup path relative to each hierarchy's root, e.g. `/zlayer/<id>`.

@@ -10,7 +10,7 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("container runtime: {0}")]
+    #[error("container runtime: {0}{hint}", hint = hint_for(.0))]
     Libcontainer(#[from] libcontainer::error::LibcontainerError),
     #[error("invalid runtime config: {0}")]
     Spec(String),
@@ -32,5 +32,17 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.into(),
             source,
         })
+    }
+}
+
+/// What to do about the libcontainer failures a user can fix.
+fn hint_for(e: &libcontainer::error::LibcontainerError) -> &'static str {
+    if e.to_string().contains("Failed to increase rlimit") {
+        // cgroup v2 enforces the device allowlist with a BPF program, and
+        // libcontainer raises RLIMIT_MEMLOCK to load it.
+        "; on cgroup v2 the device allowlist is a BPF program, and loading it needs \
+         CAP_SYS_RESOURCE (to raise RLIMIT_MEMLOCK): run zlayer as full root"
+    } else {
+        ""
     }
 }

@@ -1,7 +1,8 @@
 //! zlayer-runtime owns the life of one container: the OCI runtime config
 //! (hardening defaults, cgroup limits, mounts), creation and start through
 //! `libcontainer` inside a shim process, exec, stop with grace, exit status
-//! (OOM included), cgroup usage, and re-adoption after an agent restart.
+//! (OOM included), cgroup usage, re-adoption after an agent restart, and
+//! handing a container the host's GPUs.
 //!
 //! It must not decide what should run, and it knows nothing of services,
 //! images or networks beyond the paths it is handed.
@@ -14,6 +15,7 @@ mod cgroup;
 mod config;
 mod error;
 mod exec;
+mod gpu;
 mod layout;
 mod oci;
 mod seccomp;
@@ -22,9 +24,10 @@ mod trim;
 mod user;
 
 pub use cgroup::{CgroupStats, CgroupVersion};
-pub use config::{ContainerConfig, Limits, MountSpec};
+pub use config::{ContainerConfig, DeviceNode, Limits, MountSpec};
 pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground, run_logged};
+pub use gpu::{Gpu, GpuError, GpuInventory};
 pub use layout::{random_suffix, ContainerDir, ExitInfo, Status};
 pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};
 pub use user::{resolve_user, resolve_user_in, UnknownUser};

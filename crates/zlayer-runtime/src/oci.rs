@@ -5,7 +5,7 @@
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use crate::config::{ContainerConfig, MountSpec};
+use crate::config::{ContainerConfig, DeviceNode, MountSpec};
 use crate::error::RuntimeError;
 
 /// Docker's default capabilities (so a root process can bind port 101).
@@ -92,7 +92,7 @@ pub(crate) fn build_spec(c: &ContainerConfig) -> Result<Spec, RuntimeError> {
             }
         });
     }
-    let mut resources = json!({ "devices": device_rules() });
+    let mut resources = json!({ "devices": device_rules(&c.devices) });
     if let Some(mem) = c.limits.memory_bytes {
         resources["memory"] = json!({ "limit": mem });
     }
@@ -121,6 +121,10 @@ pub(crate) fn build_spec(c: &ContainerConfig) -> Result<Spec, RuntimeError> {
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
+            "devices": c.devices.iter().map(|d| json!({
+                "type": "c", "path": d.path, "major": d.major, "minor": d.minor,
+                "fileMode": d.file_mode, "uid": 0, "gid": 0,
+            })).collect::<Vec<_>>(),
             "cgroupsPath": c.cgroup_path,
             "resources": resources,
             "sysctl": network_sysctls(c),
@@ -132,14 +136,24 @@ pub(crate) fn build_spec(c: &ContainerConfig) -> Result<Spec, RuntimeError> {
     serde_json::from_value(spec).map_err(|e| RuntimeError::Spec(e.to_string()))
 }
 
-fn device_rules() -> Value {
+/// Deny every device, then allow the default set (null, zero, full, random,
+/// urandom, tty, console, ptmx, pts) and the container's own extra devices.
+fn device_rules(extra: &[DeviceNode]) -> Value {
     let allow = |t: &str, major: i64, minor: Option<i64>| json!({"allow": true, "type": t, "major": major, "minor": minor, "access": "rwm"});
-    json!([
-        {"allow": false, "access": "rwm"},
-        allow("c", 1, Some(3)), allow("c", 1, Some(5)), allow("c", 1, Some(7)), allow("c", 1, Some(8)),
-        allow("c", 1, Some(9)), allow("c", 5, Some(0)), allow("c", 5, Some(1)), allow("c", 5, Some(2)),
+    let mut rules = vec![
+        json!({"allow": false, "access": "rwm"}),
+        allow("c", 1, Some(3)),
+        allow("c", 1, Some(5)),
+        allow("c", 1, Some(7)),
+        allow("c", 1, Some(8)),
+        allow("c", 1, Some(9)),
+        allow("c", 5, Some(0)),
+        allow("c", 5, Some(1)),
+        allow("c", 5, Some(2)),
         allow("c", 136, None),
-    ])
+    ];
+    rules.extend(extra.iter().map(|d| allow("c", d.major, Some(d.minor))));
+    Value::Array(rules)
 }
 
 /// Docker's defaults for a container's own network namespace: any user may

@@ -28,6 +28,10 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// Where the NVIDIA driver's device nodes (`dev/nvidia*`), libraries and
+    /// tools are found. `/` on a real host; tests point it at a fake driver tree.
+    #[arg(long, global = true, env = "ZLAYER_GPU_ROOT", default_value = "/")]
+    pub gpu_root: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,22 +89,7 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Run a one-off container and propagate its exit status.
-    Run {
-        image: String,
-        /// Remove the container afterwards (the default; kept for Docker habits).
-        #[arg(long)]
-        rm: bool,
-        #[arg(short, long = "env")]
-        env: Vec<String>,
-        #[arg(long)]
-        memory: Option<String>,
-        #[arg(long)]
-        cpus: Option<f64>,
-        #[arg(short, long)]
-        user: Option<String>,
-        #[arg(last = true)]
-        command: Vec<String>,
-    },
+    Run(RunArgs),
     /// Each service's rollout: its current revision and whether it is rolling, done or failed.
     Rollouts {
         #[arg(short, long, value_enum, default_value_t)]
@@ -263,4 +252,30 @@ pub enum NodeCommand {
     },
     /// Stop the node (containers keep running).
     Stop,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    pub image: String,
+    /// Remove the container afterwards (the default; kept for Docker habits).
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Memory limit, e.g. 256Mi.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. 0.5.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most processes the container may have.
+    #[arg(long)]
+    pub pids: Option<i64>,
+    /// Hand the container this many of the node's NVIDIA GPUs (the first ones).
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }

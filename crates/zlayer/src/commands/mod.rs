@@ -16,7 +16,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
-    let data = cli.data_dir;
+    let data = cli.data_dir.clone();
     let registries = zlayer_image::RegistryOptions {
         insecure: cli.insecure_registries,
         auth_file: None,
@@ -35,17 +35,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             password,
         } => image::login(&registries, &registry, &username, password_stdin, password),
         Command::Logout { registry } => image::logout(&registry),
-        Command::Run {
-            image,
-            env,
-            memory,
-            cpus,
-            user,
-            command,
-            rm: _,
-        } => {
-            image::pull_if_absent(&data, &registries, &image)?;
-            run::run(&data, &image, env, memory, cpus, user, command)
+        Command::Run(args) => {
+            image::pull_if_absent(&data, &registries, &args.image)?;
+            run::run(&data, &cli.gpu_root, args)
         }
         Command::Shim { dir, wait: None } => zlayer_runtime::shim_main(&dir, &data),
         Command::Shim {
@@ -57,7 +49,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             id,
             command,
         } => exec::exec(&data, target, id, command),
-        Command::Node { command } => node::node(&data, &registries, command),
+        Command::Node { command } => node::node(&data, &cli.gpu_root, &registries, command),
         Command::Up {
             file,
             detach,

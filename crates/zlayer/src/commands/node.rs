@@ -6,6 +6,7 @@ use crate::cli::NodeCommand;
 
 pub fn node(
     data: &Path,
+    gpu_root: &Path,
     registries: &zlayer_image::RegistryOptions,
     cmd: NodeCommand,
 ) -> Result<i32> {
@@ -29,6 +30,7 @@ pub fn node(
                 cidr: cidr.parse()?,
                 metrics_addr: Some(metrics_addr.parse().context("--metrics-addr")?),
                 registries: registries.clone(),
+                gpu_root: gpu_root.to_path_buf(),
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {

@@ -2,22 +2,19 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use zlayer_agent::launch::Overrides;
-use zlayer_runtime::Limits;
+use zlayer_runtime::{GpuInventory, Limits};
 
-pub fn run(
-    data: &Path,
-    image: &str,
-    env: Vec<String>,
-    memory: Option<String>,
-    cpus: Option<f64>,
-    user: Option<String>,
-    command: Vec<String>,
-) -> Result<i32> {
-    let memory_bytes = memory
+use crate::cli::RunArgs;
+
+pub fn run(data: &Path, gpu_root: &Path, args: RunArgs) -> Result<i32> {
+    let memory_bytes = args
+        .memory
         .map(|m| zlayer_spec::Size::parse(&m).map_err(anyhow::Error::msg))
-        .transpose()?
+        .transpose()
+        .context("--memory")?
         .map(|s| s.0);
-    let env = env
+    let env = args
+        .env
         .into_iter()
         .map(|kv| {
             kv.split_once('=')
@@ -25,19 +22,36 @@ pub fn run(
                 .context("--env takes KEY=VALUE")
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut inventory = GpuInventory::default();
+    let gpus = match args.gpus.unwrap_or(0) {
+        0 => Vec::new(),
+        n => {
+            inventory = GpuInventory::discover(gpu_root);
+            let have: Vec<u32> = inventory.gpus().iter().map(|g| g.index).collect();
+            anyhow::ensure!(
+                have.len() >= n as usize,
+                "--gpus {n}: this host has {} NVIDIA GPU(s) under {}",
+                have.len(),
+                gpu_root.join("dev").display()
+            );
+            have.into_iter().take(n as usize).collect()
+        }
+    };
+    let command = args.command;
     let overrides = Overrides {
         args: (!command.is_empty()).then(|| command.clone()),
         entrypoint: (!command.is_empty()).then(Vec::new),
         env,
-        user,
+        user: args.user,
         limits: Limits {
-            cpu: cpus,
+            cpu: args.cpus,
             memory_bytes,
-            pids: None,
+            pids: args.pids,
         },
+        gpus,
         ..Default::default()
     };
-    let exit = zlayer_agent::oneoff::run_oneoff(data, image, &overrides, false)?;
+    let exit = zlayer_agent::oneoff::run_oneoff(data, &inventory, &args.image, &overrides, false)?;
     if exit.oom_killed {
         eprintln!("zlayer: container was OOM killed (memory limit reached)");
     }
