@@ -90,19 +90,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn node(state: NodeState, labels: &[(&str, &str)]) -> Node {
+        let capacity = Resources {
+            cpu_milli: 4000,
+            memory_bytes: 8 << 30,
+            gpus: 1,
+        };
         Node {
-            id: "n1".into(),
-            capacity: Resources {
-                cpu_milli: 4000,
-                memory_bytes: 8 << 30,
-                gpus: 1,
-            },
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             state,
-            health: Default::default(),
+            ..Node::ready("n1", capacity, labels)
         }
     }
 

@@ -68,6 +68,22 @@ pub struct Node {
     pub health: NodeHealth,
 }
 
+impl Node {
+    /// A ready node with neutral health.
+    pub fn ready(id: &str, capacity: Resources, labels: &[(&str, &str)]) -> Node {
+        Node {
+            id: id.to_string(),
+            capacity,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state: NodeState::Ready,
+            health: NodeHealth::default(),
+        }
+    }
+}
+
 /// One service's replicas as placement sees them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Workload {

@@ -124,24 +124,16 @@ pub fn score(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NodeState, Resources};
+    use crate::model::Resources;
     use std::collections::BTreeMap;
 
     fn node(labels: &[(&str, &str)]) -> Node {
-        Node {
-            id: "n".into(),
-            capacity: Resources {
-                cpu_milli: 4000,
-                memory_bytes: 4 << 30,
-                gpus: 0,
-            },
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            state: NodeState::Ready,
-            health: Default::default(),
-        }
+        let capacity = Resources {
+            cpu_milli: 4000,
+            memory_bytes: 4 << 30,
+            gpus: 0,
+        };
+        Node::ready("n", capacity, labels)
     }
 
     fn load(free_cpu: u64) -> NodeLoad {

@@ -6,20 +6,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use zlayer_scheduler::*;
 
 fn node(id: &str, cpu: u64, gpus: u32, labels: &[(&str, &str)]) -> Node {
-    Node {
-        id: id.into(),
-        capacity: Resources {
-            cpu_milli: cpu * 1000,
-            memory_bytes: 16 << 30,
-            gpus,
-        },
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        state: NodeState::Ready,
-        health: Default::default(),
-    }
+    let capacity = Resources {
+        cpu_milli: cpu * 1000,
+        memory_bytes: 16 << 30,
+        gpus,
+    };
+    Node::ready(id, capacity, labels)
 }
 
 fn workload(id: &str, replicas: u32, cpu_milli: u64, mode: NodeMode) -> Workload {
