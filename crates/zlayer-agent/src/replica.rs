@@ -231,6 +231,10 @@ pub async fn stop(p: &NodePaths, cid: &str, signal: i32, grace: Duration) {
 /// A container that is somehow still running is killed first: its files are
 /// never removed from under it.
 pub async fn cleanup(p: &NodePaths, images: &ImageStore, cid: &str) {
+    // A replica that never started has no container (and an empty id).
+    if !zlayer_runtime::is_plain_id(cid) {
+        return;
+    }
     if matches!(
         ContainerDir::new(&p.data_dir, cid).status(),
         Status::Running { .. }

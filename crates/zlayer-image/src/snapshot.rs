@@ -99,6 +99,16 @@ impl Snapshot {
 
     /// Unmounts and deletes the snapshot of container `id`, if any.
     pub fn remove(store: &ImageStore, id: &str) -> Result<(), ImageError> {
+        // An empty or path-like id would name every container's snapshot.
+        if id.is_empty() || id == "." || id == ".." || id.contains('/') {
+            return Err(ImageError::Io {
+                path: store.root().join("snapshots"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("refusing to remove snapshot {id:?}: not a container id"),
+                ),
+            });
+        }
         let dir = store.root().join("snapshots").join(id);
         let rootfs = dir.join("rootfs");
         if is_mounted(&rootfs) {

@@ -140,6 +140,13 @@ impl ContainerDir {
 
     /// Removes the container's directory and any libcontainer state left behind.
     pub fn remove(&self) -> Result<(), RuntimeError> {
+        // An empty or path-like id would name a parent: every container's files.
+        if !is_plain_id(&self.id) {
+            return Err(RuntimeError::Spec(format!(
+                "refusing to remove container {:?}: not a container id",
+                self.id
+            )));
+        }
         let state = self.runtime_root().join(&self.id);
         if state.exists() {
             if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
@@ -155,6 +162,11 @@ impl ContainerDir {
             _ => Ok(()),
         }
     }
+}
+
+/// A non-empty single path component that is not `.` or `..`.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains('/')
 }
 
 pub(crate) fn pid_alive(pid: i32) -> bool {
@@ -189,4 +201,26 @@ pub fn random_suffix() -> String {
         b = n.to_le_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    /// A replica that never started has an empty container id; removing it
+    /// once removed every container's directory.
+    #[test]
+    fn removing_an_empty_or_path_like_id_touches_nothing() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let other = t.path().join("containers").join("web-1-abcd");
+        fs::create_dir_all(&other).expect("mkdir");
+        for id in ["", ".", "..", "a/b"] {
+            assert!(ContainerDir::new(t.path(), id).remove().is_err(), "{id:?}");
+        }
+        assert!(other.exists());
+        ContainerDir::new(t.path(), "web-1-abcd")
+            .remove()
+            .expect("remove");
+        assert!(!other.exists());
+    }
 }

@@ -28,7 +28,7 @@ pub use config::{ContainerConfig, DeviceNode, Limits, MountSpec};
 pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground, run_logged};
 pub use gpu::{Gpu, GpuError, GpuInventory};
-pub use layout::{random_suffix, ContainerDir, ExitInfo, Status};
+pub use layout::{is_plain_id, random_suffix, ContainerDir, ExitInfo, Status};
 pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};
 pub use user::{resolve_user, resolve_user_in, UnknownUser};
 
