@@ -96,6 +96,24 @@ pending_reason() {
 }
 export -f pending_reason; export Z work gpus smi
 check "replicas beyond the node's GPUs stay pending with the reason; placed ones see their GPU" bash -c pending_reason
+# Scale-in removes the pending replica. Then a rollout with every GPU taken
+# has no room for a replacement beside the old replica: each old replica
+# makes way and its slot restarts on the new revision.
+gpu_rollout() {
+  local f=$work/roll.yaml
+  sed "s/replicas: $((gpus+1))/replicas: $gpus/" "$work/gpu.yaml" > "$f"
+  "$Z" up -d --timeout 30 "$f" >/dev/null || return 1
+  sed -i 's/sleep 3600/sleep 3601/' "$f"
+  "$Z" up -d --timeout 30 "$f" || return 1
+  local rev; rev=$("$Z" rollouts -o json | jq -r '.[] | select(.service=="trainer") | .revision')
+  "$Z" ps -o json | jq -e --arg r "$rev" --argjson n "$gpus" '[.[] | select(.service=="trainer" and .state=="running" and .revision==$r)] | length == $n' || { "$Z" ps; return 1; }
+  "$Z" events > "$work/events"; cat "$work/events"
+  # Removing the pending replica 2 must not touch replica 1's container (it once did).
+  ! grep -q ' lost ' "$work/events" &&
+    grep -q "no spare GPU for a replacement beside replica 1; replacing it in place" "$work/events"
+}
+export -f gpu_rollout
+check "a rollout with no spare GPU replaces replicas in place" bash -c gpu_rollout
 check "down frees the GPUs" bash -c "'$Z' down gpu && '$Z' run --gpus $gpus $image -- true"
 
 echo "e2e-gpu ($mode): $pass passed, $fail failed"

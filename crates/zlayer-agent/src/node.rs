@@ -526,7 +526,7 @@ impl Node {
 
     /// The GPUs `r`'s service asks for: those it already holds, else free
     /// ones no other replica holds. Never more than the node has.
-    fn reserve_gpus(
+    pub(crate) fn reserve_gpus(
         &self,
         r: &Replica,
         svc: &Service,

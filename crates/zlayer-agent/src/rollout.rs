@@ -118,6 +118,20 @@ impl Node {
             .collect();
         for idx in next {
             let mut s = self.new_surge(t, idx);
+            if self.reserve_gpus(&s, svc, replicas).is_err() {
+                // No spare GPU for a replacement beside the old replica: the
+                // old one makes way, and its slot starts afresh on the new
+                // revision in the next round (with the GPU it freed).
+                if let Some(old) = replicas.remove(&crate::state::key(dep, name, idx)) {
+                    self.event(
+                        &old,
+                        "rollout",
+                        format!("no spare GPU for a replacement beside replica {idx}; replacing it in place"),
+                    );
+                    self.retire(&old).await;
+                }
+                continue;
+            }
             match self.reserve(&mut s, svc, replicas) {
                 Ok(()) => {}
                 Err(e) => {
