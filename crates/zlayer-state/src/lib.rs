@@ -1,0 +1,25 @@
+//! zlayer-state owns the cluster's replicated state: the openraft type
+//! configuration, the Raft log and the state machine, both kept in sled and
+//! flushed before they are acknowledged, snapshots, and the data model they
+//! replicate (nodes, deployment specs and their revisions, assignments with
+//! generation numbers, the cluster CA, join tokens and their revocations).
+//!
+//! Every change to the model is a [`Command`] applied by
+//! [`ClusterState::apply`], a pure function of the state and the command:
+//! commands carry the leader's clock, so every member computes the same
+//! result. It must not schedule (the leader runs `zlayer-scheduler` and
+//! commits the result as a command), run containers or touch the network
+//! beyond the Raft transport.
+
+mod model;
+// openraft's storage traits fix the error type, `StorageError`, which is large.
+#[allow(clippy::result_large_err)]
+mod store;
+mod types;
+
+pub use model::{
+    AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, Response,
+    TokenRecord, TokenUse,
+};
+pub use store::{open, LogStore, StateMachine, StoreError};
+pub use types::{Raft, TypeConfig};

@@ -1,0 +1,449 @@
+//! The replicated data model and the one function that changes it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zlayer_scheduler::{Assignment, NodeHealth, NodeState, Resources};
+
+/// How many earlier revisions of a deployment are kept for rollback.
+pub const KEPT_REVISIONS: usize = 10;
+
+/// The cluster CA. Voters keep its key so that whichever is leader can sign
+/// the certificate of a joining node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRecord {
+    pub cluster_id: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// SHA-256 of the certificate's DER, hex; join tokens carry it.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The Raft member id.
+    pub id: u64,
+    /// The name the scheduler and `zlayer node ls` use.
+    pub name: String,
+    /// `ip:port` of the node's mTLS API.
+    pub addr: String,
+    pub capacity: Resources,
+    pub labels: BTreeMap<String, String>,
+    pub state: NodeState,
+    pub health: NodeHealth,
+    /// SHA-256 of the node's certificate, hex.
+    pub cert_fingerprint: String,
+    /// The node's WireGuard public key, once the overlay has one.
+    #[serde(default)]
+    pub wg_public_key: Option<String>,
+    pub joined_ms: u64,
+    /// When the node last changed state (leader's clock).
+    pub state_since_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecRevision {
+    pub revision: u64,
+    pub file: String,
+    pub text: String,
+    pub env: BTreeMap<String, String>,
+    pub at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub name: String,
+    pub current: SpecRevision,
+    /// Earlier revisions, newest last, at most [`KEPT_REVISIONS`].
+    pub history: Vec<SpecRevision>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    /// SHA-256 of the token's secret, hex; the secret itself is never stored.
+    pub secret_sha256: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    /// How many joins it allows; `None` is unlimited until it expires.
+    pub uses: Option<u32>,
+    pub used: u32,
+    pub revoked: bool,
+}
+
+/// Identifies one replica slot of a service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AssignmentKey {
+    /// `deployment/service`.
+    pub workload: String,
+    pub replica: u32,
+}
+
+impl AssignmentKey {
+    pub fn of(a: &Assignment) -> AssignmentKey {
+        AssignmentKey {
+            workload: a.workload.clone(),
+            replica: a.replica,
+        }
+    }
+}
+
+/// A change to the model. Anything that depends on time carries the
+/// leader's clock, so applying is deterministic on every member.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// The first node's first write: the cluster CA.
+    Bootstrap {
+        ca: CaRecord,
+    },
+    AddNode(NodeRecord),
+    SetNodeState {
+        id: u64,
+        state: NodeState,
+        at_ms: u64,
+    },
+    RemoveNode {
+        id: u64,
+    },
+    PutDeployment {
+        name: String,
+        file: String,
+        text: String,
+        env: BTreeMap<String, String>,
+        at_ms: u64,
+    },
+    /// Removes the deployment and every assignment of its services.
+    RemoveDeployment {
+        name: String,
+    },
+    /// A scheduler decision, batched. A stop names the generation it stops,
+    /// and a placement only replaces an older generation, so a decision made
+    /// on a stale view is dropped instead of undoing a newer one.
+    Placements {
+        place: Vec<Assignment>,
+        stop: Vec<Assignment>,
+    },
+    CreateToken(TokenRecord),
+    RevokeToken {
+        id: String,
+    },
+    /// A join presenting a token: checked and counted in one step.
+    UseToken {
+        id: String,
+        secret_sha256: String,
+        now_ms: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenUse {
+    Accepted,
+    Unknown,
+    WrongSecret,
+    Expired,
+    Revoked,
+    UsedUp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Response {
+    #[default]
+    Done,
+    Revision(u64),
+    Placed {
+        placed: u32,
+        stopped: u32,
+        stale: u32,
+    },
+    Token(TokenUse),
+    Refused(String),
+}
+
+/// What [`ClusterState::apply`] changed, so the store writes only that.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Touched {
+    Ca,
+    Node(u64),
+    Deployment(String),
+    Assignment(AssignmentKey),
+    Token(String),
+    NextGeneration,
+}
+
+/// Everything Raft replicates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Flat", from = "Flat")]
+pub struct ClusterState {
+    pub ca: Option<CaRecord>,
+    pub nodes: BTreeMap<u64, NodeRecord>,
+    pub deployments: BTreeMap<String, DeploymentRecord>,
+    pub assignments: BTreeMap<AssignmentKey, Assignment>,
+    pub tokens: BTreeMap<String, TokenRecord>,
+    /// Above every generation ever placed; the leader numbers new
+    /// placements from here.
+    pub next_generation: u64,
+}
+
+/// The serialized form: JSON maps need string keys, so maps become lists.
+#[derive(Serialize, Deserialize)]
+struct Flat {
+    ca: Option<CaRecord>,
+    nodes: Vec<NodeRecord>,
+    deployments: Vec<DeploymentRecord>,
+    assignments: Vec<Assignment>,
+    tokens: Vec<TokenRecord>,
+    next_generation: u64,
+}
+
+impl From<ClusterState> for Flat {
+    fn from(s: ClusterState) -> Flat {
+        Flat {
+            ca: s.ca,
+            nodes: s.nodes.into_values().collect(),
+            deployments: s.deployments.into_values().collect(),
+            assignments: s.assignments.into_values().collect(),
+            tokens: s.tokens.into_values().collect(),
+            next_generation: s.next_generation,
+        }
+    }
+}
+
+impl From<Flat> for ClusterState {
+    fn from(f: Flat) -> ClusterState {
+        ClusterState {
+            ca: f.ca,
+            nodes: f.nodes.into_iter().map(|n| (n.id, n)).collect(),
+            deployments: f
+                .deployments
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
+            assignments: f
+                .assignments
+                .into_iter()
+                .map(|a| (AssignmentKey::of(&a), a))
+                .collect(),
+            tokens: f.tokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            next_generation: f.next_generation,
+        }
+    }
+}
+
+impl ClusterState {
+    /// Applies one command. Refusals change nothing.
+    pub fn apply(&mut self, cmd: Command, touched: &mut Vec<Touched>) -> Response {
+        match cmd {
+            Command::Bootstrap { ca } => {
+                if self.ca.is_some() {
+                    return Response::Refused("the cluster already has a CA".into());
+                }
+                self.ca = Some(ca);
+                touched.push(Touched::Ca);
+                Response::Done
+            }
+            Command::AddNode(node) => self.add_node(node, touched),
+            Command::SetNodeState { id, state, at_ms } => match self.nodes.get_mut(&id) {
+                Some(n) if n.state == state => Response::Done,
+                Some(n) => {
+                    n.state = state;
+                    n.state_since_ms = at_ms;
+                    touched.push(Touched::Node(id));
+                    Response::Done
+                }
+                None => Response::Refused(format!("no node with id {id}")),
+            },
+            Command::RemoveNode { id } => {
+                if self.nodes.remove(&id).is_none() {
+                    return Response::Refused(format!("no node with id {id}"));
+                }
+                touched.push(Touched::Node(id));
+                Response::Done
+            }
+            Command::PutDeployment {
+                name,
+                file,
+                text,
+                env,
+                at_ms,
+            } => self.put_deployment(name, file, text, env, at_ms, touched),
+            Command::RemoveDeployment { name } => {
+                if self.deployments.remove(&name).is_none() {
+                    return Response::Refused(format!("no deployment named {name}"));
+                }
+                touched.push(Touched::Deployment(name.clone()));
+                let prefix = format!("{name}/");
+                let gone: Vec<AssignmentKey> = self
+                    .assignments
+                    .keys()
+                    .filter(|k| k.workload.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.assignments.remove(&k);
+                    touched.push(Touched::Assignment(k));
+                }
+                Response::Done
+            }
+            Command::Placements { place, stop } => self.placements(place, stop, touched),
+            Command::CreateToken(t) => {
+                if self.tokens.contains_key(&t.id) {
+                    return Response::Refused(format!("a token with id {} exists", t.id));
+                }
+                touched.push(Touched::Token(t.id.clone()));
+                self.tokens.insert(t.id.clone(), t);
+                Response::Done
+            }
+            Command::RevokeToken { id } => match self.tokens.get_mut(&id) {
+                Some(t) => {
+                    t.revoked = true;
+                    touched.push(Touched::Token(id));
+                    Response::Done
+                }
+                None => Response::Refused(format!("no token with id {id}")),
+            },
+            Command::UseToken {
+                id,
+                secret_sha256,
+                now_ms,
+            } => Response::Token(self.use_token(&id, &secret_sha256, now_ms, touched)),
+        }
+    }
+
+    fn add_node(&mut self, node: NodeRecord, touched: &mut Vec<Touched>) -> Response {
+        if let Some(other) = self
+            .nodes
+            .values()
+            .find(|n| n.name == node.name && n.id != node.id)
+        {
+            return Response::Refused(format!(
+                "node name {} is taken by member {}",
+                node.name, other.id
+            ));
+        }
+        touched.push(Touched::Node(node.id));
+        self.nodes.insert(node.id, node);
+        Response::Done
+    }
+
+    fn put_deployment(
+        &mut self,
+        name: String,
+        file: String,
+        text: String,
+        env: BTreeMap<String, String>,
+        at_ms: u64,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        let mut rev = SpecRevision {
+            revision: 1,
+            file,
+            text,
+            env,
+            at_ms,
+        };
+        match self.deployments.get_mut(&name) {
+            Some(d) if d.current.text == rev.text && d.current.env == rev.env => {
+                return Response::Revision(d.current.revision);
+            }
+            Some(d) => {
+                rev.revision = d.current.revision + 1;
+                let old = std::mem::replace(&mut d.current, rev);
+                d.history.push(old);
+                let excess = d.history.len().saturating_sub(KEPT_REVISIONS);
+                d.history.drain(..excess);
+            }
+            None => {
+                let record = DeploymentRecord {
+                    name: name.clone(),
+                    current: rev,
+                    history: Vec::new(),
+                };
+                self.deployments.insert(name.clone(), record);
+            }
+        }
+        let revision = self.deployments[&name].current.revision;
+        touched.push(Touched::Deployment(name));
+        Response::Revision(revision)
+    }
+
+    fn placements(
+        &mut self,
+        place: Vec<Assignment>,
+        stop: Vec<Assignment>,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        let (mut placed, mut stopped, mut stale) = (0, 0, 0);
+        for a in stop {
+            let key = AssignmentKey::of(&a);
+            if self.assignments.get(&key) == Some(&a) {
+                self.assignments.remove(&key);
+                touched.push(Touched::Assignment(key));
+                stopped += 1;
+            } else {
+                stale += 1;
+            }
+        }
+        for a in place {
+            let key = AssignmentKey::of(&a);
+            let newer = self
+                .assignments
+                .get(&key)
+                .is_none_or(|old| old.generation < a.generation);
+            let known = self.deployments.contains_key(deployment_of(&a.workload));
+            if !(newer && known) {
+                stale += 1;
+                continue;
+            }
+            if a.generation >= self.next_generation {
+                self.next_generation = a.generation + 1;
+                touched.push(Touched::NextGeneration);
+            }
+            self.assignments.insert(key.clone(), a);
+            touched.push(Touched::Assignment(key));
+            placed += 1;
+        }
+        Response::Placed {
+            placed,
+            stopped,
+            stale,
+        }
+    }
+
+    fn use_token(
+        &mut self,
+        id: &str,
+        secret_sha256: &str,
+        now_ms: u64,
+        touched: &mut Vec<Touched>,
+    ) -> TokenUse {
+        let Some(t) = self.tokens.get_mut(id) else {
+            return TokenUse::Unknown;
+        };
+        if t.secret_sha256 != secret_sha256 {
+            TokenUse::WrongSecret
+        } else if t.revoked {
+            TokenUse::Revoked
+        } else if now_ms >= t.expires_ms {
+            TokenUse::Expired
+        } else if t.uses.is_some_and(|u| t.used >= u) {
+            TokenUse::UsedUp
+        } else {
+            t.used += 1;
+            touched.push(Touched::Token(id.to_string()));
+            TokenUse::Accepted
+        }
+    }
+
+    /// The assignments of one node, by node name.
+    pub fn assignments_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Assignment> {
+        self.assignments.values().filter(move |a| a.node == node)
+    }
+}
+
+fn deployment_of(workload: &str) -> &str {
+    workload.split_once('/').map_or(workload, |(d, _)| d)
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+use super::*;
+
+fn token(uses: Option<u32>) -> TokenRecord {
+    TokenRecord {
+        id: "t1".into(),
+        secret_sha256: "s".into(),
+        created_ms: 0,
+        expires_ms: 1_000,
+        uses,
+        used: 0,
+        revoked: false,
+    }
+}
+
+fn run(s: &mut ClusterState, cmd: Command) -> Response {
+    s.apply(cmd, &mut Vec::new())
+}
+
+fn deploy(s: &mut ClusterState, name: &str, text: &str) -> Response {
+    run(
+        s,
+        Command::PutDeployment {
+            name: name.into(),
+            file: "f.yaml".into(),
+            text: text.into(),
+            env: BTreeMap::new(),
+            at_ms: 0,
+        },
+    )
+}
+
+fn asg(workload: &str, replica: u32, node: &str, generation: u64) -> Assignment {
+    Assignment {
+        workload: workload.into(),
+        replica,
+        node: node.into(),
+        generation,
+    }
+}
+
+fn use_token(s: &mut ClusterState, secret: &str, now_ms: u64) -> Response {
+    run(
+        s,
+        Command::UseToken {
+            id: "t1".into(),
+            secret_sha256: secret.into(),
+            now_ms,
+        },
+    )
+}
+
+#[test]
+fn each_bad_token_is_refused_with_its_case_and_changes_nothing() {
+    let mut s = ClusterState::default();
+    run(&mut s, Command::CreateToken(token(Some(1))));
+    let before = s.clone();
+    let refused = |r: TokenUse| Response::Token(r);
+    assert_eq!(use_token(&mut s, "x", 10), refused(TokenUse::WrongSecret));
+    assert_eq!(use_token(&mut s, "s", 1_000), refused(TokenUse::Expired));
+    let unknown = Command::UseToken {
+        id: "nope".into(),
+        secret_sha256: "s".into(),
+        now_ms: 1,
+    };
+    assert_eq!(run(&mut s, unknown), refused(TokenUse::Unknown));
+    assert_eq!(s, before);
+
+    assert_eq!(use_token(&mut s, "s", 10), refused(TokenUse::Accepted));
+    assert_eq!(use_token(&mut s, "s", 11), refused(TokenUse::UsedUp));
+    run(&mut s, Command::RevokeToken { id: "t1".into() });
+    assert_eq!(use_token(&mut s, "s", 12), refused(TokenUse::Revoked));
+    assert_eq!(s.tokens["t1"].used, 1);
+}
+
+#[test]
+fn an_unchanged_spec_keeps_its_revision_and_history_is_capped() {
+    let mut s = ClusterState::default();
+    assert_eq!(deploy(&mut s, "web", "a"), Response::Revision(1));
+    assert_eq!(deploy(&mut s, "web", "a"), Response::Revision(1));
+    for i in 0..15 {
+        deploy(&mut s, "web", &format!("b{i}"));
+    }
+    let d = &s.deployments["web"];
+    assert_eq!(d.current.revision, 16);
+    assert_eq!(d.history.len(), KEPT_REVISIONS);
+    assert_eq!(d.history.last().unwrap().revision, 15);
+}
+
+#[test]
+fn placements_are_fenced_by_generation() {
+    let mut s = ClusterState::default();
+    deploy(&mut s, "web", "a");
+    let place = |s: &mut ClusterState, place, stop| run(s, Command::Placements { place, stop });
+    place(&mut s, vec![asg("web/api", 0, "n1", 4)], vec![]);
+    assert_eq!(s.next_generation, 5);
+
+    // An older generation does not replace a newer one; a stop of a
+    // generation that is no longer there does nothing.
+    let r = place(
+        &mut s,
+        vec![asg("web/api", 0, "n2", 3)],
+        vec![asg("web/api", 0, "n1", 2)],
+    );
+    assert_eq!(
+        r,
+        Response::Placed {
+            placed: 0,
+            stopped: 0,
+            stale: 2
+        }
+    );
+    assert_eq!(s.assignments.values().next().unwrap().node, "n1");
+
+    // A service of a deployment that is gone is not placed.
+    let r = place(&mut s, vec![asg("gone/api", 0, "n1", 9)], vec![]);
+    assert!(matches!(r, Response::Placed { stale: 1, .. }));
+
+    let r = place(&mut s, vec![], vec![asg("web/api", 0, "n1", 4)]);
+    assert!(matches!(r, Response::Placed { stopped: 1, .. }));
+    assert!(s.assignments.is_empty());
+}
+
+#[test]
+fn removing_a_deployment_removes_its_assignments_only() {
+    let mut s = ClusterState::default();
+    deploy(&mut s, "web", "a");
+    deploy(&mut s, "webapp", "a");
+    let place = vec![asg("web/api", 0, "n1", 1), asg("webapp/api", 0, "n1", 2)];
+    run(
+        &mut s,
+        Command::Placements {
+            place,
+            stop: vec![],
+        },
+    );
+    let mut touched = Vec::new();
+    s.apply(
+        Command::RemoveDeployment { name: "web".into() },
+        &mut touched,
+    );
+    let left: Vec<&str> = s.assignments.keys().map(|k| k.workload.as_str()).collect();
+    assert_eq!(left, ["webapp/api"]);
+    assert!(touched.contains(&Touched::Deployment("web".into())));
+}
+
+#[test]
+fn a_node_name_belongs_to_one_member() {
+    let mut s = ClusterState::default();
+    let node = |id| NodeRecord {
+        id,
+        name: "edge-1".into(),
+        addr: "10.0.0.1:7443".into(),
+        capacity: Resources::default(),
+        labels: BTreeMap::new(),
+        state: NodeState::Ready,
+        health: NodeHealth::default(),
+        cert_fingerprint: String::new(),
+        wg_public_key: None,
+        joined_ms: 0,
+        state_since_ms: 0,
+    };
+    assert_eq!(run(&mut s, Command::AddNode(node(1))), Response::Done);
+    assert!(matches!(
+        run(&mut s, Command::AddNode(node(2))),
+        Response::Refused(m) if m.contains("taken by member 1")
+    ));
+}
+
+#[test]
+fn the_serialized_form_round_trips() {
+    let mut s = ClusterState::default();
+    deploy(&mut s, "web", "a");
+    let place = vec![asg("web/api", 0, "n1", 1), asg("web/api", 1, "n2", 2)];
+    run(
+        &mut s,
+        Command::Placements {
+            place,
+            stop: vec![],
+        },
+    );
+    run(&mut s, Command::CreateToken(token(None)));
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<ClusterState>(&json).unwrap(), s);
+}

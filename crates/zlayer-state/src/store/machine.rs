@@ -1,0 +1,300 @@
+//! The state machine: the [`ClusterState`] in memory, every record in sled
+//! under its own key, written in one atomic batch per `apply` call together
+//! with the last applied log id, so a restart resumes exactly where the
+//! flushed batch left off.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{read_err, write_err};
+use crate::model::{ClusterState, Response, Touched};
+use crate::TypeConfig;
+
+const APPLIED: &[u8] = b"m/applied";
+const MEMBERSHIP: &[u8] = b"m/membership";
+const SNAPSHOT: &[u8] = b"m/snapshot";
+const CA: &[u8] = b"ca";
+const NEXT_GENERATION: &[u8] = b"gen";
+const NODE: &str = "node/";
+const DEPLOYMENT: &str = "dep/";
+const ASSIGNMENT: &str = "asg/";
+const TOKEN: &str = "tok/";
+
+type Membership = StoredMembership<u64, BasicNode>;
+type Meta = SnapshotMeta<u64, BasicNode>;
+
+#[derive(Default)]
+struct Machine {
+    applied: Option<LogId<u64>>,
+    membership: Membership,
+    data: ClusterState,
+}
+
+/// A snapshot as stored and sent: the whole state with its position.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<u64, BasicNode>,
+    data: ClusterState,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    tree: sled::Tree,
+    machine: Arc<RwLock<Machine>>,
+    applied_tx: Arc<watch::Sender<u64>>,
+}
+
+fn key(t: &Touched) -> Vec<u8> {
+    match t {
+        Touched::Ca => CA.to_vec(),
+        Touched::NextGeneration => NEXT_GENERATION.to_vec(),
+        Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
+        Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
+        Touched::Token(id) => format!("{TOKEN}{id}").into_bytes(),
+        Touched::Assignment(k) => [
+            ASSIGNMENT.as_bytes(),
+            k.workload.as_bytes(),
+            b"\0",
+            &k.replica.to_be_bytes(),
+        ]
+        .concat(),
+    }
+}
+
+/// The record `t` names, serialized, or `None` where it is gone.
+fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    fn json<T: Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        v.map(serde_json::to_vec).transpose()
+    }
+    match t {
+        Touched::Ca => json(data.ca.as_ref()),
+        Touched::NextGeneration => json(Some(&data.next_generation)),
+        Touched::Node(id) => json(data.nodes.get(id)),
+        Touched::Deployment(n) => json(data.deployments.get(n)),
+        Touched::Token(id) => json(data.tokens.get(id)),
+        Touched::Assignment(k) => json(data.assignments.get(k)),
+    }
+}
+
+impl StateMachine {
+    /// Reads every record back from sled.
+    pub(crate) fn load(tree: sled::Tree) -> Result<StateMachine, StorageError<u64>> {
+        let mut m = Machine::default();
+        for kv in tree.iter() {
+            let (k, v) = kv.map_err(read_err)?;
+            let k = k.as_ref();
+            let parse_err = |e: serde_json::Error| {
+                read_err(format!("record {}: {e}", String::from_utf8_lossy(k)))
+            };
+            let d = &mut m.data;
+            if k == APPLIED {
+                m.applied = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == MEMBERSHIP {
+                m.membership = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == CA {
+                d.ca = Some(serde_json::from_slice(&v).map_err(parse_err)?);
+            } else if k == NEXT_GENERATION {
+                d.next_generation = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k.starts_with(NODE.as_bytes()) {
+                let n: crate::NodeRecord = serde_json::from_slice(&v).map_err(parse_err)?;
+                d.nodes.insert(n.id, n);
+            } else if k.starts_with(DEPLOYMENT.as_bytes()) {
+                let r: crate::DeploymentRecord = serde_json::from_slice(&v).map_err(parse_err)?;
+                d.deployments.insert(r.name.clone(), r);
+            } else if k.starts_with(ASSIGNMENT.as_bytes()) {
+                let a: zlayer_scheduler::Assignment =
+                    serde_json::from_slice(&v).map_err(parse_err)?;
+                d.assignments.insert(crate::AssignmentKey::of(&a), a);
+            } else if k.starts_with(TOKEN.as_bytes()) {
+                let t: crate::TokenRecord = serde_json::from_slice(&v).map_err(parse_err)?;
+                d.tokens.insert(t.id.clone(), t);
+            }
+        }
+        let applied = m.applied.map_or(0, |l| l.index);
+        Ok(StateMachine {
+            tree,
+            machine: Arc::new(RwLock::new(m)),
+            applied_tx: Arc::new(watch::channel(applied).0),
+        })
+    }
+
+    /// Reads the applied state. Keep `f` short: applying waits for it.
+    pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        f(&self.lock_read().data)
+    }
+
+    /// The index of the last applied entry, updated after every apply.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    fn lock_read(&self) -> std::sync::RwLockReadGuard<'_, Machine> {
+        self.machine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_write(&self) -> std::sync::RwLockWriteGuard<'_, Machine> {
+        self.machine.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_position(batch: &mut sled::Batch, m: &Machine) -> Result<(), StorageError<u64>> {
+        batch.insert(APPLIED, serde_json::to_vec(&m.applied).map_err(write_err)?);
+        batch.insert(
+            MEMBERSHIP,
+            serde_json::to_vec(&m.membership).map_err(write_err)?,
+        );
+        Ok(())
+    }
+
+    fn snapshot_of(m: &Machine) -> Result<(Meta, Vec<u8>), StorageError<u64>> {
+        let meta = SnapshotMeta {
+            last_log_id: m.applied,
+            last_membership: m.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                m.applied.map_or(0, |l| l.leader_id.term),
+                m.applied.map_or(0, |l| l.index)
+            ),
+        };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: m.data.clone(),
+        };
+        Ok((meta, serde_json::to_vec(&file).map_err(write_err)?))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (meta, bytes) = Self::snapshot_of(&self.lock_read())?;
+        self.tree
+            .insert(SNAPSHOT, bytes.clone())
+            .map_err(write_err)?;
+        self.tree.flush_async().await.map_err(write_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
+        let m = self.lock_read();
+        Ok((m.applied, m.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let (batch, responses, applied) = {
+            let mut m = self.lock_write();
+            let mut touched = Vec::new();
+            let mut responses = Vec::new();
+            for entry in entries {
+                m.applied = Some(entry.log_id);
+                responses.push(match entry.payload {
+                    EntryPayload::Blank => Response::Done,
+                    EntryPayload::Normal(cmd) => m.data.apply(cmd, &mut touched),
+                    EntryPayload::Membership(mem) => {
+                        m.membership = StoredMembership::new(Some(entry.log_id), mem);
+                        Response::Done
+                    }
+                });
+            }
+            touched.sort();
+            touched.dedup();
+            let mut batch = sled::Batch::default();
+            for t in &touched {
+                match value(&m.data, t).map_err(write_err)? {
+                    Some(v) => batch.insert(key(t), v),
+                    None => batch.remove(key(t)),
+                }
+            }
+            Self::put_position(&mut batch, &m)?;
+            (batch, responses, m.applied.map_or(0, |l| l.index))
+        };
+        self.tree.apply_batch(batch).map_err(write_err)?;
+        self.tree.flush_async().await.map_err(write_err)?;
+        self.applied_tx.send_replace(applied);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(read_err)?;
+        let (batch, applied) = {
+            let mut m = self.lock_write();
+            let mut batch = sled::Batch::default();
+            for k in self.tree.iter().keys() {
+                batch.remove(k.map_err(read_err)?);
+            }
+            *m = Machine {
+                applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                data: file.data,
+            };
+            for t in all_records(&m.data) {
+                if let Some(v) = value(&m.data, &t).map_err(write_err)? {
+                    batch.insert(key(&t), v);
+                }
+            }
+            Self::put_position(&mut batch, &m)?;
+            batch.insert(SNAPSHOT, bytes);
+            (batch, m.applied.map_or(0, |l| l.index))
+        };
+        self.tree.apply_batch(batch).map_err(write_err)?;
+        self.tree.flush_async().await.map_err(write_err)?;
+        self.applied_tx.send_replace(applied);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let Some(bytes) = self.tree.get(SNAPSHOT).map_err(read_err)? else {
+            return Ok(None);
+        };
+        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(read_err)?;
+        Ok(Some(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(bytes.to_vec())),
+        }))
+    }
+}
+
+fn all_records(d: &ClusterState) -> Vec<Touched> {
+    let mut out = vec![Touched::Ca, Touched::NextGeneration];
+    out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
+    out.extend(d.deployments.keys().cloned().map(Touched::Deployment));
+    out.extend(d.tokens.keys().cloned().map(Touched::Token));
+    out.extend(d.assignments.keys().cloned().map(Touched::Assignment));
+    out
+}
