@@ -11,12 +11,17 @@
 //! commits the result as a command), run containers or touch the network
 //! beyond the Raft transport.
 
+mod endpoints;
+mod member;
 mod model;
+pub mod pki;
 // openraft's storage traits fix the error type, `StorageError`, which is large.
 #[allow(clippy::result_large_err)]
 mod store;
+pub mod transport;
 mod types;
 
+pub use member::{Member, MemberConfig, MemberError, Timing, WriteError};
 pub use model::{
     AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, Response,
     TokenRecord, TokenUse,

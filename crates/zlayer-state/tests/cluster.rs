@@ -1,0 +1,200 @@
+//! Three members on loopback, over real mTLS: replication, writes made on a
+//! follower, losing the leader, and callers the cluster must refuse.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use zlayer_state::pki::{self, NodeIdentity};
+use zlayer_state::transport::{tls, CallError, PeerClient};
+use zlayer_state::{CaRecord, Command, Member, MemberConfig, Response, Timing};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((LOCAL, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn member(ca: &CaRecord, id: u64, dir: &tempfile::TempDir) -> Member {
+    member_at(ca, id, dir, free_port()).await
+}
+
+async fn member_at(ca: &CaRecord, id: u64, dir: &tempfile::TempDir, port: u16) -> Member {
+    let listen = SocketAddr::new(LOCAL, port);
+    let identity = pki::bootstrap_identity(ca, &format!("n{id}"), &[LOCAL]).unwrap();
+    Member::start(MemberConfig {
+        id,
+        dir: dir.path().join(format!("n{id}")),
+        listen,
+        advertise: listen.to_string(),
+        identity,
+        timing: Timing::default(),
+    })
+    .await
+    .unwrap()
+}
+
+fn deploy(name: &str) -> Command {
+    Command::PutDeployment {
+        name: name.into(),
+        file: "x.yaml".into(),
+        text: format!("deployment: {name}"),
+        env: BTreeMap::new(),
+        at_ms: 0,
+    }
+}
+
+/// Polls `f` every 50 ms, at most 400 times: a guard against hanging, not
+/// a measurement.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+fn names(m: &Member) -> BTreeSet<String> {
+    m.machine.read(|s| s.deployments.keys().cloned().collect())
+}
+
+async fn three_members(ca: &CaRecord, dir: &tempfile::TempDir) -> Vec<Member> {
+    let mut ms = Vec::new();
+    for id in 1..=3 {
+        ms.push(member(ca, id, dir).await);
+    }
+    ms[0].bootstrap().await.unwrap();
+    eventually("member 1 leads", || ms[0].leader().map(|l| l.0) == Some(1)).await;
+    for m in &ms[1..] {
+        ms[0]
+            .raft
+            .add_learner(m.id, BasicNode::new(&m.advertise), true)
+            .await
+            .unwrap();
+    }
+    ms[0]
+        .raft
+        .change_membership(BTreeSet::from([1, 2, 3]), false)
+        .await
+        .unwrap();
+    ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_replicate_and_survive_losing_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::create_ca("test").unwrap();
+    let ms = three_members(&ca, &dir).await;
+
+    // A write made on a follower is forwarded to the leader.
+    assert_eq!(
+        ms[2].write(deploy("web")).await.unwrap(),
+        Response::Revision(1)
+    );
+    for m in &ms {
+        eventually("web everywhere", || names(m).contains("web")).await;
+    }
+
+    let leader = ms[0].leader().unwrap().0;
+    let (dead, alive): (Vec<&Member>, Vec<&Member>) = ms.iter().partition(|m| m.id == leader);
+    dead[0].stop().await;
+
+    // Writes resume through a new leader, and nothing acknowledged is lost.
+    let mut acked = vec!["web".to_string()];
+    for i in 0..5 {
+        let name = format!("after-{i}");
+        alive[i % 2].write(deploy(&name)).await.unwrap();
+        acked.push(name);
+    }
+    let new_leader = alive[0].leader().unwrap().0;
+    assert_ne!(new_leader, leader);
+    for m in &alive {
+        eventually("every acknowledged deploy", || {
+            acked.iter().all(|n| names(m).contains(n))
+        })
+        .await;
+    }
+    for m in &alive {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_keeps_its_state_and_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::create_ca("test").unwrap();
+    let ms = three_members(&ca, &dir).await;
+    ms[0].write(deploy("web")).await.unwrap();
+    for m in &ms {
+        eventually("web everywhere", || names(m).contains("web")).await;
+    }
+    let mut ms = ms;
+    let third = ms.pop().unwrap();
+    let port: u16 = third.advertise.rsplit(':').next().unwrap().parse().unwrap();
+    third.stop().await;
+    drop(third);
+    ms[0].write(deploy("db")).await.unwrap();
+
+    // Back at the same address, with the same data dir, as after a restart.
+    let again = member_at(&ca, 3, &dir, port).await;
+    assert!(names(&again).contains("web"), "state read back from sled");
+    eventually("db reaches the restarted member", || {
+        names(&again).contains("db")
+    })
+    .await;
+    for m in [&ms[0], &ms[1], &again] {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_without_a_cluster_certificate_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::create_ca("test").unwrap();
+    let m = member(&ca, 1, &dir).await;
+    m.bootstrap().await.unwrap();
+    let cmd = deploy("sneaky");
+
+    // Trusts the cluster CA but has no certificate of its own.
+    let (cfg, _) = tls::pinned_client_config(&ca.fingerprint).unwrap();
+    let anonymous = PeerClient::new(cfg);
+    let err = anonymous
+        .call::<_, serde_json::Value>(&m.advertise, "/cluster/write", &cmd, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Status { status, .. } if status.as_u16() == 403),
+        "{err}"
+    );
+
+    // A certificate from another cluster's CA fails the handshake.
+    let other = pki::create_ca("other").unwrap();
+    let stranger: NodeIdentity = pki::bootstrap_identity(&other, "x", &[LOCAL]).unwrap();
+    let mut id = stranger.clone();
+    id.ca_pem = ca.cert_pem.clone();
+    let client = PeerClient::new(tls::client_config(&id).unwrap());
+    let err = client
+        .call::<_, serde_json::Value>(&m.advertise, "/cluster/write", &cmd, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Unreachable { .. }), "{err}");
+
+    // A joiner pinning another CA's fingerprint stops before sending.
+    let (cfg, pinned) = tls::pinned_client_config(&other.fingerprint).unwrap();
+    let err = PeerClient::new(cfg)
+        .call::<_, serde_json::Value>(&m.advertise, "/cluster/write", &cmd, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Unreachable { .. }), "{err}");
+    assert_eq!(pinned.mismatch(), Some(vec![ca.fingerprint.clone()]));
+
+    assert!(!names(&m).contains("sneaky"));
+    m.stop().await;
+}
