@@ -1,5 +1,6 @@
 //! What a member serves to other members: the Raft RPCs and forwarded
-//! writes. Each needs a caller with a certificate the cluster CA signed.
+//! writes, which need a caller with a certificate the cluster CA signed,
+//! and joins, which cannot have one yet and present a token instead.
 
 use std::net::SocketAddr;
 
@@ -10,18 +11,20 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
 use crate::transport::raft_net::{APPEND, SNAPSHOT, VOTE};
 use crate::transport::{Caller, Handler};
-use crate::{Command, Raft};
+use crate::{Command, Raft, StateMachine};
 
 pub struct Endpoints {
     raft: Raft,
+    machine: StateMachine,
 }
 
 impl Endpoints {
-    pub fn new(raft: Raft) -> Endpoints {
-        Endpoints { raft }
+    pub fn new(raft: Raft, machine: StateMachine) -> Endpoints {
+        Endpoints { raft, machine }
     }
 }
 
@@ -61,13 +64,19 @@ impl Handler for Endpoints {
         caller: Caller,
         _remote: SocketAddr,
     ) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        if path == JOIN {
+            return match body::<JoinRequest>(req).await {
+                Ok(r) => json(&admit(&self.raft, &self.machine, r, crate::now_ms()).await),
+                Err(r) => r,
+            };
+        }
         if caller == Caller::Anonymous {
             return reply(
                 StatusCode::FORBIDDEN,
                 b"this endpoint needs a node certificate signed by the cluster CA".to_vec(),
             );
         }
-        let path = req.uri().path().to_string();
         let result = match path.as_str() {
             APPEND => match body(req).await {
                 Ok(rpc) => json(&self.raft.append_entries(rpc).await),

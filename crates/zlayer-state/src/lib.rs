@@ -12,12 +12,15 @@
 //! beyond the Raft transport.
 
 mod endpoints;
+pub mod join;
+pub mod keeper;
 mod member;
 mod model;
 pub mod pki;
 // openraft's storage traits fix the error type, `StorageError`, which is large.
 #[allow(clippy::result_large_err)]
 mod store;
+pub mod token;
 pub mod transport;
 mod types;
 
@@ -28,3 +31,10 @@ pub use model::{
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};
+
+/// Milliseconds since the Unix epoch: the clock commands carry.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -16,9 +16,10 @@ use tokio::net::TcpListener;
 
 use crate::endpoints::Endpoints;
 use crate::pki::NodeIdentity;
+use crate::token::{self, JoinToken};
 use crate::transport::raft_net::Network;
 use crate::transport::{tls, CallError, PeerClient};
-use crate::{Command, Raft, Response, StateMachine};
+use crate::{CaRecord, Command, NodeRecord, Raft, Response, StateMachine, TokenRecord};
 
 pub const WRITE: &str = "/cluster/write";
 
@@ -49,6 +50,8 @@ pub struct MemberConfig {
     pub advertise: String,
     pub identity: NodeIdentity,
     pub timing: Timing,
+    /// Run the membership keeper (see `keeper`) while this member leads.
+    pub keep_membership: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +93,7 @@ pub struct Member {
     pub machine: StateMachine,
     pub advertise: String,
     client: PeerClient,
-    server: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Member {
@@ -121,16 +124,19 @@ impl Member {
                     addr: cfg.listen,
                     source,
                 })?;
-        let endpoints = Arc::new(Endpoints::new(raft.clone()));
-        let server =
-            crate::transport::serve(listener, tls::server_config(&cfg.identity)?, endpoints);
+        let endpoints = Arc::new(Endpoints::new(raft.clone(), machine.clone()));
+        let tls = tls::server_config(&cfg.identity)?;
+        let mut tasks = vec![crate::transport::serve(listener, tls, endpoints)];
+        if cfg.keep_membership {
+            tasks.push(crate::keeper::spawn(raft.clone(), machine.clone(), cfg.id));
+        }
         Ok(Member {
             id: cfg.id,
             raft,
             machine,
             advertise: cfg.advertise,
             client,
-            server,
+            tasks,
         })
     }
 
@@ -206,9 +212,77 @@ impl Member {
         }
     }
 
+    /// Founds a cluster with this member as its one voter: the CA and this
+    /// node's record are its first writes. Safe to repeat on restart.
+    pub async fn found_cluster(&self, ca: CaRecord, me: NodeRecord) -> Result<(), MemberError> {
+        self.bootstrap().await?;
+        let has_ca = self.machine.read(|s| s.ca.is_some());
+        if !has_ca {
+            self.write(Command::Bootstrap { ca })
+                .await
+                .map_err(|e| MemberError::Raft(e.to_string()))?;
+        }
+        self.write(Command::AddNode(me))
+            .await
+            .map_err(|e| MemberError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Makes a join token valid for `ttl` and `uses` joins (unlimited when
+    /// `None`), naming every member as a place to join.
+    pub async fn create_token(
+        &self,
+        ttl: Duration,
+        uses: Option<u32>,
+    ) -> Result<String, WriteError> {
+        let ca = self
+            .machine
+            .read(|s| s.ca.as_ref().map(|c| c.fingerprint.clone()))
+            .ok_or_else(|| WriteError::Raft("this cluster has no CA yet".into()))?;
+        let now = crate::now_ms();
+        let record = TokenRecord {
+            id: token::random_hex(4),
+            secret_sha256: String::new(),
+            created_ms: now,
+            expires_ms: now + ttl.as_millis() as u64,
+            uses,
+            used: 0,
+            revoked: false,
+        };
+        let secret = token::random_hex(16);
+        let record = TokenRecord {
+            secret_sha256: token::sha256_hex(&secret),
+            ..record
+        };
+        let mut addrs: Vec<String> = {
+            let m = self.raft.metrics().borrow().membership_config.clone();
+            m.membership()
+                .nodes()
+                .map(|(_, n)| n.addr.clone())
+                .collect()
+        };
+        if let Some((_, leader)) = self.leader() {
+            addrs.retain(|a| *a != leader);
+            addrs.insert(0, leader);
+        }
+        let out = JoinToken {
+            ca,
+            id: record.id.clone(),
+            secret,
+            expires_ms: record.expires_ms,
+            addrs,
+        };
+        match self.write(Command::CreateToken(record)).await? {
+            Response::Done => Ok(out.encode()),
+            other => Err(WriteError::Raft(format!("{other:?}"))),
+        }
+    }
+
     /// Stops serving and stops Raft, as if the process had died.
     pub async fn stop(&self) {
-        self.server.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         let _ = self.raft.shutdown().await;
     }
 }

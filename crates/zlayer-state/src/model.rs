@@ -71,6 +71,24 @@ pub struct TokenRecord {
     pub revoked: bool,
 }
 
+impl TokenRecord {
+    /// Whether a join presenting this token's id with `secret_sha256` at
+    /// `now_ms` may proceed.
+    pub fn check(&self, secret_sha256: &str, now_ms: u64) -> TokenUse {
+        if self.secret_sha256 != secret_sha256 {
+            TokenUse::WrongSecret
+        } else if self.revoked {
+            TokenUse::Revoked
+        } else if now_ms >= self.expires_ms {
+            TokenUse::Expired
+        } else if self.uses.is_some_and(|u| self.used >= u) {
+            TokenUse::UsedUp
+        } else {
+            TokenUse::Accepted
+        }
+    }
+}
+
 /// Identifies one replica slot of a service.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AssignmentKey {
@@ -419,19 +437,12 @@ impl ClusterState {
         let Some(t) = self.tokens.get_mut(id) else {
             return TokenUse::Unknown;
         };
-        if t.secret_sha256 != secret_sha256 {
-            TokenUse::WrongSecret
-        } else if t.revoked {
-            TokenUse::Revoked
-        } else if now_ms >= t.expires_ms {
-            TokenUse::Expired
-        } else if t.uses.is_some_and(|u| t.used >= u) {
-            TokenUse::UsedUp
-        } else {
+        let verdict = t.check(secret_sha256, now_ms);
+        if verdict == TokenUse::Accepted {
             t.used += 1;
             touched.push(Touched::Token(id.to_string()));
-            TokenUse::Accepted
         }
+        verdict
     }
 
     /// The assignments of one node, by node name.

@@ -34,6 +34,7 @@ async fn member_at(ca: &CaRecord, id: u64, dir: &tempfile::TempDir, port: u16) -
         advertise: listen.to_string(),
         identity,
         timing: Timing::default(),
+        keep_membership: false,
     })
     .await
     .unwrap()

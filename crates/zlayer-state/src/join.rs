@@ -1,0 +1,254 @@
+//! Joining: a new node presents a token and a CSR to a member; the leader
+//! checks the token, signs a certificate for the node and records it, and
+//! the membership keeper adds it to Raft. A refused join writes nothing.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use zlayer_scheduler::{NodeHealth, NodeState, Resources};
+
+use crate::pki::{self, NodeIdentity};
+use crate::token::{sha256_hex, JoinToken};
+use crate::transport::{tls, CallError, PeerClient};
+use crate::{Command, NodeRecord, Raft, Response, StateMachine, TokenUse};
+
+pub const JOIN: &str = "/cluster/join";
+
+/// What a joining node says about itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeFacts {
+    pub name: String,
+    /// `ip:port` the node will serve its mTLS endpoint on.
+    pub addr: String,
+    pub capacity: Resources,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token_id: String,
+    pub secret: String,
+    pub csr_pem: String,
+    pub node: NodeFacts,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum JoinReply {
+    Admitted {
+        id: u64,
+        cert_pem: String,
+        ca_pem: String,
+    },
+    Refused(TokenUse),
+    Invalid(String),
+    NotLeader {
+        leader: Option<String>,
+    },
+}
+
+/// A node that was admitted: its Raft id and its identity.
+pub struct Joined {
+    pub id: u64,
+    pub identity: NodeIdentity,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    BadToken(#[from] crate::token::BadToken),
+    #[error(
+        "the join token has expired; make a new one with `zlayer token create --ttl …` on a member"
+    )]
+    Expired,
+    #[error(
+        "the cluster does not know this token: it is forged, mistyped or from another cluster"
+    )]
+    Forged,
+    #[error("the join token was revoked; `zlayer token ls` on a member lists the valid ones")]
+    Revoked,
+    #[error("the join token has been used as many times as it allows (`--uses`); make a new one")]
+    UsedUp,
+    #[error("{addr} presented a CA with fingerprint {offered}, but the token pins {expected}: this is another cluster, or something is in between; nothing was sent")]
+    WrongCa {
+        addr: String,
+        expected: String,
+        offered: String,
+    },
+    #[error("no member in the token answered (tried {}): is the cluster up and reachable from this node?", .tried.join(", "))]
+    Unreachable { tried: Vec<String> },
+    #[error("the cluster refused the join: {0}")]
+    Invalid(String),
+    #[error("cannot make this node's key: {0}")]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+fn refusal(u: TokenUse) -> JoinError {
+    match u {
+        TokenUse::Expired => JoinError::Expired,
+        TokenUse::Revoked => JoinError::Revoked,
+        TokenUse::UsedUp => JoinError::UsedUp,
+        TokenUse::Unknown | TokenUse::WrongSecret => JoinError::Forged,
+        TokenUse::Accepted => JoinError::Invalid("accepted and refused at once".into()),
+    }
+}
+
+/// The joining side: tries the members the token names, following a
+/// redirect to the leader at most a few times.
+pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
+    const MAX_TRIES: usize = 8;
+    let token = JoinToken::decode(token)?;
+    let (key_pem, csr_pem) = pki::node_key_and_csr(&node.name)?;
+    let req = JoinRequest {
+        token_id: token.id.clone(),
+        secret: token.secret.clone(),
+        csr_pem,
+        node,
+    };
+    let mut queue: VecDeque<String> = token.addrs.iter().cloned().collect();
+    let mut tried = Vec::new();
+    while let Some(addr) = queue.pop_front() {
+        if tried.len() >= MAX_TRIES {
+            break;
+        }
+        tried.push(addr.clone());
+        let (cfg, pinned) = tls::pinned_client_config(&token.ca)?;
+        let reply = PeerClient::new(cfg)
+            .call::<_, JoinReply>(&addr, JOIN, &req, Duration::from_secs(10))
+            .await;
+        if let Some(offered) = pinned.mismatch() {
+            return Err(JoinError::WrongCa {
+                addr,
+                expected: token.ca,
+                offered: offered.join(" or "),
+            });
+        }
+        match reply {
+            Ok(JoinReply::Admitted {
+                id,
+                cert_pem,
+                ca_pem,
+            }) => {
+                let fp = pki::fingerprint_pem(&ca_pem)?;
+                if fp != token.ca {
+                    return Err(JoinError::WrongCa {
+                        addr,
+                        expected: token.ca,
+                        offered: fp,
+                    });
+                }
+                return Ok(Joined {
+                    id,
+                    identity: NodeIdentity {
+                        ca_pem,
+                        cert_pem,
+                        key_pem,
+                    },
+                });
+            }
+            Ok(JoinReply::Refused(u)) => return Err(refusal(u)),
+            Ok(JoinReply::Invalid(m)) => return Err(JoinError::Invalid(m)),
+            Ok(JoinReply::NotLeader { leader }) => {
+                // No leader known yet: ask the same member again shortly.
+                let next = leader.unwrap_or_else(|| addr.clone());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                queue.push_front(next);
+            }
+            Err(CallError::Status { body, .. }) => return Err(JoinError::Invalid(body)),
+            Err(e) => tracing::debug!("join via {addr}: {e}"),
+        }
+    }
+    Err(JoinError::Unreachable { tried })
+}
+
+/// The admitting side, on the leader. Checks the token against committed
+/// state first, so a refused join leaves the log untouched.
+pub async fn admit(
+    raft: &Raft,
+    machine: &StateMachine,
+    req: JoinRequest,
+    now_ms: u64,
+) -> JoinReply {
+    if raft.ensure_linearizable().await.is_err() {
+        let leader = raft.current_leader().await.and_then(|id| {
+            let m = raft.metrics().borrow().membership_config.clone();
+            m.membership().get_node(&id).map(|n| n.addr.clone())
+        });
+        return JoinReply::NotLeader { leader };
+    }
+    let secret_sha256 = sha256_hex(&req.secret);
+    let (verdict, ca) = machine.read(|s| {
+        let verdict = s
+            .tokens
+            .get(&req.token_id)
+            .map_or(TokenUse::Unknown, |t| t.check(&secret_sha256, now_ms));
+        (verdict, s.ca.clone())
+    });
+    if verdict != TokenUse::Accepted {
+        return JoinReply::Refused(verdict);
+    }
+    let Some(ca) = ca else {
+        return JoinReply::Invalid("this cluster has no CA yet".into());
+    };
+    let ip: IpAddr = match req.node.addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip(),
+        Err(_) => return JoinReply::Invalid(format!("address {:?} is not ip:port", req.node.addr)),
+    };
+    let cert_pem = match pki::sign_node(&ca, &req.csr_pem, &req.node.name, &[ip]) {
+        Ok(c) => c,
+        Err(e) => return JoinReply::Invalid(format!("the CSR: {e}")),
+    };
+    let cert_fingerprint = pki::fingerprint_pem(&cert_pem).unwrap_or_default();
+    let id = member_id(&cert_fingerprint);
+    let use_token = Command::UseToken {
+        id: req.token_id,
+        secret_sha256,
+        now_ms,
+    };
+    match raft.client_write(use_token).await.map(|r| r.data) {
+        Ok(Response::Token(TokenUse::Accepted)) => {}
+        Ok(Response::Token(u)) => return JoinReply::Refused(u),
+        Ok(other) => return JoinReply::Invalid(format!("{other:?}")),
+        Err(e) => return JoinReply::Invalid(e.to_string()),
+    }
+    let record = NodeRecord {
+        id,
+        name: req.node.name,
+        addr: req.node.addr,
+        capacity: req.node.capacity,
+        labels: req.node.labels,
+        state: NodeState::Ready,
+        health: NodeHealth::default(),
+        cert_fingerprint,
+        wg_public_key: None,
+        joined_ms: now_ms,
+        state_since_ms: now_ms,
+    };
+    match raft
+        .client_write(Command::AddNode(record))
+        .await
+        .map(|r| r.data)
+    {
+        Ok(Response::Done) => JoinReply::Admitted {
+            id,
+            cert_pem,
+            ca_pem: ca.cert_pem,
+        },
+        Ok(Response::Refused(m)) => JoinReply::Invalid(m),
+        Ok(other) => JoinReply::Invalid(format!("{other:?}")),
+        Err(e) => JoinReply::Invalid(e.to_string()),
+    }
+}
+
+/// A Raft id from the node's certificate: unique without coordination.
+fn member_id(cert_fingerprint: &str) -> u64 {
+    let bytes = hex::decode(cert_fingerprint).unwrap_or_default();
+    let mut id = [0u8; 8];
+    for (i, b) in bytes.iter().take(8).enumerate() {
+        id[i] = *b;
+    }
+    (u64::from_be_bytes(id) >> 1).max(1)
+}

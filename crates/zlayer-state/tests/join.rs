@@ -1,0 +1,206 @@
+//! Nodes join with a token over real mTLS on loopback; learners become
+//! voters; every bad token is refused with its own case and writes nothing.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use zlayer_scheduler::{NodeHealth, NodeState, Resources};
+use zlayer_state::join::{join, JoinError, NodeFacts};
+use zlayer_state::pki::{self, NodeIdentity};
+use zlayer_state::token::JoinToken;
+use zlayer_state::{Command, Member, MemberConfig, NodeRecord, Timing};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind((LOCAL, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn start(
+    id: u64,
+    identity: NodeIdentity,
+    listen: SocketAddr,
+    dir: &tempfile::TempDir,
+) -> Member {
+    Member::start(MemberConfig {
+        id,
+        dir: dir.path().join(format!("m{id}")),
+        listen,
+        advertise: listen.to_string(),
+        identity,
+        timing: Timing::default(),
+        keep_membership: true,
+    })
+    .await
+    .unwrap()
+}
+
+fn facts(name: &str, addr: SocketAddr, zone: &str) -> NodeFacts {
+    NodeFacts {
+        name: name.into(),
+        addr: addr.to_string(),
+        capacity: Resources {
+            cpu_milli: 2000,
+            memory_bytes: 1 << 30,
+            gpus: 0,
+        },
+        labels: BTreeMap::from([("zone".to_string(), zone.to_string())]),
+    }
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn found(dir: &tempfile::TempDir) -> Member {
+    let ca = pki::create_ca("test").unwrap();
+    let addr = free_addr();
+    let identity = pki::bootstrap_identity(&ca, "n1", &[LOCAL]).unwrap();
+    let fp = pki::fingerprint_pem(&identity.cert_pem).unwrap();
+    let m = start(1, identity, addr, dir).await;
+    let f = facts("n1", addr, "a");
+    let me = NodeRecord {
+        id: 1,
+        name: f.name,
+        addr: f.addr,
+        capacity: f.capacity,
+        labels: f.labels,
+        state: NodeState::Ready,
+        health: NodeHealth::default(),
+        cert_fingerprint: fp,
+        wg_public_key: None,
+        joined_ms: 0,
+        state_since_ms: 0,
+    };
+    m.found_cluster(ca, me).await.unwrap();
+    m
+}
+
+fn voters(m: &Member) -> usize {
+    let metrics = m.raft.metrics().borrow().clone();
+    metrics.membership_config.membership().voter_ids().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_join_and_the_cluster_grows_to_three_voters() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = found(&dir).await;
+    let token = first
+        .create_token(Duration::from_secs(3600), Some(2))
+        .await
+        .unwrap();
+
+    let mut members = vec![first];
+    for (name, zone) in [("n2", "b"), ("n3", "c")] {
+        let addr = free_addr();
+        let joined = join(&token, facts(name, addr, zone)).await.unwrap();
+        members.push(start(joined.id, joined.identity, addr, &dir).await);
+    }
+    eventually("three voters", || voters(&members[0]) == 3).await;
+    let labels: Vec<String> = members[0].machine.read(|s| {
+        s.nodes
+            .values()
+            .map(|n| format!("{}:{}", n.name, n.labels["zone"]))
+            .collect()
+    });
+    assert_eq!(labels.len(), 3);
+    assert!(labels.contains(&"n3:c".to_string()), "{labels:?}");
+
+    // The joined nodes hold certificates the cluster accepts: a write made
+    // on one reaches the leader and comes back to all.
+    members[2]
+        .write(Command::PutDeployment {
+            name: "web".into(),
+            file: "w.yaml".into(),
+            text: "w".into(),
+            env: BTreeMap::new(),
+            at_ms: 0,
+        })
+        .await
+        .unwrap();
+    for m in &members {
+        eventually("web everywhere", || {
+            m.machine.read(|s| s.deployments.contains_key("web"))
+        })
+        .await;
+    }
+    for m in &members {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_bad_token_is_refused_with_its_case_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = found(&dir).await;
+    let hour = Duration::from_secs(3600);
+
+    let good = first.create_token(hour, Some(1)).await.unwrap();
+    let used_up = first.create_token(hour, Some(1)).await.unwrap();
+    let addr = free_addr();
+    join(&used_up, facts("n2", addr, "b")).await.unwrap();
+    let expired = first
+        .create_token(Duration::from_millis(1), None)
+        .await
+        .unwrap();
+    let revoked = first.create_token(hour, None).await.unwrap();
+    let id = JoinToken::decode(&revoked).unwrap().id;
+    first.write(Command::RevokeToken { id }).await.unwrap();
+    let tamper = |f: &dyn Fn(&mut JoinToken)| {
+        let mut t = JoinToken::decode(&good).unwrap();
+        f(&mut t);
+        t.encode()
+    };
+    let forged = tamper(&|t| t.secret = "0".repeat(32));
+    let wrong_ca = tamper(&|t| t.ca = "ab".repeat(32));
+    let unreachable = tamper(&|t| t.addrs = vec![free_addr().to_string()]);
+    // n2 was admitted but never starts: the keeper still adds it as a
+    // learner, which is the last write before the refusals.
+    eventually("n2 in Raft", || {
+        let m = first.raft.metrics().borrow().membership_config.clone();
+        m.membership().nodes().count() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let before = (
+        first.raft.metrics().borrow().last_log_index,
+        first.machine.read(|s| s.nodes.len()),
+    );
+    let try_join = |token: String| async move {
+        join(&token, facts("intruder", free_addr(), "x"))
+            .await
+            .err()
+            .unwrap()
+    };
+    assert!(matches!(try_join(expired).await, JoinError::Expired));
+    assert!(matches!(try_join(forged).await, JoinError::Forged));
+    assert!(matches!(try_join(revoked).await, JoinError::Revoked));
+    assert!(matches!(try_join(used_up).await, JoinError::UsedUp));
+    let e = try_join(wrong_ca).await;
+    assert!(matches!(e, JoinError::WrongCa { .. }), "{e}");
+    let e = try_join(unreachable).await;
+    assert!(matches!(e, JoinError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains("is the cluster up"), "{e}");
+    let e = try_join("K10abc::def".into()).await;
+    assert!(e.to_string().contains("not a zlayer join token"), "{e}");
+
+    let after = (
+        first.raft.metrics().borrow().last_log_index,
+        first.machine.read(|s| s.nodes.len()),
+    );
+    assert_eq!(before, after, "a refused join wrote to the log");
+    // The good token still works after all that.
+    join(&good, facts("n3", free_addr(), "c")).await.unwrap();
+    first.stop().await;
+}
