@@ -3,65 +3,22 @@
 //! commits them) and the time from losing the leader until a write succeeds
 //! again. Run with `scripts/bench-raft`.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use openraft::BasicNode;
+use support::{deploy, three_members};
 use zlayer_scheduler::Assignment;
-use zlayer_state::{pki, Command, Member, MemberConfig, Timing};
+use zlayer_state::{pki, Command};
 
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const PLACEMENTS: u32 = 200_000;
 const BATCH: u32 = 2_000;
 const IN_FLIGHT: usize = 4;
 const LEADER_LOSSES: usize = 5;
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind((LOCAL, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-async fn cluster(dir: &std::path::Path) -> Vec<Member> {
-    let ca = pki::create_ca("bench").unwrap();
-    let mut ms = Vec::new();
-    for id in 1..=3u64 {
-        let listen = free_addr();
-        let identity = pki::bootstrap_identity(&ca, &format!("n{id}"), &[LOCAL]).unwrap();
-        let cfg = MemberConfig {
-            id,
-            dir: dir.join(format!("n{id}")),
-            listen,
-            advertise: listen.to_string(),
-            identity,
-            timing: Timing::default(),
-            keep_membership: false,
-        };
-        ms.push(Member::start(cfg).await.unwrap());
-    }
-    ms[0].bootstrap().await.unwrap();
-    while ms[0].leader().map(|l| l.0) != Some(1) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for m in &ms[1..] {
-        let node = BasicNode::new(&m.advertise);
-        ms[0].raft.add_learner(m.id, node, true).await.unwrap();
-    }
-    let voters = std::collections::BTreeSet::from([1, 2, 3]);
-    ms[0].raft.change_membership(voters, false).await.unwrap();
-    ms
-}
-
-fn deploy() -> Command {
-    Command::PutDeployment {
-        name: "bench".into(),
-        file: "bench.yaml".into(),
-        text: "bench".into(),
-        env: BTreeMap::new(),
-        at_ms: 0,
-    }
+async fn cluster(dir: &std::path::Path) -> Vec<zlayer_state::Member> {
+    three_members(&pki::create_ca("bench").unwrap(), dir).await
 }
 
 fn batch(start: u32) -> Command {
@@ -82,7 +39,7 @@ fn batch(start: u32) -> Command {
 async fn throughput() -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let ms = cluster(dir.path()).await;
-    ms[0].write(deploy()).await.unwrap();
+    ms[0].write(deploy("bench")).await.unwrap();
     let started = Instant::now();
     let mut next = 0;
     while next < PLACEMENTS {
@@ -109,7 +66,7 @@ async fn throughput() -> f64 {
 async fn leader_loss() -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let ms = cluster(dir.path()).await;
-    ms[0].write(deploy()).await.unwrap();
+    ms[0].write(deploy("bench")).await.unwrap();
     let leader = ms[0].leader().unwrap().0;
     let survivor = ms.iter().find(|m| m.id != leader).unwrap();
     ms.iter().find(|m| m.id == leader).unwrap().stop().await;

@@ -1,98 +1,20 @@
 //! Three members on loopback, over real mTLS: replication, writes made on a
 //! follower, losing the leader, and callers the cluster must refuse.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
 use std::time::Duration;
 
-use openraft::BasicNode;
+use support::{deploy, eventually, free_addr, member_at, names, three_members, LOCAL};
 use zlayer_state::pki::{self, NodeIdentity};
 use zlayer_state::transport::{tls, CallError, PeerClient};
-use zlayer_state::{CaRecord, Command, Member, MemberConfig, Response, Timing};
-
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((LOCAL, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn member(ca: &CaRecord, id: u64, dir: &tempfile::TempDir) -> Member {
-    member_at(ca, id, dir, free_port()).await
-}
-
-async fn member_at(ca: &CaRecord, id: u64, dir: &tempfile::TempDir, port: u16) -> Member {
-    let listen = SocketAddr::new(LOCAL, port);
-    let identity = pki::bootstrap_identity(ca, &format!("n{id}"), &[LOCAL]).unwrap();
-    Member::start(MemberConfig {
-        id,
-        dir: dir.path().join(format!("n{id}")),
-        listen,
-        advertise: listen.to_string(),
-        identity,
-        timing: Timing::default(),
-        keep_membership: false,
-    })
-    .await
-    .unwrap()
-}
-
-fn deploy(name: &str) -> Command {
-    Command::PutDeployment {
-        name: name.into(),
-        file: "x.yaml".into(),
-        text: format!("deployment: {name}"),
-        env: BTreeMap::new(),
-        at_ms: 0,
-    }
-}
-
-/// Polls `f` every 50 ms, at most 400 times: a guard against hanging, not
-/// a measurement.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
-}
-
-fn names(m: &Member) -> BTreeSet<String> {
-    m.machine.read(|s| s.deployments.keys().cloned().collect())
-}
-
-async fn three_members(ca: &CaRecord, dir: &tempfile::TempDir) -> Vec<Member> {
-    let mut ms = Vec::new();
-    for id in 1..=3 {
-        ms.push(member(ca, id, dir).await);
-    }
-    ms[0].bootstrap().await.unwrap();
-    eventually("member 1 leads", || ms[0].leader().map(|l| l.0) == Some(1)).await;
-    for m in &ms[1..] {
-        ms[0]
-            .raft
-            .add_learner(m.id, BasicNode::new(&m.advertise), true)
-            .await
-            .unwrap();
-    }
-    ms[0]
-        .raft
-        .change_membership(BTreeSet::from([1, 2, 3]), false)
-        .await
-        .unwrap();
-    ms
-}
+use zlayer_state::{Member, Response};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_replicate_and_survive_losing_the_leader() {
     let dir = tempfile::tempdir().unwrap();
     let ca = pki::create_ca("test").unwrap();
-    let ms = three_members(&ca, &dir).await;
+    let ms = three_members(&ca, dir.path()).await;
 
     // A write made on a follower is forwarded to the leader.
     assert_eq!(
@@ -131,20 +53,20 @@ async fn writes_replicate_and_survive_losing_the_leader() {
 async fn a_restarted_member_keeps_its_state_and_rejoins() {
     let dir = tempfile::tempdir().unwrap();
     let ca = pki::create_ca("test").unwrap();
-    let ms = three_members(&ca, &dir).await;
+    let ms = three_members(&ca, dir.path()).await;
     ms[0].write(deploy("web")).await.unwrap();
     for m in &ms {
         eventually("web everywhere", || names(m).contains("web")).await;
     }
     let mut ms = ms;
     let third = ms.pop().unwrap();
-    let port: u16 = third.advertise.rsplit(':').next().unwrap().parse().unwrap();
+    let addr = third.advertise.parse().unwrap();
     third.stop().await;
     drop(third);
     ms[0].write(deploy("db")).await.unwrap();
 
     // Back at the same address, with the same data dir, as after a restart.
-    let again = member_at(&ca, 3, &dir, port).await;
+    let again = member_at(&ca, 3, dir.path(), addr).await;
     assert!(names(&again).contains("web"), "state read back from sled");
     eventually("db reaches the restarted member", || {
         names(&again).contains("db")
@@ -159,7 +81,7 @@ async fn a_restarted_member_keeps_its_state_and_rejoins() {
 async fn callers_without_a_cluster_certificate_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = pki::create_ca("test").unwrap();
-    let m = member(&ca, 1, &dir).await;
+    let m = member_at(&ca, 1, dir.path(), free_addr()).await;
     m.bootstrap().await.unwrap();
     let cmd = deploy("sneaky");
 

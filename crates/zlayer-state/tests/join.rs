@@ -1,43 +1,18 @@
 //! Nodes join with a token over real mTLS on loopback; learners become
 //! voters; every bad token is refused with its own case and writes nothing.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use support::{deploy, eventually, free_addr, start, LOCAL};
 use zlayer_scheduler::{NodeHealth, NodeState, Resources};
 use zlayer_state::join::{join, JoinError, NodeFacts};
-use zlayer_state::pki::{self, NodeIdentity};
+use zlayer_state::pki;
 use zlayer_state::token::JoinToken;
-use zlayer_state::{Command, Member, MemberConfig, NodeRecord, Timing};
-
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind((LOCAL, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-async fn start(
-    id: u64,
-    identity: NodeIdentity,
-    listen: SocketAddr,
-    dir: &tempfile::TempDir,
-) -> Member {
-    Member::start(MemberConfig {
-        id,
-        dir: dir.path().join(format!("m{id}")),
-        listen,
-        advertise: listen.to_string(),
-        identity,
-        timing: Timing::default(),
-        keep_membership: true,
-    })
-    .await
-    .unwrap()
-}
+use zlayer_state::{Command, Member, NodeRecord};
 
 fn facts(name: &str, addr: SocketAddr, zone: &str) -> NodeFacts {
     NodeFacts {
@@ -52,22 +27,12 @@ fn facts(name: &str, addr: SocketAddr, zone: &str) -> NodeFacts {
     }
 }
 
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 async fn found(dir: &tempfile::TempDir) -> Member {
     let ca = pki::create_ca("test").unwrap();
     let addr = free_addr();
     let identity = pki::bootstrap_identity(&ca, "n1", &[LOCAL]).unwrap();
     let fp = pki::fingerprint_pem(&identity.cert_pem).unwrap();
-    let m = start(1, identity, addr, dir).await;
+    let m = start(1, identity, addr, dir.path(), true).await;
     let f = facts("n1", addr, "a");
     let me = NodeRecord {
         id: 1,
@@ -104,7 +69,7 @@ async fn two_nodes_join_and_the_cluster_grows_to_three_voters() {
     for (name, zone) in [("n2", "b"), ("n3", "c")] {
         let addr = free_addr();
         let joined = join(&token, facts(name, addr, zone)).await.unwrap();
-        members.push(start(joined.id, joined.identity, addr, &dir).await);
+        members.push(start(joined.id, joined.identity, addr, dir.path(), true).await);
     }
     eventually("three voters", || voters(&members[0]) == 3).await;
     let labels: Vec<String> = members[0].machine.read(|s| {
@@ -118,16 +83,7 @@ async fn two_nodes_join_and_the_cluster_grows_to_three_voters() {
 
     // The joined nodes hold certificates the cluster accepts: a write made
     // on one reaches the leader and comes back to all.
-    members[2]
-        .write(Command::PutDeployment {
-            name: "web".into(),
-            file: "w.yaml".into(),
-            text: "w".into(),
-            env: BTreeMap::new(),
-            at_ms: 0,
-        })
-        .await
-        .unwrap();
+    members[2].write(deploy("web")).await.unwrap();
     for m in &members {
         eventually("web everywhere", || {
             m.machine.read(|s| s.deployments.contains_key("web"))

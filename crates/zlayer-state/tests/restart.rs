@@ -1,10 +1,11 @@
 //! What the state machine and the log acknowledge is there after the store
 //! is closed and opened again, as after `kill -9`.
 
-use std::collections::BTreeMap;
+mod support;
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, Vote};
+use support::deploy;
 use zlayer_scheduler::Assignment;
 use zlayer_state::{Command, Response, TypeConfig};
 
@@ -12,16 +13,6 @@ fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
         payload: EntryPayload::Normal(cmd),
-    }
-}
-
-fn deploy(name: &str) -> Command {
-    Command::PutDeployment {
-        name: name.into(),
-        file: format!("{name}.yaml"),
-        text: format!("version: v1\ndeployment: {name}\n"),
-        env: BTreeMap::new(),
-        at_ms: 1,
     }
 }
 

@@ -1,0 +1,90 @@
+//! Shared by the cluster tests and the Raft bench: members on loopback with
+//! real certificates, each with its own sled store under one temp dir.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use zlayer_state::pki::{self, NodeIdentity};
+use zlayer_state::{CaRecord, Command, Member, MemberConfig, Timing};
+
+pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind((LOCAL, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub async fn start(
+    id: u64,
+    identity: NodeIdentity,
+    listen: SocketAddr,
+    dir: &Path,
+    keep_membership: bool,
+) -> Member {
+    Member::start(MemberConfig {
+        id,
+        dir: dir.join(format!("m{id}")),
+        listen,
+        advertise: listen.to_string(),
+        identity,
+        timing: Timing::default(),
+        keep_membership,
+    })
+    .await
+    .unwrap()
+}
+
+/// Member `id` at `listen`, with a certificate the CA signs directly.
+pub async fn member_at(ca: &CaRecord, id: u64, dir: &Path, listen: SocketAddr) -> Member {
+    let identity = pki::bootstrap_identity(ca, &format!("n{id}"), &[LOCAL]).unwrap();
+    start(id, identity, listen, dir, false).await
+}
+
+/// Three voters, member 1 leading.
+pub async fn three_members(ca: &CaRecord, dir: &Path) -> Vec<Member> {
+    let mut ms = Vec::new();
+    for id in 1..=3 {
+        ms.push(member_at(ca, id, dir, free_addr()).await);
+    }
+    ms[0].bootstrap().await.unwrap();
+    eventually("member 1 leads", || ms[0].leader().map(|l| l.0) == Some(1)).await;
+    for m in &ms[1..] {
+        let node = BasicNode::new(&m.advertise);
+        ms[0].raft.add_learner(m.id, node, true).await.unwrap();
+    }
+    let voters = BTreeSet::from([1, 2, 3]);
+    ms[0].raft.change_membership(voters, false).await.unwrap();
+    ms
+}
+
+pub fn deploy(name: &str) -> Command {
+    Command::PutDeployment {
+        name: name.into(),
+        file: format!("{name}.yaml"),
+        text: format!("deployment: {name}"),
+        env: BTreeMap::new(),
+        at_ms: 0,
+    }
+}
+
+pub fn names(m: &Member) -> BTreeSet<String> {
+    m.machine.read(|s| s.deployments.keys().cloned().collect())
+}
+
+/// Polls `f` every 50 ms, at most 400 times: a guard against hanging, not
+/// a measurement.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
