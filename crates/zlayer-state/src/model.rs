@@ -8,8 +8,9 @@ use zlayer_scheduler::{Assignment, NodeHealth, NodeState, Resources};
 /// How many earlier revisions of a deployment are kept for rollback.
 pub const KEPT_REVISIONS: usize = 10;
 
-/// The cluster CA. Voters keep its key so that whichever is leader can sign
-/// the certificate of a joining node.
+/// The cluster CA. Its key is replicated so that whichever member leads can
+/// sign a joining node's certificate; every member holds it (see
+/// docs/ARCHITECTURE.md, "Cluster state", for this known limit).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaRecord {
     pub cluster_id: String,
