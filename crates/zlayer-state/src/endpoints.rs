@@ -44,14 +44,23 @@ pub(crate) fn json<T: Serialize>(v: &T) -> Response<Full<Bytes>> {
     }
 }
 
+/// The largest request body a member reads: a snapshot chunk or a batch
+/// of placements fits; anything bigger is refused before it is buffered.
+const MAX_BODY: usize = 64 << 20;
+/// A join comes from a caller the cluster does not know yet.
+const MAX_JOIN_BODY: usize = 64 << 10;
+
 pub(crate) async fn body<T: DeserializeOwned>(
     req: Request<Incoming>,
+    limit: usize,
 ) -> Result<T, Response<Full<Bytes>>> {
-    let bytes = req
-        .into_body()
+    let bytes = http_body_util::Limited::new(req.into_body(), limit)
         .collect()
         .await
-        .map_err(|e| reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()))?
+        .map_err(|e| {
+            let msg = format!("request body refused: {e} (limit {limit} bytes)");
+            reply(StatusCode::PAYLOAD_TOO_LARGE, msg.into_bytes())
+        })?
         .to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|e| reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()))
@@ -66,7 +75,7 @@ impl Handler for Endpoints {
     ) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
         if path == JOIN {
-            return match body::<JoinRequest>(req).await {
+            return match body::<JoinRequest>(req, MAX_JOIN_BODY).await {
                 Ok(r) => json(&admit(&self.raft, &self.machine, r, crate::now_ms()).await),
                 Err(r) => r,
             };
@@ -78,19 +87,19 @@ impl Handler for Endpoints {
             );
         }
         let result = match path.as_str() {
-            APPEND => match body(req).await {
+            APPEND => match body(req, MAX_BODY).await {
                 Ok(rpc) => json(&self.raft.append_entries(rpc).await),
                 Err(r) => r,
             },
-            VOTE => match body(req).await {
+            VOTE => match body(req, MAX_BODY).await {
                 Ok(rpc) => json(&self.raft.vote(rpc).await),
                 Err(r) => r,
             },
-            SNAPSHOT => match body(req).await {
+            SNAPSHOT => match body(req, MAX_BODY).await {
                 Ok(rpc) => json(&self.raft.install_snapshot(rpc).await),
                 Err(r) => r,
             },
-            WRITE => match body::<Command>(req).await {
+            WRITE => match body::<Command>(req, MAX_BODY).await {
                 Ok(cmd) => json(&match self.raft.client_write(cmd).await {
                     Ok(r) => WriteReply::Done(r.data),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {

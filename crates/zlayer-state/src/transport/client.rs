@@ -15,8 +15,12 @@ use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// Nothing was delivered: the connection or the TLS handshake failed.
     #[error("cannot reach {addr}: {detail}")]
     Unreachable { addr: String, detail: String },
+    /// The request may have been delivered, but no full answer came back.
+    #[error("the exchange with {addr} broke off: {detail}")]
+    Interrupted { addr: String, detail: String },
     #[error("{addr} did not answer within {0:?}", .timeout)]
     Timeout { addr: String, timeout: Duration },
     #[error("{addr} answered {status}: {body}")]
@@ -84,17 +88,23 @@ impl PeerClient {
             .body(Full::new(Bytes::from(json)))
             .map_err(|e| unreachable(e.to_string()))?;
         let exchange = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| unreachable(error_chain(&e)))?;
+            let interrupted = |detail: String| CallError::Interrupted {
+                addr: addr.to_string(),
+                detail,
+            };
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    unreachable(error_chain(&e))
+                } else {
+                    interrupted(error_chain(&e))
+                }
+            })?;
             let status = resp.status();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| unreachable(e.to_string()))?
+                .map_err(|e| interrupted(e.to_string()))?
                 .to_bytes();
             if !status.is_success() {
                 return Err(CallError::Status {
