@@ -74,7 +74,8 @@ check "--gpus beyond the host's count is refused" bash -c "'$Z' run --gpus $((gp
 nums=$(stat -c '%Hr %Lr' "$ZLAYER_GPU_ROOT/dev/nvidia0")
 check "the device cgroup refuses a GPU the container was not given" bash -c "'$Z' run busybox -- sh -c 'mknod /tmp/g c $nums && exec 3<>/tmp/g' 2>&1 | grep -q 'Operation not permitted'"
 
-# A service asking for all GPUs, with one replica more than fit: the rest stays pending and says why.
+# A service asking for all GPUs, with one replica more than fit: the scheduler
+# leaves the rest pending and says why.
 cat > "$work/gpu.yaml" <<YAML
 version: v1
 deployment: gpu
@@ -89,7 +90,7 @@ pending_reason() {
   "$Z" up -d --timeout 5 "$work/gpu.yaml" >/dev/null 2>&1
   local end=$((SECONDS+30))
   until [ "$("$Z" ps -o json | jq '[.[] | select(.state=="running")] | length')" -eq "$gpus" ] &&
-        "$Z" ps | grep -q "needs 1 nvidia GPU(s); this node has 0 free of $gpus"; do
+        "$Z" ps | grep -q "pending: no node with 1 free GPU (1 node: 1 short of GPUs)"; do
     [ $SECONDS -lt $end ] || { "$Z" ps; return 1; }; sleep 0.2; done
   "$Z" ps
   "$Z" exec trainer/1 -- $smi | grep -q '^GPU '

@@ -1,7 +1,8 @@
 //! The node's answers to the API's closed set of requests.
 
 use zlayer_api::{
-    ApplyRequest, ApplyResponse, Backend, Event, ReplicaLocation, ReplicaView, RolloutView,
+    ApplyRequest, ApplyResponse, Backend, ClusterReply, ClusterRequest, Event, ReplicaLocation,
+    ReplicaView, RolloutView,
 };
 
 use crate::node::Node;
@@ -30,6 +31,9 @@ impl Backend for Node {
     }
     async fn metrics(&self) -> String {
         crate::metrics::render(self)
+    }
+    async fn cluster(&self, req: ClusterRequest) -> Result<ClusterReply, String> {
+        self.cluster.admin(req).await
     }
     fn shutdown(&self) {
         self.quit.notify_one();

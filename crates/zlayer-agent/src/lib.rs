@@ -3,12 +3,17 @@
 //! images to snapshots, networks, shims, health checks, restarts with
 //! backoff, `depends` ordering, re-adoption after a restart, and metering.
 //!
-//! It must not place replicas (that is the scheduler's job once a cluster
-//! exists) and does no container, netlink or image work itself: it calls
+//! What should run comes through [`desired::Cluster`]: the committed specs
+//! and the replica slots the scheduler assigned to this node.
+//!
+//! It must not place replicas (the scheduler does, on the leader) or know
+//! Raft, and does no container, netlink or image work itself: it calls
 //! zlayer-runtime, zlayer-net and zlayer-image.
 
 mod api;
 mod checks;
+pub mod desired;
+pub mod facts;
 pub mod health;
 pub mod ids;
 mod images;

@@ -28,6 +28,10 @@ pub struct NodeConfig {
     pub registries: RegistryOptions,
     /// Where the NVIDIA driver is found (`/` on a real host).
     pub gpu_root: PathBuf,
+    /// What the cluster wants of this node.
+    pub cluster: Arc<dyn crate::desired::Cluster>,
+    /// The node's name in the cluster.
+    pub node_name: String,
 }
 
 pub struct Node {
@@ -52,6 +56,9 @@ pub struct Node {
     pub(crate) wake: Notify,
     pub(crate) quit: Notify,
     pub(crate) node_name: String,
+    pub(crate) cluster: Arc<dyn crate::desired::Cluster>,
+    /// Whether the last round ran fenced.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 pub fn now_ms() -> u64 {
@@ -71,9 +78,7 @@ impl Node {
             .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
         let store = Store::open(&cfg.data_dir.join("state")).map_err(|e| e.to_string())?;
         let images = ImageStore::open(cfg.data_dir.join("images")).map_err(|e| e.to_string())?;
-        let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "node".into());
+        let node_name = cfg.node_name.clone();
         Ok(Arc::new(Node {
             paths: NodePaths {
                 data_dir: cfg.data_dir.clone(),
@@ -96,6 +101,8 @@ impl Node {
             wake: Notify::new(),
             quit: Notify::new(),
             node_name,
+            cluster: cfg.cluster.clone(),
+            fenced: Default::default(),
         }))
     }
 
@@ -129,11 +136,14 @@ impl Node {
             }
         }
         tracing::info!(data_dir = %p.data_dir.display(), "node started");
+        let mut changes = self.cluster.changes();
         loop {
             self.reconcile().await;
+            self.cluster.report(&self.local_views());
             self.generation.send_modify(|g| *g += 1);
             tokio::select! {
                 _ = self.wake.notified() => {}
+                _ = changes.changed() => {}
                 _ = tokio::time::sleep(self.next_tick()) => {}
                 _ = self.quit.notified() => break,
             }
@@ -161,7 +171,7 @@ impl Node {
     }
 
     fn specs(&self) -> Vec<(Deployment, Spec)> {
-        self.store
+        self.cluster
             .deployments()
             .into_iter()
             .filter_map(|d| zlayer_spec::parse(&d.file, &d.text).ok().map(|s| (d, s)))
@@ -177,6 +187,18 @@ impl Node {
             .map(|r| (r.key(), r))
             .collect();
         self.observe_exits(&mut replicas).await;
+        let fenced = self.cluster.fenced();
+        let was = self
+            .fenced
+            .swap(fenced, std::sync::atomic::Ordering::Relaxed);
+        if fenced && !was {
+            self.note_fenced(&replicas);
+        }
+        let assigned = if fenced {
+            Default::default()
+        } else {
+            self.cluster.assigned()
+        };
         // Desired against actual, service by service in dependency order.
         let mut wanted = HashSet::new();
         let mut current = HashSet::new();
@@ -189,9 +211,12 @@ impl Node {
                 let rollout = self.rollout_for(&t);
                 let rollout_failed = rollout.state == RolloutState::Failed;
                 let svc = &spec.services[&name];
-                let n = svc.scale.initial_replicas();
+                let slots: Vec<u32> = assigned
+                    .get(&format!("{}/{name}", spec.deployment))
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default();
                 let mut starts = Vec::new();
-                for idx in 1..=n {
+                for &idx in &slots {
                     let key = crate::state::key(&spec.deployment, &name, idx);
                     wanted.insert(key.clone());
                     let existing = replicas.get(&key).cloned();
@@ -213,7 +238,7 @@ impl Node {
                     }
                 }
                 starts.extend(
-                    self.roll(&t, svc, rollout, &mut replicas, &mut wanted)
+                    self.roll(&t, svc, &slots, rollout, &mut replicas, &mut wanted)
                         .await,
                 );
                 // Replicas of one service start together; services start in dependency order.
@@ -734,14 +759,8 @@ impl Node {
                 .await
                 .map_err(|e| located(&d, &format!("services.{name}.image.name"), e))?;
         }
-        let changed = self
-            .store
-            .deployment(&d.name)
-            .is_none_or(|old| old.text != d.text || old.env != d.env);
-        if changed {
-            // The loop rolls each service whose revision changed; the rest stay as they are.
-            self.store.put_deployment(&d).map_err(|e| e.to_string())?;
-        }
+        // The loop rolls each service whose revision changed; the rest stay as they are.
+        let changed = self.cluster.put_deployment(d.clone()).await?;
         let mut revisions = BTreeMap::new();
         for name in spec.services.keys() {
             if let Some(t) = self.current_template(&spec, &d, name) {
@@ -759,11 +778,7 @@ impl Node {
     }
 
     pub(crate) async fn down(&self, name: &str) -> Result<(), String> {
-        if !self
-            .store
-            .remove_deployment(name)
-            .map_err(|e| e.to_string())?
-        {
+        if !self.cluster.remove_deployment(name.to_string()).await? {
             return Err(format!("no deployment named `{name}`"));
         }
         self.wake.notify_one();
@@ -777,7 +792,29 @@ impl Node {
         Err(format!("deployment `{name}` is still stopping"))
     }
 
+    /// Every replica in the cluster: this node's as it sees them now, the
+    /// others' as their nodes last reported them, and pending ones.
     pub(crate) fn views(&self) -> Vec<ReplicaView> {
+        let mut all = self.local_views();
+        all.extend(self.cluster.elsewhere());
+        all
+    }
+
+    /// Says why this node stops its replicas, when fencing begins.
+    fn note_fenced(&self, replicas: &BTreeMap<String, Replica>) {
+        tracing::warn!(
+            "fenced: no quorum reached within the down timeout; stopping every replica here"
+        );
+        for r in replicas.values() {
+            self.event(
+                r,
+                "fenced",
+                "this node cannot reach a quorum of the cluster, so the leader runs this replica elsewhere; it stops here".into(),
+            );
+        }
+    }
+
+    pub(crate) fn local_views(&self) -> Vec<ReplicaView> {
         let now = now_ms();
         self.store
             .replicas()

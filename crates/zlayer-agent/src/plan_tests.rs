@@ -4,8 +4,47 @@
 use super::*;
 use zlayer_runtime::ExitInfo;
 
+/// No cluster: `plan` decides one slot and never asks it anything.
+struct NoCluster;
+
+impl crate::desired::Cluster for NoCluster {
+    fn deployments(&self) -> Vec<Deployment> {
+        Vec::new()
+    }
+    fn assigned(&self) -> crate::desired::Slots {
+        Default::default()
+    }
+    fn fenced(&self) -> bool {
+        false
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
+    fn put_deployment(
+        &self,
+        _: Deployment,
+    ) -> futures::future::BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async { Err("no cluster in this test".to_string()) })
+    }
+    fn remove_deployment(&self, _: String) -> futures::future::BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async { Err("no cluster in this test".to_string()) })
+    }
+    fn report(&self, _: &[ReplicaView]) {}
+    fn elsewhere(&self) -> Vec<ReplicaView> {
+        Vec::new()
+    }
+    fn admin(
+        &self,
+        _: zlayer_api::ClusterRequest,
+    ) -> futures::future::BoxFuture<'_, Result<zlayer_api::ClusterReply, String>> {
+        Box::pin(async { Err("no cluster in this test".to_string()) })
+    }
+}
+
 fn node(dir: &std::path::Path) -> Arc<Node> {
     Node::open(&NodeConfig {
+        cluster: Arc::new(NoCluster),
+        node_name: "test".into(),
         gpu_root: dir.join("gpu"),
         data_dir: dir.to_path_buf(),
         exe: PathBuf::from("/bin/false"),

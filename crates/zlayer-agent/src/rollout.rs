@@ -46,13 +46,13 @@ impl Node {
         &self,
         t: &Template,
         svc: &Service,
+        slots: &[u32],
         mut rollout: Rollout,
         replicas: &mut BTreeMap<String, Replica>,
         wanted: &mut HashSet<String>,
     ) -> Vec<Replica> {
-        let n = svc.scale.initial_replicas();
         let (dep, name) = (t.deployment.as_str(), t.service_name.as_str());
-        for idx in 1..=n {
+        for &idx in slots {
             let sk = surge_key(dep, name, idx);
             let Some(s) = replicas.get(&sk).cloned() else {
                 continue;
@@ -82,15 +82,18 @@ impl Node {
                 }
             }
         }
-        let stale: Vec<u32> = (1..=n)
+        let stale: Vec<u32> = slots
+            .iter()
+            .copied()
             .filter(|&idx| {
                 replicas
                     .get(&crate::state::key(dep, name, idx))
                     .is_some_and(|r| r.state == ReplicaState::Running && r.revision != t.revision)
             })
             .collect();
-        let surging = (1..=n)
-            .filter(|&idx| replicas.contains_key(&surge_key(dep, name, idx)))
+        let surging = slots
+            .iter()
+            .filter(|&&idx| replicas.contains_key(&surge_key(dep, name, idx)))
             .count();
         if rollout.state == RolloutState::Rolling && stale.is_empty() && surging == 0 {
             rollout.state = RolloutState::Done;

@@ -1,4 +1,5 @@
-//! Node-local state in sled: applied deployments and replica records. Every
+//! Node-local state in sled: replica records, templates and rollouts (the
+//! deployments themselves are cluster state). Every
 //! write is flushed before it is acknowledged, so `kill -9` at any moment
 //! leaves a consistent record to re-adopt from.
 
@@ -142,7 +143,6 @@ pub struct Rollout {
 
 pub struct Store {
     db: sled::Db,
-    deployments: sled::Tree,
     replicas: sled::Tree,
     templates: sled::Tree,
     rollouts: sled::Tree,
@@ -160,35 +160,11 @@ impl Store {
     pub fn open(path: &std::path::Path) -> Result<Store, StoreError> {
         let db = sled::open(path).map_err(e)?;
         Ok(Store {
-            deployments: db.open_tree("deployments").map_err(e)?,
             replicas: db.open_tree("replicas").map_err(e)?,
             templates: db.open_tree("templates").map_err(e)?,
             rollouts: db.open_tree("rollouts").map_err(e)?,
             db,
         })
-    }
-    pub fn put_deployment(&self, d: &Deployment) -> Result<(), StoreError> {
-        self.deployments
-            .insert(&d.name, serde_json::to_vec(d).map_err(e)?)
-            .map_err(e)?;
-        self.db.flush().map_err(e)?;
-        Ok(())
-    }
-    pub fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
-        let had = self.deployments.remove(name).map_err(e)?.is_some();
-        self.db.flush().map_err(e)?;
-        Ok(had)
-    }
-    pub fn deployments(&self) -> Vec<Deployment> {
-        self.deployments
-            .iter()
-            .values()
-            .filter_map(|v| v.ok())
-            .filter_map(|v| serde_json::from_slice(&v).ok())
-            .collect()
-    }
-    pub fn deployment(&self, name: &str) -> Option<Deployment> {
-        serde_json::from_slice(&self.deployments.get(name).ok()??).ok()
     }
     pub fn put_replica(&self, r: &Replica) -> Result<(), StoreError> {
         self.replicas

@@ -107,6 +107,11 @@ impl Client {
                 .into_owned(),
         )
     }
+    pub async fn cluster(&self, req: &ClusterRequest) -> Result<ClusterReply, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let b = self.call(Method::POST, "/v1/cluster", body).await?;
+        serde_json::from_slice(&b).map_err(|e| ClientError::Transport(e.to_string()))
+    }
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         self.call(Method::POST, "/v1/shutdown", Vec::new())
             .await

@@ -30,6 +30,10 @@ pub trait Backend: Send + Sync + 'static {
         target: String,
     ) -> impl Future<Output = Result<Vec<ReplicaLocation>, String>> + Send;
     fn metrics(&self) -> impl Future<Output = String> + Send;
+    fn cluster(
+        &self,
+        req: ClusterRequest,
+    ) -> impl Future<Output = Result<ClusterReply, String>> + Send;
     fn shutdown(&self);
 }
 
@@ -70,6 +74,16 @@ async fn parse(req: hyper::Request<Incoming>) -> Result<Request, (StatusCode, St
             let a: ApplyRequest = serde_json::from_slice(&bytes)
                 .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad apply body: {e}")))?;
             Ok(Request::Apply(a))
+        }
+        (Method::POST, ["v1", "cluster"]) => {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+                .to_bytes();
+            let c: ClusterRequest = serde_json::from_slice(&bytes)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad cluster request: {e}")))?;
+            Ok(Request::Cluster(c))
         }
         (Method::POST, ["v1", "down", dep]) => Ok(Request::Down(dep.to_string())),
         (Method::GET, ["v1", "ps"]) => Ok(Request::Ps),
@@ -134,6 +148,10 @@ async fn handle<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Respons
             );
             r
         }
+        Request::Cluster(c) => match b.cluster(c).await {
+            Ok(r) => json(StatusCode::OK, &r),
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        },
         Request::Shutdown => {
             b.shutdown();
             json(StatusCode::OK, &serde_json::json!({"ok": true}))

@@ -77,6 +77,65 @@ pub struct ReplicaLocation {
     pub log_path: String,
 }
 
+/// A node as `zlayer node ls` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: u64,
+    pub name: String,
+    pub addr: String,
+    /// `leader`, `voter` or `learner`; `-` before Raft has taken it in.
+    pub role: String,
+    /// `ready`, `draining` or `down`.
+    pub state: String,
+    pub cpu_milli: Amount,
+    pub memory_bytes: Amount,
+    pub gpus: Amount,
+    pub labels: BTreeMap<String, String>,
+    /// Milliseconds since its last heartbeat (its clock against this node's).
+    pub last_heartbeat_ms: u64,
+    /// Replica slots assigned to it.
+    pub replicas: usize,
+}
+
+/// Free and total of one resource.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Amount {
+    pub free: u64,
+    pub total: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub expires_ms: u64,
+    pub uses: Option<u32>,
+    pub used: u32,
+    /// `valid`, `expired`, `revoked` or `used up`.
+    pub status: String,
+}
+
+/// The operator's requests about the cluster itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRequest {
+    Nodes,
+    Drain(String),
+    Uncordon(String),
+    Remove(String),
+    TokenCreate { ttl_secs: u64, uses: Option<u32> },
+    Tokens,
+    TokenRevoke(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterReply {
+    Nodes(Vec<NodeView>),
+    Tokens(Vec<TokenView>),
+    Token(String),
+    Done,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
@@ -94,5 +153,6 @@ pub enum Request {
     Watch(u64),
     Locate(String),
     Metrics,
+    Cluster(ClusterRequest),
     Shutdown,
 }

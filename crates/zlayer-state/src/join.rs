@@ -226,6 +226,9 @@ pub async fn admit(
         wg_public_key: None,
         joined_ms: now_ms,
         state_since_ms: now_ms,
+        heartbeats: 0,
+        last_heartbeat_ms: 0,
+        replicas: Vec::new(),
     };
     match raft
         .client_write(Command::AddNode(record))
@@ -244,7 +247,7 @@ pub async fn admit(
 }
 
 /// A Raft id from the node's certificate: unique without coordination.
-fn member_id(cert_fingerprint: &str) -> u64 {
+pub fn member_id(cert_fingerprint: &str) -> u64 {
     let bytes = hex::decode(cert_fingerprint).unwrap_or_default();
     let mut id = [0u8; 8];
     for (i, b) in bytes.iter().take(8).enumerate() {

@@ -26,8 +26,8 @@ mod types;
 
 pub use member::{Member, MemberConfig, MemberError, Timing, WriteError};
 pub use model::{
-    AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, Response,
-    TokenRecord, TokenUse,
+    AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, PendingRecord,
+    ReplicaStatus, Response, TokenRecord, TokenUse,
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};

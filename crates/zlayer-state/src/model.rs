@@ -20,7 +20,7 @@ pub struct CaRecord {
     pub fingerprint: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// The Raft member id.
     pub id: u64,
@@ -40,6 +40,42 @@ pub struct NodeRecord {
     pub joined_ms: u64,
     /// When the node last changed state (leader's clock).
     pub state_since_ms: u64,
+    /// How many heartbeats the node has sent; the leader watches it move.
+    #[serde(default)]
+    pub heartbeats: u64,
+    /// The node's clock at its last heartbeat.
+    #[serde(default)]
+    pub last_heartbeat_ms: u64,
+    /// The replicas the node runs, as it last reported them.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One replica as its node observed it, carried by heartbeats so that any
+/// member can show the whole cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// `deployment/service`.
+    pub workload: String,
+    pub replica: u32,
+    #[serde(default)]
+    pub surge: bool,
+    pub state: String,
+    pub health: String,
+    pub restarts: u32,
+    pub ip: String,
+    pub revision: String,
+    pub message: String,
+    pub started_ms: u64,
+}
+
+/// A replica the scheduler could not place, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRecord {
+    /// `deployment/service`.
+    pub workload: String,
+    pub replica: u32,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +160,14 @@ pub enum Command {
     RemoveNode {
         id: u64,
     },
+    /// A node is alive; `replicas` is `None` when they are as last reported.
+    Heartbeat {
+        id: u64,
+        at_ms: u64,
+        replicas: Option<Vec<ReplicaStatus>>,
+    },
+    /// The replicas the scheduler could not place, replacing the last list.
+    SetPending(Vec<PendingRecord>),
     PutDeployment {
         name: String,
         file: String,
@@ -187,6 +231,7 @@ pub enum Touched {
     Assignment(AssignmentKey),
     Token(String),
     NextGeneration,
+    Pending,
 }
 
 /// Everything Raft replicates.
@@ -201,6 +246,7 @@ pub struct ClusterState {
     /// Above every generation ever placed; the leader numbers new
     /// placements from here.
     pub next_generation: u64,
+    pub pending: Vec<PendingRecord>,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -212,6 +258,8 @@ struct Flat {
     assignments: Vec<Assignment>,
     tokens: Vec<TokenRecord>,
     next_generation: u64,
+    #[serde(default)]
+    pending: Vec<PendingRecord>,
 }
 
 impl From<ClusterState> for Flat {
@@ -223,6 +271,7 @@ impl From<ClusterState> for Flat {
             assignments: s.assignments.into_values().collect(),
             tokens: s.tokens.into_values().collect(),
             next_generation: s.next_generation,
+            pending: s.pending,
         }
     }
 }
@@ -244,6 +293,7 @@ impl From<Flat> for ClusterState {
                 .collect(),
             tokens: f.tokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
             next_generation: f.next_generation,
+            pending: f.pending,
         }
     }
 }
@@ -276,6 +326,29 @@ impl ClusterState {
                     return Response::Refused(format!("no node with id {id}"));
                 }
                 touched.push(Touched::Node(id));
+                Response::Done
+            }
+            Command::Heartbeat {
+                id,
+                at_ms,
+                replicas,
+            } => match self.nodes.get_mut(&id) {
+                Some(n) => {
+                    n.heartbeats += 1;
+                    n.last_heartbeat_ms = at_ms;
+                    if let Some(r) = replicas {
+                        n.replicas = r;
+                    }
+                    touched.push(Touched::Node(id));
+                    Response::Done
+                }
+                None => Response::Refused(format!("no node with id {id}")),
+            },
+            Command::SetPending(pending) => {
+                if self.pending != pending {
+                    self.pending = pending;
+                    touched.push(Touched::Pending);
+                }
                 Response::Done
             }
             Command::PutDeployment {

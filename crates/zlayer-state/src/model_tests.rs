@@ -158,6 +158,9 @@ fn a_node_name_belongs_to_one_member() {
         wg_public_key: None,
         joined_ms: 0,
         state_since_ms: 0,
+        heartbeats: 0,
+        last_heartbeat_ms: 0,
+        replicas: Vec::new(),
     };
     assert_eq!(run(&mut s, Command::AddNode(node(1))), Response::Done);
     assert!(matches!(

@@ -46,6 +46,9 @@ async fn found(dir: &tempfile::TempDir) -> Member {
         wg_public_key: None,
         joined_ms: 0,
         state_since_ms: 0,
+        heartbeats: 0,
+        last_heartbeat_ms: 0,
+        replicas: Vec::new(),
     };
     m.found_cluster(ca, me).await.unwrap();
     m

@@ -125,7 +125,23 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
-    /// The node process.
+    /// Join tokens for new nodes.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Join a cluster: ADDR is a member (IP or IP:PORT), the token comes
+    /// from `zlayer token create` there. Then runs this node in the background.
+    Join {
+        addr: String,
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        agent: AgentArgs,
+        #[command(flatten)]
+        member: MemberArgs,
+    },
+    /// The node process, and the cluster's nodes.
     Node {
         #[command(subcommand)]
         command: NodeCommand,
@@ -238,20 +254,104 @@ pub struct PushArgs {
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// Run the node in the foreground.
+    /// Run the node in the foreground. The first start founds a one-node
+    /// cluster; later starts resume it.
     Start {
-        /// Address for /metrics over TCP.
-        #[arg(long, default_value = "127.0.0.1:9464")]
-        metrics_addr: String,
-        /// Container network (this node's pool).
-        #[arg(long, default_value = "10.231.0.0/24")]
-        cidr: String,
-        /// Bridge interface name.
-        #[arg(long, default_value = "zlayer0")]
-        bridge: String,
+        #[command(flatten)]
+        agent: AgentArgs,
+        #[command(flatten)]
+        member: MemberArgs,
     },
     /// Stop the node (containers keep running).
     Stop,
+    /// List the cluster's nodes: role, state, free/total CPU, memory, GPUs, labels.
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Move a node's replicas elsewhere and place nothing new on it.
+    Drain { name: String },
+    /// Let a drained node take replicas again.
+    Uncordon { name: String },
+    /// Remove a node from the cluster (run it on another member).
+    Rm { name: String },
+}
+
+/// How this node runs containers.
+#[derive(clap::Args, Clone)]
+pub struct AgentArgs {
+    /// Address for /metrics over TCP.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+    /// Container network (this node's pool).
+    #[arg(long, default_value = "10.231.0.0/24")]
+    pub cidr: String,
+    /// Bridge interface name.
+    #[arg(long, default_value = "zlayer0")]
+    pub bridge: String,
+}
+
+/// How this node takes part in the cluster.
+#[derive(clap::Args, Clone)]
+pub struct MemberArgs {
+    /// The address other nodes reach this one at; its mTLS endpoint listens
+    /// there. The default, loopback, keeps a single node to itself.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise: std::net::IpAddr,
+    /// Port of the node's mTLS endpoint.
+    #[arg(long, default_value_t = zlayer_control::DEFAULT_PORT)]
+    pub port: u16,
+    /// The node's name in the cluster [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label the scheduler can select on, KEY=VALUE (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// How long a node may be silent before it counts as down and its
+    /// replicas move (it stops them itself after as long without a quorum).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub down_after: std::time::Duration,
+    /// How the leader places replicas.
+    #[arg(long, value_enum, default_value_t)]
+    pub placement: Placement,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Placement {
+    /// Fewest replicas per node first.
+    #[default]
+    Spread,
+    /// Fill the fullest node that fits first.
+    BinPack,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "`{s}`: write a label as KEY=VALUE, for example zone=b"
+        )),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a join token; prints it.
+    Create {
+        /// How long it is valid.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// How many nodes may join with it [default: any number until it expires].
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// List join tokens (never their secrets).
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Revoke a join token by id.
+    Revoke { id: String },
 }
 
 #[derive(clap::Args)]

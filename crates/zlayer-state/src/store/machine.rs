@@ -27,6 +27,7 @@ const NODE: &str = "node/";
 const DEPLOYMENT: &str = "dep/";
 const ASSIGNMENT: &str = "asg/";
 const TOKEN: &str = "tok/";
+const PENDING: &[u8] = b"pending";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -56,6 +57,7 @@ fn key(t: &Touched) -> Vec<u8> {
     match t {
         Touched::Ca => CA.to_vec(),
         Touched::NextGeneration => NEXT_GENERATION.to_vec(),
+        Touched::Pending => PENDING.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
         Touched::Token(id) => format!("{TOKEN}{id}").into_bytes(),
@@ -77,6 +79,7 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
     match t {
         Touched::Ca => json(data.ca.as_ref()),
         Touched::NextGeneration => json(Some(&data.next_generation)),
+        Touched::Pending => json(Some(&data.pending)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Deployment(n) => json(data.deployments.get(n)),
         Touched::Token(id) => json(data.tokens.get(id)),
@@ -101,6 +104,8 @@ impl StateMachine {
                 m.membership = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == CA {
                 d.ca = Some(serde_json::from_slice(&v).map_err(parse_err)?);
+            } else if k == PENDING {
+                d.pending = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
                 d.next_generation = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k.starts_with(NODE.as_bytes()) {
@@ -291,7 +296,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 }
 
 fn all_records(d: &ClusterState) -> Vec<Touched> {
-    let mut out = vec![Touched::Ca, Touched::NextGeneration];
+    let mut out = vec![Touched::Ca, Touched::NextGeneration, Touched::Pending];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));
     out.extend(d.tokens.keys().cloned().map(Touched::Token));

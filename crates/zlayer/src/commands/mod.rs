@@ -2,6 +2,7 @@
 //! a library entry point and formats the answer.
 
 mod build;
+mod cluster;
 mod deploy;
 mod exec;
 mod image;
@@ -50,6 +51,21 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             command,
         } => exec::exec(&data, target, id, command),
         Command::Node { command } => node::node(&data, &cli.gpu_root, &registries, command),
+        Command::Token { command } => cluster::token(&data, command),
+        Command::Join {
+            addr,
+            token,
+            agent,
+            member,
+        } => cluster::join(
+            &data,
+            &cli.gpu_root,
+            &registries,
+            &addr,
+            &token,
+            agent,
+            member,
+        ),
         Command::Up {
             file,
             detach,
@@ -79,4 +95,12 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 pub(crate) fn client(data: &std::path::Path) -> zlayer_api::Client {
     zlayer_api::Client::new(data.join("zlayer.sock"))
+}
+
+/// Sends a cluster request to the local node.
+pub(crate) fn cluster(
+    data: &std::path::Path,
+    req: zlayer_api::ClusterRequest,
+) -> Result<zlayer_api::ClusterReply> {
+    Ok(block_on(client(data).cluster(&req))?)
 }

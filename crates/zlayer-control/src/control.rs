@@ -1,0 +1,307 @@
+//! Starting a node's membership: founding, joining, restarting.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use zlayer_scheduler::{NodeHealth, NodeState, Resources, Strategy};
+use zlayer_state::join::{self, JoinError, NodeFacts};
+use zlayer_state::{
+    pki, Command, Member, MemberConfig, NodeRecord, ReplicaStatus, Response, Timing,
+};
+
+use crate::files::{ClusterFiles, NodeFile};
+
+/// How often a node says it is alive, and how long the cluster waits
+/// before it treats a silent node as lost.
+#[derive(Clone, Copy, Debug)]
+pub struct Liveness {
+    pub heartbeat: Duration,
+    pub down_after: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Liveness {
+        Liveness {
+            heartbeat: Duration::from_millis(500),
+            down_after: Duration::from_secs(3),
+        }
+    }
+}
+
+pub struct ControlConfig {
+    /// `<data>/cluster`.
+    pub dir: PathBuf,
+    /// The address other nodes reach this one at; the endpoint listens there.
+    pub advertise: IpAddr,
+    pub port: u16,
+    pub name: String,
+    pub capacity: Resources,
+    pub labels: BTreeMap<String, String>,
+    pub liveness: Liveness,
+    pub timing: Timing,
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cluster files: {0}")]
+    Files(String),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Member(#[from] zlayer_state::MemberError),
+    #[error(transparent)]
+    Write(#[from] zlayer_state::WriteError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("this data dir already belongs to a cluster (node {name}, {dir}); use another --data-dir, or remove that node first")]
+    AlreadyMember { name: String, dir: String },
+}
+
+pub struct Control {
+    pub member: Member,
+    pub node: NodeFile,
+    pub(crate) liveness: Liveness,
+    pub(crate) strategy: Strategy,
+    /// When a heartbeat last committed.
+    pub(crate) last_ack: Mutex<Instant>,
+    /// The agent's latest replica report, sent with the next heartbeat.
+    pub(crate) report: watch::Sender<Vec<ReplicaStatus>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Control {
+    /// Starts this node's member: founds a one-voter cluster when the data
+    /// dir has none, otherwise resumes the one it belongs to.
+    pub async fn start(cfg: ControlConfig) -> Result<Arc<Control>, ControlError> {
+        let files = ClusterFiles::new(&cfg.dir);
+        if !files.exists() {
+            return Control::found(cfg, files).await;
+        }
+        let (node, identity) = files.load()?;
+        let listen: SocketAddr = node
+            .addr
+            .parse()
+            .map_err(|e| ControlError::Files(format!("node.json: address {}: {e}", node.addr)))?;
+        if listen.ip() != cfg.advertise {
+            tracing::warn!(
+                "this node is recorded at {}; --advertise {} is ignored (addresses are fixed at join)",
+                node.addr,
+                cfg.advertise
+            );
+        }
+        let member = Member::start(member_config(&cfg, &files, &node, listen, identity)).await?;
+        Ok(Control::assemble(cfg, member, node))
+    }
+
+    async fn found(cfg: ControlConfig, files: ClusterFiles) -> Result<Arc<Control>, ControlError> {
+        // A store without node.json is what a crash while founding leaves; nothing in it counts.
+        let _ = std::fs::remove_dir_all(files.raft_dir());
+        let listen = bindable(cfg.advertise, cfg.port);
+        let ca = pki::create_ca(&zlayer_state::token::random_hex(8))?;
+        let identity = pki::bootstrap_identity(&ca, &cfg.name, &[cfg.advertise])?;
+        let fingerprint = pki::fingerprint_pem(&identity.cert_pem)?;
+        let node = NodeFile {
+            id: join::member_id(&fingerprint),
+            name: cfg.name.clone(),
+            addr: listen.to_string(),
+        };
+        let member =
+            Member::start(member_config(&cfg, &files, &node, listen, identity.clone())).await?;
+        let now = zlayer_state::now_ms();
+        let me = NodeRecord {
+            id: node.id,
+            name: node.name.clone(),
+            addr: node.addr.clone(),
+            capacity: cfg.capacity,
+            labels: cfg.labels.clone(),
+            state: NodeState::Ready,
+            health: NodeHealth::default(),
+            cert_fingerprint: fingerprint,
+            joined_ms: now,
+            state_since_ms: now,
+            ..NodeRecord::default()
+        };
+        member.found_cluster(ca, me).await?;
+        files.save(&node, &identity)?;
+        tracing::info!(node = %node.name, addr = %node.addr, "founded a new cluster");
+        Ok(Control::assemble(cfg, member, node))
+    }
+
+    /// Joins the cluster a token names and records the identity it grants;
+    /// [`Control::start`] then runs the node.
+    pub async fn join(
+        cfg: &ControlConfig,
+        token: &str,
+        first: Option<String>,
+    ) -> Result<NodeFile, ControlError> {
+        let files = ClusterFiles::new(&cfg.dir);
+        if files.exists() {
+            let (node, _) = files.load()?;
+            return Err(ControlError::AlreadyMember {
+                name: node.name,
+                dir: cfg.dir.display().to_string(),
+            });
+        }
+        let addr = SocketAddr::new(cfg.advertise, cfg.port).to_string();
+        let facts = NodeFacts {
+            name: cfg.name.clone(),
+            addr: addr.clone(),
+            capacity: cfg.capacity,
+            labels: cfg.labels.clone(),
+        };
+        let token = match first {
+            Some(a) => with_first_address(token, &a)?,
+            None => token.to_string(),
+        };
+        let joined = join::join(&token, facts).await?;
+        let _ = std::fs::remove_dir_all(files.raft_dir());
+        let node = NodeFile {
+            id: joined.id,
+            name: cfg.name.clone(),
+            addr,
+        };
+        files.save(&node, &joined.identity)?;
+        Ok(node)
+    }
+
+    fn assemble(cfg: ControlConfig, member: Member, node: NodeFile) -> Arc<Control> {
+        let c = Arc::new(Control {
+            member,
+            node,
+            liveness: cfg.liveness,
+            strategy: cfg.strategy,
+            last_ack: Mutex::new(Instant::now()),
+            report: watch::Sender::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(crate::heartbeat::run(c.clone())),
+            tokio::spawn(crate::leader::run(c.clone())),
+        ];
+        if let Ok(mut t) = c.tasks.lock() {
+            t.extend(tasks);
+        }
+        c
+    }
+
+    pub fn id(&self) -> u64 {
+        self.node.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// Reads the committed state as this member has applied it.
+    pub fn read<T>(&self, f: impl FnOnce(&zlayer_state::ClusterState) -> T) -> T {
+        self.member.machine.read(f)
+    }
+
+    /// Changes whenever this member applies a log entry.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.member.machine.subscribe()
+    }
+
+    pub async fn write(&self, cmd: Command) -> Result<Response, ControlError> {
+        Ok(self.member.write(cmd).await?)
+    }
+
+    /// What the agent reports for the next heartbeat.
+    pub fn report(&self, replicas: Vec<ReplicaStatus>) {
+        self.report.send_if_modified(|cur| {
+            let changed = *cur != replicas;
+            *cur = replicas;
+            changed
+        });
+    }
+
+    /// True when this node has not committed a heartbeat for the down
+    /// timeout while other voters exist: the leader has (or will have)
+    /// moved its replicas, so it must stop them. A lone voter never fences.
+    pub fn fenced(&self) -> bool {
+        let others = {
+            let m = self
+                .member
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .clone();
+            m.membership().voter_ids().any(|id| id != self.node.id)
+        };
+        let silent = self
+            .last_ack
+            .lock()
+            .map(|t| t.elapsed() > self.liveness.down_after)
+            .unwrap_or(false);
+        others && silent
+    }
+
+    pub fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+
+    /// Stops the loops and Raft; containers are the agent's and keep running.
+    pub async fn stop(&self) {
+        if let Ok(t) = self.tasks.lock() {
+            t.iter().for_each(|t| t.abort());
+        }
+        self.member.stop().await;
+    }
+}
+
+fn member_config(
+    cfg: &ControlConfig,
+    files: &ClusterFiles,
+    node: &NodeFile,
+    listen: SocketAddr,
+    identity: pki::NodeIdentity,
+) -> MemberConfig {
+    MemberConfig {
+        id: node.id,
+        dir: files.raft_dir(),
+        listen,
+        advertise: node.addr.clone(),
+        identity,
+        timing: cfg.timing,
+        keep_membership: true,
+    }
+}
+
+/// `advertise:port`, or on loopback a free port when that one is taken: a
+/// loopback-only node is reached by no other node, and a second node on the
+/// same host (another data dir) must still start.
+fn bindable(advertise: IpAddr, port: u16) -> SocketAddr {
+    let want = SocketAddr::new(advertise, port);
+    if std::net::TcpListener::bind(want).is_ok() || !advertise.is_loopback() {
+        return want;
+    }
+    std::net::TcpListener::bind(SocketAddr::new(advertise, 0))
+        .and_then(|l| l.local_addr())
+        .unwrap_or(want)
+}
+
+/// The token with `addr` tried first (the address given on the command line).
+fn with_first_address(token: &str, addr: &str) -> Result<String, ControlError> {
+    let mut t = zlayer_state::token::JoinToken::decode(token).map_err(JoinError::from)?;
+    let addr = if addr.contains(':') && addr.parse::<SocketAddr>().is_ok() {
+        addr.to_string()
+    } else {
+        let port = t
+            .addrs
+            .first()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map_or(crate::DEFAULT_PORT, |a| a.port());
+        format!("{addr}:{port}")
+    };
+    t.addrs.retain(|a| *a != addr);
+    t.addrs.insert(0, addr);
+    Ok(t.encode())
+}

@@ -1,0 +1,251 @@
+//! What only the leader does, a pass every 250 ms or whenever the state
+//! changes: mark nodes down that stopped heartbeating (and ready again when
+//! they resume), then run the scheduler over the committed state and commit
+//! its placements and stops in one batch, and the pending list when it
+//! changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zlayer_scheduler::{NodeState, Weights, Workload};
+use zlayer_state::{ClusterState, Command, PendingRecord};
+
+use crate::Control;
+
+pub(crate) async fn run(c: Arc<Control>) {
+    let mut changes = c.subscribe();
+    let mut seen = Seen::default();
+    loop {
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        if c.member.leader().map(|l| l.0) != Some(c.node.id) {
+            seen.clear();
+            continue;
+        }
+        for cmd in seen.liveness(&c) {
+            if let Err(e) = c.write(cmd).await {
+                tracing::warn!("node state: {e}");
+            }
+        }
+        for cmd in c.read(|s| schedule(s, c.strategy)) {
+            if let Err(e) = c.write(cmd).await {
+                tracing::warn!("committing placements: {e}");
+            }
+        }
+    }
+}
+
+/// When the leader last saw each node's heartbeat count move, on its own
+/// clock: nodes' clocks are never compared.
+#[derive(Default)]
+struct Seen {
+    by_node: HashMap<u64, (u64, Instant)>,
+}
+
+impl Seen {
+    fn clear(&mut self) {
+        self.by_node.clear();
+    }
+
+    /// State changes due now. A new leader counts every node as just seen,
+    /// so none is declared down before it had a full timeout to be heard.
+    fn liveness(&mut self, c: &Control) -> Vec<Command> {
+        let down_after = c.liveness.down_after;
+        let now = Instant::now();
+        let nodes: Vec<(u64, u64, NodeState)> = c.read(|s| {
+            s.nodes
+                .values()
+                .map(|n| (n.id, n.heartbeats, n.state))
+                .collect()
+        });
+        self.by_node
+            .retain(|id, _| nodes.iter().any(|n| n.0 == *id));
+        let mut out = Vec::new();
+        for (id, beats, state) in nodes {
+            let entry = self.by_node.entry(id).or_insert((beats, now));
+            if entry.0 != beats {
+                *entry = (beats, now);
+            }
+            let silent = now.duration_since(entry.1) > down_after;
+            let next = match state {
+                NodeState::Ready if silent => Some(NodeState::Down),
+                NodeState::Down if !silent => Some(NodeState::Ready),
+                _ => None,
+            };
+            if let Some(state) = next {
+                tracing::info!(node = id, ?state, "node state");
+                out.push(Command::SetNodeState {
+                    id,
+                    state,
+                    at_ms: zlayer_state::now_ms(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The scheduler's pass over the committed state, as commands to commit.
+pub(crate) fn schedule(s: &ClusterState, strategy: zlayer_scheduler::Strategy) -> Vec<Command> {
+    let nodes: Vec<zlayer_scheduler::Node> = s
+        .nodes
+        .values()
+        .map(|n| zlayer_scheduler::Node {
+            id: n.name.clone(),
+            capacity: n.capacity,
+            labels: n.labels.clone(),
+            state: n.state,
+            health: n.health,
+        })
+        .collect();
+    let workloads = workloads(s);
+    let existing: Vec<_> = s.assignments.values().cloned().collect();
+    let plan = zlayer_scheduler::plan(
+        &nodes,
+        &workloads,
+        &existing,
+        s.next_generation,
+        strategy,
+        Weights::default(),
+    );
+    let mut out = Vec::new();
+    if !plan.place.is_empty() || !plan.stop.is_empty() {
+        out.push(Command::Placements {
+            place: plan.place,
+            stop: plan.stop.into_iter().map(|(a, _)| a).collect(),
+        });
+    }
+    let pending: Vec<PendingRecord> = plan
+        .pending
+        .into_iter()
+        .map(|p| PendingRecord {
+            workload: p.workload,
+            replica: p.replica,
+            reason: format!("pending: {}", p.reason),
+        })
+        .collect();
+    if pending != s.pending {
+        out.push(Command::SetPending(pending));
+    }
+    out
+}
+
+/// Every service of every committed deployment, as placement sees it. A
+/// service with a named volume stays on the node that holds it.
+pub(crate) fn workloads(s: &ClusterState) -> Vec<Workload> {
+    let mut out = Vec::new();
+    for d in s.deployments.values() {
+        let Ok(spec) = zlayer_spec::parse(&d.current.file, &d.current.text) else {
+            continue;
+        };
+        for (name, svc) in &spec.services {
+            let mut w = Workload::from_service(&spec.deployment, name, svc);
+            if Workload::has_named_volume(svc) {
+                w.pinned_node = s
+                    .assignments
+                    .values()
+                    .find(|a| a.workload == w.id)
+                    .map(|a| a.node.clone());
+            }
+            out.push(w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use zlayer_scheduler::Resources;
+    use zlayer_state::NodeRecord;
+
+    fn node(id: u64, name: &str, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            id,
+            name: name.into(),
+            capacity: Resources {
+                cpu_milli: 4000,
+                memory_bytes: 8 << 30,
+                gpus: 0,
+            },
+            state,
+            ..NodeRecord::default()
+        }
+    }
+
+    fn state_with(spec: &str) -> ClusterState {
+        let mut s = ClusterState::default();
+        let mut t = Vec::new();
+        for n in [
+            node(1, "a", NodeState::Ready),
+            node(2, "b", NodeState::Ready),
+        ] {
+            s.apply(Command::AddNode(n), &mut t);
+        }
+        s.apply(
+            Command::PutDeployment {
+                name: "d".into(),
+                file: "d.yaml".into(),
+                text: spec.into(),
+                env: BTreeMap::new(),
+                at_ms: 0,
+            },
+            &mut t,
+        );
+        s
+    }
+
+    fn commit(s: &mut ClusterState) {
+        for cmd in schedule(s, zlayer_scheduler::Strategy::Spread) {
+            s.apply(cmd, &mut Vec::new());
+        }
+    }
+
+    const SPEC: &str = "version: v1\ndeployment: d\nservices:\n  web:\n    image: { name: demo }\n    scale: { mode: fixed, replicas: 4 }\n";
+
+    #[test]
+    fn places_every_replica_once_and_then_is_quiet() {
+        let mut s = state_with(SPEC);
+        commit(&mut s);
+        assert_eq!(s.assignments.len(), 4);
+        assert_eq!(s.assignments_on("a").count(), 2, "spread over two nodes");
+        assert!(schedule(&s, zlayer_scheduler::Strategy::Spread).is_empty());
+    }
+
+    #[test]
+    fn a_down_node_loses_its_replicas_to_the_others() {
+        let mut s = state_with(SPEC);
+        commit(&mut s);
+        s.apply(
+            Command::SetNodeState {
+                id: 2,
+                state: NodeState::Down,
+                at_ms: 1,
+            },
+            &mut Vec::new(),
+        );
+        commit(&mut s);
+        assert_eq!(s.assignments_on("a").count(), 4);
+        assert_eq!(s.assignments_on("b").count(), 0);
+    }
+
+    #[test]
+    fn what_cannot_be_placed_is_pending_with_the_reason() {
+        let spec = SPEC
+            .replace("replicas: 4", "replicas: 3")
+            .replace("scale:", "node_mode: dedicated\n    scale:");
+        let mut s = state_with(&spec);
+        commit(&mut s);
+        assert_eq!(s.assignments.len(), 2);
+        assert_eq!(s.pending.len(), 1);
+        assert!(
+            s.pending[0].reason.starts_with("pending: "),
+            "{:?}",
+            s.pending
+        );
+    }
+}

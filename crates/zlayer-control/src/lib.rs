@@ -1,0 +1,25 @@
+//! zlayer-control owns a node's place in the cluster: its identity on disk
+//! (`files`), its Raft member, founding a one-voter cluster on first start
+//! or joining one with a token, heartbeats that carry the node's replica
+//! status, and self-fencing when the node cannot reach a quorum. On the
+//! leader it runs the liveness loop (nodes that stop heartbeating are marked
+//! down) and the scheduling loop (`zlayer-scheduler`'s `plan`, committed as
+//! `Placements`).
+//!
+//! It must not run containers or touch the node's network (the agent does,
+//! from what this crate's state says), and it makes no placement decision of
+//! its own: it only feeds the scheduler and commits its answer.
+
+mod control;
+mod desired;
+mod files;
+mod heartbeat;
+mod leader;
+mod views;
+
+pub use control::{Control, ControlConfig, ControlError, Liveness};
+pub use files::{ClusterFiles, NodeFile};
+pub use zlayer_state::{ClusterState, PendingRecord, ReplicaStatus};
+
+/// The port of a node's mTLS endpoint unless `--port` says otherwise.
+pub const DEFAULT_PORT: u16 = 7443;

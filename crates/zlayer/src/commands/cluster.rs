@@ -1,0 +1,108 @@
+use std::path::Path;
+
+use anyhow::Result;
+use zlayer_api::{ClusterReply, ClusterRequest, TokenView};
+
+use crate::cli::{AgentArgs, MemberArgs, TokenCommand};
+use crate::output::render;
+
+pub fn token(data: &Path, cmd: TokenCommand) -> Result<i32> {
+    match cmd {
+        TokenCommand::Create { ttl, uses } => {
+            let req = ClusterRequest::TokenCreate {
+                ttl_secs: ttl.as_secs().max(1),
+                uses,
+            };
+            match super::cluster(data, req)? {
+                ClusterReply::Token(t) => println!("{t}"),
+                other => anyhow::bail!("unexpected answer: {other:?}"),
+            }
+            Ok(0)
+        }
+        TokenCommand::Ls { output } => {
+            let ClusterReply::Tokens(tokens) = super::cluster(data, ClusterRequest::Tokens)? else {
+                anyhow::bail!("the node answered `token ls` with something else");
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            render(
+                output,
+                &tokens,
+                &["ID", "STATUS", "EXPIRES IN", "USED"],
+                |t: &TokenView| {
+                    vec![
+                        t.id.clone(),
+                        t.status.clone(),
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            t.expires_ms.saturating_sub(now) / 1000,
+                        ))
+                        .to_string(),
+                        match t.uses {
+                            Some(u) => format!("{}/{u}", t.used),
+                            None => t.used.to_string(),
+                        },
+                    ]
+                },
+            )?;
+            Ok(0)
+        }
+        TokenCommand::Revoke { id } => {
+            super::cluster(data, ClusterRequest::TokenRevoke(id.clone()))?;
+            println!("token {id} revoked");
+            Ok(0)
+        }
+    }
+}
+
+/// Joins with the token, records the identity, then runs the node in the
+/// background like `zlayer up` does.
+pub fn join(
+    data: &Path,
+    gpu_root: &Path,
+    registries: &zlayer_image::RegistryOptions,
+    addr: &str,
+    token: &str,
+    agent: AgentArgs,
+    member: MemberArgs,
+) -> Result<i32> {
+    let cfg = super::node::control_config(data, gpu_root, &member);
+    let joined = super::block_on(zlayer_control::Control::join(
+        &cfg,
+        token,
+        Some(addr.to_string()),
+    ));
+    let node = match joined {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("join refused: {e}");
+            return Ok(2);
+        }
+    };
+    let args = vec![
+        "--metrics-addr".to_string(),
+        agent.metrics_addr,
+        "--cidr".into(),
+        agent.cidr,
+        "--bridge".into(),
+        agent.bridge,
+        "--down-after".into(),
+        humantime::format_duration(member.down_after).to_string(),
+        "--advertise".into(),
+        member.advertise.to_string(),
+        "--port".into(),
+        member.port.to_string(),
+        "--name".into(),
+        node.name.clone(),
+        "--placement".into(),
+        clap::ValueEnum::to_possible_value(&member.placement)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
+    ];
+    super::node::spawn_node(data, registries, &args)?;
+    println!(
+        "joined as node {} ({}), id {:016x}",
+        node.name, node.addr, node.id
+    );
+    Ok(0)
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Multi-node tests: real zlayer processes, each in its own network namespace
+# (scripts/netns-cluster), real containers, real mTLS between nodes. Covers a
+# 3-node join, every refused-token case, a deploy that spreads, Dedicated and
+# Exclusive placement, leader loss during writes, node loss, a partition
+# healed with fencing, and drain. Every wait is bounded; the cluster is torn
+# down on exit, also when a check fails. Prints PASS/FAIL per check, then
+# "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export ZLC_DIR=$(mktemp -d /tmp/zlc.XXXX)
+export ZLAYER=${ZLAYER:-$(pwd)/target/release/zlayer}
+[ -x "$ZLAYER" ] || ZLAYER=$(command -v zlayer)
+NC=scripts/netns-cluster
+pass=0; fail=0
+ok() { echo "PASS $1"; pass=$((pass+1)); }
+ko() { echo "FAIL $1"; fail=$((fail+1)); }
+check() { local name=$1; shift; if "$@" >/tmp/e2e-cluster.out 2>&1; then ok "$name"; else ko "$name"; sed 's/^/    /' /tmp/e2e-cluster.out | tail -25; fi; }
+cleanup() { $NC down >/dev/null 2>&1; rm -rf "$ZLC_DIR"; }
+trap cleanup EXIT
+
+z() { $NC z "$@"; }
+# Retries `cmd` every 0.2 s, at most N times: a bound against hanging, not a timing assertion.
+eventually() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
+# Counts rows of node $1's `ps -o json` that match the jq filter $2.
+count() { z "$1" ps -o json | jq "[.[] | select($2)] | length"; }
+is() { [ "$(count "$1" "$2")" -eq "$3" ]; }
+# Replicas node $1 itself runs: its own rows, with a container.
+here() { echo ".node == \"n$1\" and .container_id != \"\" and .state == \"running\""; }
+state_of() { z "$1" node ls -o json | jq -r ".[] | select(.name == \"n$2\") | .state"; }
+node_is() { [ "$(state_of "$1" "$2")" = "$3" ]; }
+leader() { z "$1" node ls -o json | jq -r '.[] | select(.role == "leader") | .name' | sed 's/^n//'; }
+
+# Token bodies are base64url JSON; forged tokens are edited copies.
+token_json() { local b=${1#zlt1.}; while [ $(( ${#b} % 4 )) -ne 0 ]; do b="$b="; done; echo "$b" | basenc --base64url -d; }
+token_edit() { echo "zlt1.$(token_json "$1" | jq -c "$2" | basenc --base64url -w0 | tr -d '=')"; }
+
+three_nodes_join() {
+  $NC up 3 3:role=batch 2:zone=b || return 1
+  z 1 node ls
+  [ "$(z 1 node ls -o json | jq '[.[] | select(.state == "ready")] | length')" -eq 3 ] &&
+  [ "$(z 1 node ls -o json | jq '[.[] | select(.role == "leader")] | length')" -eq 1 ] &&
+  eventually 100 bash -c "[ \$($NC z 1 node ls -o json | jq '[.[] | select(.role == \"voter\")] | length') -eq 2 ]"
+}
+check "3 nodes join: one leader, two voters, all ready" three_nodes_join
+check "node ls shows labels and capacity" bash -c "$NC z 1 node ls | grep -E ' n3 .*role=batch' && $NC z 1 node ls -o json | jq -e '.[0].cpu_milli.total > 0 and .[0].memory_bytes.total > 0'"
+check "the CLI works against any node" bash -c "$NC z 2 node ls | grep -q ' n1 ' && $NC z 3 token ls | grep -q USED"
+
+# Refused joins come from a fifth namespace, wired to the bridge but never admitted.
+ip netns add zlc5; ip link add zlcv5 type veth peer name eth0 netns zlc5; ip link set zlcv5 netns zlchub
+ip -n zlchub link set zlcv5 master br0 up; ip -n zlc5 addr add 10.77.0.5/24 dev eth0
+ip -n zlc5 link set eth0 up; ip -n zlc5 link set lo up
+join5() { nsenter --net=/run/netns/zlc5 "$ZLAYER" --data-dir "$ZLC_DIR/n5" join "${2:-10.77.0.1}" --token "$1" --advertise 10.77.0.5 --name n5; }
+refused() { # $1: token, $2: words the refusal must contain, $3: the address to join at
+  local before after out rc; before=$(z 1 node ls -o json | jq length)
+  out=$(join5 "$1" "${3:-10.77.0.1}" 2>&1); rc=$?
+  after=$(z 1 node ls -o json | jq length)
+  echo "rc=$rc nodes $before -> $after: $out"
+  [ $rc -ne 0 ] && echo "$out" | grep -qi "$2" && [ "$before" = "$after" ] && [ ! -e "$ZLC_DIR/n5/cluster/node.json" ]
+}
+good=$(z 1 token create --ttl 10m)
+expired() { local t; t=$(z 1 token create --ttl 1s); sleep 1.5; refused "$t" expired; }
+revoked() {
+  local t id; t=$(z 1 token create)
+  id=$(token_json "$t" | jq -r .id)
+  z 1 token revoke "$id" && z 1 token ls | grep "$id" | grep -q revoked && refused "$t" revoked
+}
+used_up() {
+  local t; t=$(z 1 token create --uses 1)
+  # The one allowed join, then undone, so the cluster stays at three nodes.
+  join5 "$t" || return 1
+  z 1 node rm n5 && pkill -9 -f "data-dir $ZLC_DIR/n5 node start"
+  sleep 0.5; rm -rf "$ZLC_DIR/n5"
+  refused "$t" "used as many times"
+}
+check "expired token refused, nothing written" expired
+check "forged token (wrong secret) refused" refused "$(token_edit "$good" '.secret = "00112233445566778899aabbccddeeff"')" "does not know this token"
+check "forged token (unknown id) refused" refused "$(token_edit "$good" '.id = "deadbeef"')" "does not know this token"
+check "revoked token refused" revoked
+check "wrong-CA token refused before anything is sent" refused "$(token_edit "$good" ".ca = \"$(printf 'ab%.0s' $(seq 32))\"")" "another cluster"
+check "token for an unreachable cluster refused" refused "$(token_edit "$good" '.addrs = ["10.77.0.99:7443"]')" "no member" 10.77.0.99
+check "not a token at all refused" refused "not-a-token" "token"
+check "used-up token refused" used_up
+
+spreads() {
+  z 1 up -d --timeout 60 specs/cluster/spread.yaml || return 1
+  # Node 2 sees the others' replicas as their heartbeats report them.
+  eventually 50 bash -c "[ \"\$($NC z 2 ps -o json | jq -r '[.[] | select(.deployment == \"spread\" and .state == \"running\") | .node] | sort | join(\",\")')\" = n1,n2,n3 ]"
+}
+check "a deploy spreads one replica per node" spreads
+
+dedicated() {
+  z 2 up -d --timeout 3 specs/cluster/dedicated.yaml
+  eventually 100 bash -c "[ \"\$($NC z 1 ps -o json | jq -r '[.[] | select(.deployment == \"dedicated\" and .state == \"running\") | .node] | unique | length')\" = 3 ]" || return 1
+  z 1 ps | grep dedicated
+  z 1 ps | grep dedicated | grep pending | grep -q "pending: no node"
+}
+check "dedicated: three on distinct nodes, the fourth pending with the reason" dedicated
+
+exclusive() {
+  z 1 down dedicated >/dev/null
+  z 1 up -d --timeout 3 specs/cluster/exclusive.yaml
+  z 1 ps | grep cruncher
+  z 1 ps | grep cruncher | grep -q "running other work" || return 1
+  z 1 down spread >/dev/null || return 1
+  eventually 150 is 1 '.deployment == "exclusive" and .state == "running" and .node == "n3"' 1 || return 1
+  z 1 up -d --timeout 60 specs/cluster/spread.yaml || return 1
+  # Nothing else lands on the exclusive node.
+  is 1 '.deployment == "spread" and .node == "n3"' 0 && is 1 '.deployment == "spread" and .state == "running"' 3
+}
+check "exclusive: pending while its node runs other work, then alone on it" exclusive
+z 1 down exclusive >/dev/null 2>&1
+
+leader_loss() {
+  local L F i acked=() d n
+  L=$(leader 1); F=$(( L % 3 + 1 ))
+  for i in $(seq 1 12); do
+    sed "s/^deployment: spread/deployment: w$i/; s/replicas: 3/replicas: 1/" specs/cluster/spread.yaml > "$ZLC_DIR/w$i.yaml"
+    [ "$i" -eq 4 ] && $NC kill "$L"
+    if z "$F" up -d --timeout 30 "$ZLC_DIR/w$i.yaml" >/dev/null 2>&1; then acked+=("w$i"); fi
+  done
+  echo "acknowledged: ${acked[*]} (n$L was killed before w4)"
+  [ "${#acked[@]}" -ge 8 ] || return 1
+  $NC start "$L" || return 1
+  for d in "${acked[@]}"; do
+    for n in 1 2 3; do
+      eventually 100 is "$n" ".deployment == \"$d\" and .state == \"running\"" 1 || { echo "$d missing as seen from n$n"; return 1; }
+    done
+  done
+  for i in $(seq 1 12); do z "$F" down "w$i" >/dev/null 2>&1; done
+  true
+}
+check "killing the leader during writes loses no acknowledged deploy" leader_loss
+
+node_loss() {
+  local L V
+  L=$(leader 1); V=$(( L % 3 + 1 ))
+  is "$V" "$(here "$V") and .deployment == \"spread\"" 1 || { z "$V" ps; return 1; }
+  $NC kill "$V"
+  eventually 100 node_is "$L" "$V" down || return 1
+  eventually 100 is "$L" ".deployment == \"spread\" and .state == \"running\" and .node != \"n$V\"" 3 || return 1
+  $NC start "$V" || return 1
+  # Back, it stops the containers it ran before: their slots are elsewhere now.
+  eventually 100 is "$V" ".node == \"n$V\" and .deployment == \"spread\" and .container_id != \"\"" 0 || return 1
+  eventually 100 node_is "$L" "$V" ready
+}
+check "a killed node's replicas move; back, it stops its stale ones" node_loss
+
+partition() {
+  local L P O
+  L=$(leader 1); P=$(( L % 3 + 1 )); O=$(( 6 - L - P ))
+  z "$L" down spread >/dev/null; z "$L" up -d --timeout 60 specs/cluster/spread.yaml >/dev/null || return 1
+  eventually 50 is "$P" "$(here "$P")" 1 || return 1
+  $NC partition "$P"
+  eventually 100 is "$P" "$(here "$P")" 0 || { echo "the partitioned node kept its replica"; return 1; }
+  eventually 100 is "$L" ".deployment == \"spread\" and .state == \"running\" and .node != \"n$P\"" 3 || { echo "not rescheduled"; return 1; }
+  $NC heal "$P"
+  eventually 100 node_is "$L" "$P" ready || return 1
+  sleep 2
+  is "$P" ".node == \"n$P\" and .container_id != \"\"" 0 && is "$O" '.deployment == "spread" and .state == "running"' 3
+}
+check "a partitioned node fences itself; healed, it runs nothing stale" partition
+
+drain() {
+  z 1 node drain n2 || return 1
+  eventually 100 is 1 '.deployment == "spread" and .state == "running" and .node == "n2"' 0 || return 1
+  eventually 100 is 1 '.deployment == "spread" and .state == "running"' 3 || return 1
+  z 1 node uncordon n2 && z 1 node ls | grep ' n2 ' | grep -q ready
+}
+check "node drain moves replicas off; uncordon takes it back" drain
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
