@@ -149,7 +149,7 @@ impl Control {
                 dir: cfg.dir.display().to_string(),
             });
         }
-        let addr = SocketAddr::new(cfg.advertise, cfg.port).to_string();
+        let addr = bindable(cfg.advertise, cfg.port).to_string();
         let facts = NodeFacts {
             name: cfg.name.clone(),
             addr: addr.clone(),
@@ -280,8 +280,10 @@ fn member_config(
 /// same host (another data dir) must still start.
 fn bindable(advertise: IpAddr, port: u16) -> SocketAddr {
     let want = SocketAddr::new(advertise, port);
-    if std::net::TcpListener::bind(want).is_ok() || !advertise.is_loopback() {
-        return want;
+    match std::net::TcpListener::bind(want).and_then(|l| l.local_addr()) {
+        Ok(bound) => return bound,
+        Err(_) if !advertise.is_loopback() => return want,
+        Err(_) => {}
     }
     std::net::TcpListener::bind(SocketAddr::new(advertise, 0))
         .and_then(|l| l.local_addr())
