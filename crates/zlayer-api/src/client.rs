@@ -7,6 +7,7 @@ use hyper::body::Bytes;
 use hyper::Method;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 use crate::types::*;
 
@@ -18,39 +19,76 @@ pub enum ClientError {
     NotRunning(String),
     #[error("{0}")]
     Node(String),
+    #[error("cannot reach the node at {0}: {1}")]
+    Unreachable(String, String),
     #[error("talking to the node: {0}")]
     Transport(String),
 }
 
+/// How the CLI reaches a node: its unix socket (local root), or a node's
+/// HTTPS endpoint with an API token (a remote CLI).
+enum Route {
+    Socket(PathBuf),
+    Remote {
+        addr: String,
+        tls: Arc<rustls::ClientConfig>,
+        /// `ID.SECRET` of the API token.
+        bearer: String,
+    },
+}
+
 pub struct Client {
-    socket: PathBuf,
+    route: Route,
 }
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Client {
-            socket: socket.into(),
+            route: Route::Socket(socket.into()),
+        }
+    }
+
+    /// A client for a node's HTTPS endpoint at `addr` (`ip:port`); `tls`
+    /// must pin the cluster's CA, `bearer` is the API token's `ID.SECRET`.
+    pub fn remote(addr: String, tls: Arc<rustls::ClientConfig>, bearer: String) -> Self {
+        Client {
+            route: Route::Remote { addr, tls, bearer },
         }
     }
 
     async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|_| ClientError::NotRunning(self.socket.display().to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        tokio::spawn(conn);
         let req = hyper::Request::builder()
             .method(method)
-            .uri(path)
-            .header("host", "zlayer")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .header("host", "zlayer");
+        let resp = match &self.route {
+            Route::Socket(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|_| ClientError::NotRunning(socket.display().to_string()))?;
+                let req = req.uri(path).body(Full::new(Bytes::from(body)));
+                send(stream, req).await?
+            }
+            Route::Remote { addr, tls, bearer } => {
+                let tcp = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|e| ClientError::Unreachable(addr.clone(), e.to_string()))?;
+                let ip = addr
+                    .rsplit_once(':')
+                    .map_or(addr.as_str(), |(h, _)| h)
+                    .trim_matches(['[', ']']);
+                let name = rustls::pki_types::ServerName::try_from(ip.to_string())
+                    .map_err(|e| ClientError::Transport(format!("{addr}: {e}")))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| ClientError::Transport(format!("TLS with {addr}: {e}")))?;
+                let req = req
+                    .uri(format!("/api{path}"))
+                    .header("authorization", format!("Bearer {bearer}"))
+                    .body(Full::new(Bytes::from(body)));
+                send(stream, req).await?
+            }
+        };
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -65,6 +103,11 @@ impl Client {
             return Err(ClientError::Node(msg));
         }
         Ok(bytes)
+    }
+
+    /// Whether this client talks to a remote node (no local files).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.route, Route::Remote { .. })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -117,4 +160,22 @@ impl Client {
             .await
             .map(|_| ())
     }
+}
+
+async fn send<S>(
+    stream: S,
+    req: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>,
+) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let req = req.map_err(|e| ClientError::Transport(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    tokio::spawn(conn);
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))
 }

@@ -9,5 +9,5 @@ mod server;
 mod types;
 
 pub use client::{Client, ClientError};
-pub use server::{serve, Backend};
+pub use server::{answer, serve, Backend};
 pub use types::*;

@@ -50,7 +50,7 @@ pub async fn serve<B: Backend>(socket: PathBuf, backend: Arc<B>) -> std::io::Res
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let b = b.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(b, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(answer(b, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -118,7 +118,9 @@ fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
     json(status, &ErrorBody { error: msg })
 }
 
-async fn handle<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one request; the unix socket's server and a node's HTTPS
+/// endpoint (for a remote CLI, after its API token was checked) both use it.
+pub async fn answer<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
     let parsed = match parse(req).await {
         Ok(r) => r,
         Err((s, m)) => return error(s, m),

@@ -110,6 +110,8 @@ pub struct TokenView {
     pub expires_ms: u64,
     pub uses: Option<u32>,
     pub used: u32,
+    /// `join` or `api`.
+    pub kind: String,
     /// `valid`, `expired`, `revoked` or `used up`.
     pub status: String,
 }
@@ -122,7 +124,13 @@ pub enum ClusterRequest {
     Drain(String),
     Uncordon(String),
     Remove(String),
-    TokenCreate { ttl_secs: u64, uses: Option<u32> },
+    TokenCreate {
+        ttl_secs: u64,
+        uses: Option<u32>,
+        /// An API token for a remote CLI instead of a join token.
+        #[serde(default)]
+        api: bool,
+    },
     Tokens,
     TokenRevoke(String),
 }

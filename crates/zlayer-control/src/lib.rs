@@ -15,10 +15,12 @@ mod desired;
 mod files;
 mod heartbeat;
 mod leader;
+mod remote;
 mod views;
 
 pub use control::{Control, ControlConfig, ControlError, Liveness};
 pub use files::{ClusterFiles, NodeFile};
+pub use remote::remote_client;
 pub use zlayer_state::{ClusterState, PendingRecord, ReplicaStatus};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.

@@ -18,8 +18,12 @@ impl Control {
             ClusterRequest::Drain(n) => self.drain(&n).await.map(|()| ClusterReply::Done)?,
             ClusterRequest::Uncordon(n) => self.uncordon(&n).await.map(|()| ClusterReply::Done)?,
             ClusterRequest::Remove(n) => self.remove(&n).await.map(|()| ClusterReply::Done)?,
-            ClusterRequest::TokenCreate { ttl_secs, uses } => ClusterReply::Token(
-                self.create_token(Duration::from_secs(ttl_secs), uses)
+            ClusterRequest::TokenCreate {
+                ttl_secs,
+                uses,
+                api,
+            } => ClusterReply::Token(
+                self.create_token(Duration::from_secs(ttl_secs), uses, api)
                     .await?,
             ),
             ClusterRequest::Tokens => ClusterReply::Tokens(self.tokens()),
@@ -93,8 +97,14 @@ impl Control {
         &self,
         ttl: Duration,
         uses: Option<u32>,
+        api: bool,
     ) -> Result<String, ControlError> {
-        Ok(self.member.create_token(ttl, uses).await?)
+        let kind = if api {
+            zlayer_state::TokenKind::Api
+        } else {
+            zlayer_state::TokenKind::Join
+        };
+        Ok(self.member.create_token(ttl, uses, kind).await?)
     }
 
     pub fn tokens(&self) -> Vec<TokenView> {
@@ -107,6 +117,11 @@ impl Control {
                     expires_ms: t.expires_ms,
                     uses: t.uses,
                     used: t.used,
+                    kind: match t.kind {
+                        zlayer_state::TokenKind::Join => "join",
+                        zlayer_state::TokenKind::Api => "api",
+                    }
+                    .into(),
                     status: match t.check(&t.secret_sha256, now) {
                         zlayer_state::TokenUse::Accepted => "valid",
                         zlayer_state::TokenUse::Expired => "expired",

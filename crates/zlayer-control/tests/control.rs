@@ -95,7 +95,7 @@ async fn a_second_node_joins_and_takes_replicas() {
         .await
         .expect("founds");
     let token = n1
-        .create_token(Duration::from_secs(60), Some(1))
+        .create_token(Duration::from_secs(60), Some(1), false)
         .await
         .expect("token");
     let cfg2 = config(dir.path(), "n2");

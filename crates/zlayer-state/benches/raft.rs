@@ -9,7 +9,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{deploy, three_members};
-use zlayer_scheduler::Assignment;
 use zlayer_state::{pki, Command};
 
 const PLACEMENTS: u32 = 200_000;
@@ -22,18 +21,7 @@ async fn cluster(dir: &std::path::Path) -> Vec<zlayer_state::Member> {
 }
 
 fn batch(start: u32) -> Command {
-    let place = (start..start + BATCH)
-        .map(|i| Assignment {
-            workload: format!("bench/svc{}", i % 50),
-            replica: i,
-            node: format!("n{}", i % 3 + 1),
-            generation: u64::from(i) + 1,
-        })
-        .collect();
-    Command::Placements {
-        place,
-        stop: vec![],
-    }
+    support::placements("bench", start, BATCH, 1)
 }
 
 async fn throughput() -> f64 {

@@ -2,7 +2,10 @@
 //! writes, which need a caller with a certificate the cluster CA signed,
 //! and joins, which cannot have one yet and present a token instead.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -15,16 +18,95 @@ use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
 use crate::transport::raft_net::{APPEND, SNAPSHOT, VOTE};
 use crate::transport::{Caller, Handler};
-use crate::{Command, Raft, StateMachine};
+use crate::{Command, Raft, StateMachine, TokenKind, TokenUse};
+
+/// Where the remote CLI's calls go: `/api/v1/...` arrives as `/v1/...`,
+/// after its API token was checked.
+pub const API: &str = "/api";
+
+/// The node API a remote CLI reaches (the same requests as the unix socket).
+pub trait RemoteApi: Send + Sync + 'static {
+    fn call(
+        &self,
+        req: Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+}
+
+/// Set once the node's API exists, after the member started.
+pub type RemoteApiSlot = Arc<OnceLock<Arc<dyn RemoteApi>>>;
 
 pub struct Endpoints {
     raft: Raft,
     machine: StateMachine,
+    api: RemoteApiSlot,
 }
 
 impl Endpoints {
-    pub fn new(raft: Raft, machine: StateMachine) -> Endpoints {
-        Endpoints { raft, machine }
+    pub fn new(raft: Raft, machine: StateMachine, api: RemoteApiSlot) -> Endpoints {
+        Endpoints { raft, machine, api }
+    }
+
+    /// Checks `Authorization: Bearer ID.SECRET` against the API tokens. A
+    /// token this member does not know yet may have been made a moment ago
+    /// and not reached it: it waits up to 2 s for its log to catch up.
+    async fn api_caller(&self, req: &Request<Incoming>) -> Result<(), String> {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(
+                "no API token: pass --api-token (from `zlayer token create --api` on a member)",
+            )?;
+        let (id, secret) = header
+            .strip_prefix("Bearer ")
+            .and_then(|t| t.split_once('.'))
+            .ok_or("the Authorization header is not `Bearer ID.SECRET`")?;
+        let secret_sha256 = crate::token::sha256_hex(secret);
+        let verdict = || {
+            self.machine.read(|s| {
+                s.tokens
+                    .get(id)
+                    .filter(|t| t.kind == TokenKind::Api)
+                    .map_or(TokenUse::Unknown, |t| {
+                        t.check(&secret_sha256, crate::now_ms())
+                    })
+            })
+        };
+        let mut applied = self.machine.subscribe();
+        let mut v = verdict();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while v == TokenUse::Unknown {
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => v = verdict(),
+                _ => break,
+            }
+        }
+        match v {
+            TokenUse::Accepted => Ok(()),
+            TokenUse::Expired => Err("the API token has expired".into()),
+            TokenUse::Revoked => Err("the API token was revoked".into()),
+            _ => Err("the cluster does not know this API token".into()),
+        }
+    }
+
+    async fn remote_api(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Err(why) = self.api_caller(&req).await {
+            return reply(StatusCode::UNAUTHORIZED, why.into_bytes());
+        }
+        let Some(api) = self.api.get().cloned() else {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                b"this node's API is not up yet".to_vec(),
+            );
+        };
+        let (mut parts, body) = req.into_parts();
+        let rest = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let rest = rest.strip_prefix(API).unwrap_or(rest).to_string();
+        match rest.parse() {
+            Ok(uri) => parts.uri = uri,
+            Err(_) => return reply(StatusCode::BAD_REQUEST, b"bad path".to_vec()),
+        }
+        api.call(Request::from_parts(parts, body)).await
     }
 }
 
@@ -79,6 +161,9 @@ impl Handler for Endpoints {
                 Ok(r) => json(&admit(&self.raft, &self.machine, r, crate::now_ms()).await),
                 Err(r) => r,
             };
+        }
+        if path.starts_with(&format!("{API}/")) {
+            return self.remote_api(req).await;
         }
         if caller == Caller::Anonymous {
             return reply(

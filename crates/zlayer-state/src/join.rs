@@ -184,6 +184,7 @@ pub async fn admit(
         let verdict = s
             .tokens
             .get(&req.token_id)
+            .filter(|t| t.kind == crate::TokenKind::Join)
             .map_or(TokenUse::Unknown, |t| t.check(&secret_sha256, now_ms));
         (verdict, s.ca.clone())
     });

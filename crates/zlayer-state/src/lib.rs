@@ -24,10 +24,11 @@ pub mod token;
 pub mod transport;
 mod types;
 
-pub use member::{Member, MemberConfig, MemberError, Timing, WriteError};
+pub use endpoints::{RemoteApi, API};
+pub use member::{Member, MemberConfig, MemberError, Timing, WriteError, WriteReply, WRITE};
 pub use model::{
     AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, PendingRecord,
-    ReplicaStatus, Response, TokenRecord, TokenUse,
+    ReplicaStatus, Response, TokenKind, TokenRecord, TokenUse,
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};

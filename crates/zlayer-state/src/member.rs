@@ -94,6 +94,7 @@ pub struct Member {
     pub advertise: String,
     client: PeerClient,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    api: crate::endpoints::RemoteApiSlot,
 }
 
 impl Member {
@@ -124,7 +125,8 @@ impl Member {
                     addr: cfg.listen,
                     source,
                 })?;
-        let endpoints = Arc::new(Endpoints::new(raft.clone(), machine.clone()));
+        let api = crate::endpoints::RemoteApiSlot::default();
+        let endpoints = Arc::new(Endpoints::new(raft.clone(), machine.clone(), api.clone()));
         let tls = tls::server_config(&cfg.identity)?;
         let mut tasks = vec![crate::transport::serve(listener, tls, endpoints)];
         if cfg.keep_membership {
@@ -137,6 +139,7 @@ impl Member {
             advertise: cfg.advertise,
             client,
             tasks,
+            api,
         })
     }
 
@@ -234,6 +237,7 @@ impl Member {
         &self,
         ttl: Duration,
         uses: Option<u32>,
+        kind: crate::TokenKind,
     ) -> Result<String, WriteError> {
         let ca = self
             .machine
@@ -248,6 +252,7 @@ impl Member {
             uses,
             used: 0,
             revoked: false,
+            kind,
         };
         let secret = token::random_hex(16);
         let record = TokenRecord {
@@ -273,9 +278,16 @@ impl Member {
             addrs,
         };
         match self.write(Command::CreateToken(record)).await? {
+            Response::Done if kind == crate::TokenKind::Api => Ok(out.encode_api()),
             Response::Done => Ok(out.encode()),
             other => Err(WriteError::Raft(format!("{other:?}"))),
         }
+    }
+
+    /// Serves the node API to remote CLIs holding an API token, on this
+    /// member's endpoint under `/api/`. Set once; later calls do nothing.
+    pub fn serve_api(&self, api: Arc<dyn crate::endpoints::RemoteApi>) {
+        let _ = self.api.set(api);
     }
 
     /// Stops serving and stops Raft, as if the process had died.

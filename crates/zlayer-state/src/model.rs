@@ -106,6 +106,17 @@ pub struct TokenRecord {
     pub uses: Option<u32>,
     pub used: u32,
     pub revoked: bool,
+    #[serde(default)]
+    pub kind: TokenKind,
+}
+
+/// What a token is for: admitting a node, or a remote CLI's API calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    #[default]
+    Join,
+    Api,
 }
 
 impl TokenRecord {
@@ -508,7 +519,11 @@ impl ClusterState {
         now_ms: u64,
         touched: &mut Vec<Touched>,
     ) -> TokenUse {
-        let Some(t) = self.tokens.get_mut(id) else {
+        let Some(t) = self
+            .tokens
+            .get_mut(id)
+            .filter(|t| t.kind == TokenKind::Join)
+        else {
             return TokenUse::Unknown;
         };
         let verdict = t.check(secret_sha256, now_ms);

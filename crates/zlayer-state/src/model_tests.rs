@@ -9,6 +9,7 @@ fn token(uses: Option<u32>) -> TokenRecord {
         uses,
         used: 0,
         revoked: false,
+        kind: TokenKind::Join,
     }
 }
 
@@ -184,4 +185,26 @@ fn the_serialized_form_round_trips() {
     run(&mut s, Command::CreateToken(token(None)));
     let json = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<ClusterState>(&json).unwrap(), s);
+}
+
+#[test]
+fn an_api_token_never_admits_a_node() {
+    let mut s = ClusterState::default();
+    let mut t = Vec::new();
+    let api = TokenRecord {
+        kind: TokenKind::Api,
+        ..token(None)
+    };
+    s.apply(Command::CreateToken(api), &mut t);
+    let before = s.clone();
+    let r = s.apply(
+        Command::UseToken {
+            id: "t1".into(),
+            secret_sha256: "s".into(),
+            now_ms: 0,
+        },
+        &mut Vec::new(),
+    );
+    assert_eq!(r, Response::Token(TokenUse::Unknown));
+    assert_eq!(s, before);
 }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "zlt1.";
+/// API tokens carry the same fields; the prefix keeps the two apart.
+const API_PREFIX: &str = "zla1.";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinToken {
@@ -22,19 +24,36 @@ pub struct JoinToken {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("not a zlayer join token: {0} (tokens start with `zlt1.`; make one with `zlayer token create` on a member)")]
+#[error("not a zlayer token: {0} (join tokens start with `zlt1.`, API tokens with `zla1.`; make one with `zlayer token create [--api]` on a member)")]
 pub struct BadToken(&'static str);
 
 impl JoinToken {
     pub fn encode(&self) -> String {
+        self.encode_as(PREFIX)
+    }
+
+    /// The same fields as an API token, for a remote CLI.
+    pub fn encode_api(&self) -> String {
+        self.encode_as(API_PREFIX)
+    }
+
+    fn encode_as(&self, prefix: &str) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
+        format!("{prefix}{}", URL_SAFE_NO_PAD.encode(json))
     }
 
     pub fn decode(s: &str) -> Result<JoinToken, BadToken> {
+        Self::decode_as(s, PREFIX)
+    }
+
+    pub fn decode_api(s: &str) -> Result<JoinToken, BadToken> {
+        Self::decode_as(s, API_PREFIX)
+    }
+
+    fn decode_as(s: &str, prefix: &str) -> Result<JoinToken, BadToken> {
         let body = s
             .trim()
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .ok_or(BadToken("wrong prefix"))?;
         let json = URL_SAFE_NO_PAD
             .decode(body)

@@ -12,7 +12,7 @@ use zlayer_scheduler::{NodeHealth, NodeState, Resources};
 use zlayer_state::join::{join, JoinError, NodeFacts};
 use zlayer_state::pki;
 use zlayer_state::token::JoinToken;
-use zlayer_state::{Command, Member, NodeRecord};
+use zlayer_state::{Command, Member, NodeRecord, TokenKind};
 
 fn facts(name: &str, addr: SocketAddr, zone: &str) -> NodeFacts {
     NodeFacts {
@@ -64,7 +64,7 @@ async fn two_nodes_join_and_the_cluster_grows_to_three_voters() {
     let dir = tempfile::tempdir().unwrap();
     let first = found(&dir).await;
     let token = first
-        .create_token(Duration::from_secs(3600), Some(2))
+        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Join)
         .await
         .unwrap();
 
@@ -104,15 +104,24 @@ async fn each_bad_token_is_refused_with_its_case_and_nothing_is_written() {
     let first = found(&dir).await;
     let hour = Duration::from_secs(3600);
 
-    let good = first.create_token(hour, Some(1)).await.unwrap();
-    let used_up = first.create_token(hour, Some(1)).await.unwrap();
+    let good = first
+        .create_token(hour, Some(1), TokenKind::Join)
+        .await
+        .unwrap();
+    let used_up = first
+        .create_token(hour, Some(1), TokenKind::Join)
+        .await
+        .unwrap();
     let addr = free_addr();
     join(&used_up, facts("n2", addr, "b")).await.unwrap();
     let expired = first
-        .create_token(Duration::from_millis(1), None)
+        .create_token(Duration::from_millis(1), None, TokenKind::Join)
         .await
         .unwrap();
-    let revoked = first.create_token(hour, None).await.unwrap();
+    let revoked = first
+        .create_token(hour, None, TokenKind::Join)
+        .await
+        .unwrap();
     let id = JoinToken::decode(&revoked).unwrap().id;
     first.write(Command::RevokeToken { id }).await.unwrap();
     let tamper = |f: &dyn Fn(&mut JoinToken)| {
@@ -152,7 +161,7 @@ async fn each_bad_token_is_refused_with_its_case_and_nothing_is_written() {
     assert!(matches!(e, JoinError::Unreachable { .. }), "{e}");
     assert!(e.to_string().contains("is the cluster up"), "{e}");
     let e = try_join("K10abc::def".into()).await;
-    assert!(e.to_string().contains("not a zlayer join token"), "{e}");
+    assert!(e.to_string().contains("not a zlayer token"), "{e}");
 
     let after = (
         first.raft.metrics().borrow().last_log_index,

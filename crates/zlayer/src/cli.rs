@@ -32,6 +32,14 @@ pub struct Cli {
     /// tools are found. `/` on a real host; tests point it at a fake driver tree.
     #[arg(long, global = true, env = "ZLAYER_GPU_ROOT", default_value = "/")]
     pub gpu_root: PathBuf,
+    /// Talk to a node over HTTPS with this API token (`zlayer token create
+    /// --api` on a member) instead of the local unix socket.
+    #[arg(long, global = true, env = "ZLAYER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// With --api-token: the node to reach, IP or IP:PORT [default: the
+    /// first member the token names].
+    #[arg(long, global = true, env = "ZLAYER_REMOTE", requires = "api_token")]
+    pub remote: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -342,8 +350,11 @@ pub enum TokenCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
         /// How many nodes may join with it [default: any number until it expires].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "api")]
         uses: Option<u32>,
+        /// Make an API token for a remote CLI (`--api-token`) instead.
+        #[arg(long)]
+        api: bool,
     },
     /// List join tokens (never their secrets).
     Ls {

@@ -135,7 +135,7 @@ impl ServerCertVerifier for PinnedCa {
             let offered = intermediates.iter().map(|c| fingerprint_der(c)).collect();
             *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(offered);
             return Err(rustls::Error::General(
-                "the server's CA is not the one in the join token".into(),
+                "the server's CA is not the one the token pins".into(),
             ));
         };
         let mut store = RootCertStore::empty();

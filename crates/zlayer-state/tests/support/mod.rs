@@ -88,3 +88,20 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("never happened: {what}");
 }
+
+/// `count` placements of deployment `dep`'s 50 services over three nodes,
+/// replicas `start..start+count`, as one batched scheduler decision.
+pub fn placements(dep: &str, start: u32, count: u32, first_generation: u64) -> Command {
+    let place = (start..start + count)
+        .map(|i| zlayer_scheduler::Assignment {
+            workload: format!("{dep}/svc{}", i % 50),
+            replica: i,
+            node: format!("n{}", i % 3 + 1),
+            generation: first_generation + u64::from(i),
+        })
+        .collect();
+    Command::Placements {
+        place,
+        stop: vec![],
+    }
+}

@@ -8,10 +8,11 @@ use crate::output::render;
 
 pub fn token(data: &Path, cmd: TokenCommand) -> Result<i32> {
     match cmd {
-        TokenCommand::Create { ttl, uses } => {
+        TokenCommand::Create { ttl, uses, api } => {
             let req = ClusterRequest::TokenCreate {
                 ttl_secs: ttl.as_secs().max(1),
                 uses,
+                api,
             };
             match super::cluster(data, req)? {
                 ClusterReply::Token(t) => println!("{t}"),
@@ -29,10 +30,11 @@ pub fn token(data: &Path, cmd: TokenCommand) -> Result<i32> {
             render(
                 output,
                 &tokens,
-                &["ID", "STATUS", "EXPIRES IN", "USED"],
+                &["ID", "KIND", "STATUS", "EXPIRES IN", "USED"],
                 |t: &TokenView| {
                     vec![
                         t.id.clone(),
+                        t.kind.clone(),
                         t.status.clone(),
                         humantime::format_duration(std::time::Duration::from_secs(
                             t.expires_ms.saturating_sub(now) / 1000,

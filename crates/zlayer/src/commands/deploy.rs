@@ -39,8 +39,10 @@ pub fn up(
             }
         }
     }
-    super::node::ensure_node(data, registries)?;
     let client = super::client(data);
+    if !client.is_remote() {
+        super::node::ensure_node(data, registries)?;
+    }
     let resp = super::block_on(client.apply(&ApplyRequest {
         file: name,
         text,

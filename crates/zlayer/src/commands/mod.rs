@@ -16,8 +16,38 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 
+/// The remote node (`--api-token`), when the CLI does not use the local socket.
+static REMOTE: std::sync::OnceLock<(String, Option<String>)> = std::sync::OnceLock::new();
+
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let data = cli.data_dir.clone();
+    if let Some(token) = cli.api_token.clone() {
+        // Checked now, so a damaged token is reported before anything else.
+        zlayer_control::remote_client(&token, cli.remote.as_deref())?;
+        let _ = REMOTE.set((token, cli.remote.clone()));
+        let remote_ok = match &cli.command {
+            Command::Up { detach, .. } => *detach,
+            Command::Node { command } => !matches!(
+                command,
+                crate::cli::NodeCommand::Start { .. } | crate::cli::NodeCommand::Stop
+            ),
+            Command::Down { .. }
+            | Command::Ps { .. }
+            | Command::Events { .. }
+            | Command::Rollouts { .. }
+            | Command::Token { .. }
+            | Command::Validate { .. }
+            | Command::Spec { .. } => true,
+            _ => false,
+        };
+        if !remote_ok {
+            anyhow::bail!(
+                "this command works on the node's own files (or runs in the foreground); run it on \
+                 the node. With --api-token the CLI covers up -d, down, ps, events, rollouts, node \
+                 and token"
+            );
+        }
+    }
     let registries = zlayer_image::RegistryOptions {
         insecure: cli.insecure_registries,
         auth_file: None,
@@ -93,7 +123,17 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The node the CLI talks to: a remote one with `--api-token`, else the
+/// local node's unix socket.
 pub(crate) fn client(data: &std::path::Path) -> zlayer_api::Client {
+    match REMOTE.get() {
+        Some((token, addr)) => zlayer_control::remote_client(token, addr.as_deref())
+            .unwrap_or_else(|_| local_client(data)),
+        None => local_client(data),
+    }
+}
+
+pub(crate) fn local_client(data: &std::path::Path) -> zlayer_api::Client {
     zlayer_api::Client::new(data.join("zlayer.sock"))
 }
 

@@ -105,6 +105,7 @@ fn start(
             node_name: control.name().to_string(),
         };
         let node = zlayer_agent::node::Node::open(&cfg).map_err(anyhow::Error::msg)?;
+        control.serve_api(node.clone());
         let ran = node.run(cfg.metrics_addr).await.map_err(anyhow::Error::msg);
         control.stop().await;
         ran
@@ -170,7 +171,7 @@ pub fn spawn_node(
     registries: &zlayer_image::RegistryOptions,
     args: &[String],
 ) -> Result<()> {
-    let client = super::client(data);
+    let client = super::local_client(data);
     if super::block_on(client.ping()) {
         return Ok(());
     }
