@@ -103,6 +103,7 @@ impl Control {
     async fn found(cfg: ControlConfig, files: ClusterFiles) -> Result<Arc<Control>, ControlError> {
         // A store without node.json is what a crash while founding leaves; nothing in it counts.
         let _ = std::fs::remove_dir_all(files.raft_dir());
+        let _ = std::fs::remove_file(files.ca_key_file());
         let listen = bindable(cfg.advertise, cfg.port);
         let ca = pki::create_ca(&zlayer_state::token::random_hex(8))?;
         let identity = pki::bootstrap_identity(&ca, &cfg.name, &[cfg.advertise])?;
@@ -162,6 +163,7 @@ impl Control {
         };
         let joined = join::join(&token, facts).await?;
         let _ = std::fs::remove_dir_all(files.raft_dir());
+        let _ = std::fs::remove_file(files.ca_key_file());
         let node = NodeFile {
             id: joined.id,
             name: cfg.name.clone(),
@@ -272,6 +274,7 @@ fn member_config(
         identity,
         timing: cfg.timing,
         keep_membership: true,
+        ca_key_file: Some(files.ca_key_file()),
     }
 }
 

@@ -34,6 +34,11 @@ impl ClusterFiles {
         self.dir.join("raft")
     }
 
+    /// The CA key, on voters only (see `zlayer_state::ca_key`).
+    pub fn ca_key_file(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
     fn node_json(&self) -> PathBuf {
         self.dir.join("node.json")
     }

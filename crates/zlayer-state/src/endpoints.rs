@@ -14,6 +14,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::ca_key::{caller_is_voter, CaKey, CA_KEY};
 use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
 use crate::transport::raft_net::{APPEND, SNAPSHOT, VOTE};
@@ -39,11 +40,17 @@ pub struct Endpoints {
     raft: Raft,
     machine: StateMachine,
     api: RemoteApiSlot,
+    ca_key: CaKey,
 }
 
 impl Endpoints {
-    pub fn new(raft: Raft, machine: StateMachine, api: RemoteApiSlot) -> Endpoints {
-        Endpoints { raft, machine, api }
+    pub fn new(raft: Raft, machine: StateMachine, api: RemoteApiSlot, ca_key: CaKey) -> Endpoints {
+        Endpoints {
+            raft,
+            machine,
+            api,
+            ca_key,
+        }
     }
 
     /// Checks `Authorization: Bearer ID.SECRET` against the API tokens. A
@@ -158,7 +165,16 @@ impl Handler for Endpoints {
         let path = req.uri().path().to_string();
         if path == JOIN {
             return match body::<JoinRequest>(req, MAX_JOIN_BODY).await {
-                Ok(r) => json(&admit(&self.raft, &self.machine, r, crate::now_ms()).await),
+                Ok(r) => json(
+                    &admit(
+                        &self.raft,
+                        &self.machine,
+                        self.ca_key.get(),
+                        r,
+                        crate::now_ms(),
+                    )
+                    .await,
+                ),
                 Err(r) => r,
             };
         }
@@ -172,6 +188,17 @@ impl Handler for Endpoints {
             );
         }
         let result = match path.as_str() {
+            CA_KEY => match &caller {
+                Caller::Member { cert_fingerprint }
+                    if caller_is_voter(&self.raft, &self.machine, cert_fingerprint) =>
+                {
+                    json(&self.ca_key.get())
+                }
+                _ => reply(
+                    StatusCode::FORBIDDEN,
+                    b"only a voter may hold the CA key".to_vec(),
+                ),
+            },
             APPEND => match body(req, MAX_BODY).await {
                 Ok(rpc) => json(&self.raft.append_entries(rpc).await),
                 Err(r) => r,

@@ -99,7 +99,8 @@ fn refusal(u: TokenUse) -> JoinError {
 /// The joining side: tries the members the token names, following a
 /// redirect to the leader at most a few times.
 pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
-    const MAX_TRIES: usize = 8;
+    // Enough for an election to finish while members answer "not leader".
+    const MAX_TRIES: usize = 40;
     let token = JoinToken::decode(token)?;
     let (key_pem, csr_pem) = pki::node_key_and_csr(&node.name)?;
     let req = JoinRequest {
@@ -110,7 +111,19 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
     };
     let mut queue: VecDeque<String> = token.addrs.iter().cloned().collect();
     let mut tried = Vec::new();
-    while let Some(addr) = queue.pop_front() {
+    let mut electing = false;
+    loop {
+        let Some(addr) = queue.pop_front() else {
+            // Someone answered but no leader was found: an election is under
+            // way; go round the members again.
+            if !electing {
+                break;
+            }
+            electing = false;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            queue.extend(token.addrs.iter().cloned());
+            continue;
+        };
         if tried.len() >= MAX_TRIES {
             break;
         }
@@ -152,16 +165,26 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
             Ok(JoinReply::Refused(u)) => return Err(refusal(u)),
             Ok(JoinReply::Invalid(m)) => return Err(JoinError::Invalid(m)),
             Ok(JoinReply::NotLeader { leader }) => {
-                // No leader known yet: ask the same member again shortly.
+                // Ask the leader it names (or, with none known yet, the same
+                // member) shortly; that may be a leader that just went away.
+                electing = true;
                 let next = leader.unwrap_or_else(|| addr.clone());
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                queue.push_front(next);
+                if !queue.contains(&next) {
+                    queue.push_front(next);
+                }
             }
             Err(CallError::Status { body, .. }) => return Err(JoinError::Invalid(body)),
             Err(e) => tracing::debug!("join via {addr}: {e}"),
         }
     }
-    Err(JoinError::Unreachable { tried })
+    let mut named: Vec<String> = Vec::new();
+    for t in tried {
+        if !named.contains(&t) {
+            named.push(t);
+        }
+    }
+    Err(JoinError::Unreachable { tried: named })
 }
 
 /// The admitting side, on the leader. Checks the token against committed
@@ -169,6 +192,7 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
 pub async fn admit(
     raft: &Raft,
     machine: &StateMachine,
+    ca_key: Option<String>,
     req: JoinRequest,
     now_ms: u64,
 ) -> JoinReply {
@@ -191,9 +215,18 @@ pub async fn admit(
     if verdict != TokenUse::Accepted {
         return JoinReply::Refused(verdict);
     }
-    let Some(ca) = ca else {
+    let Some(mut ca) = ca else {
         return JoinReply::Invalid("this cluster has no CA yet".into());
     };
+    match ca_key {
+        Some(k) => ca.key_pem = k,
+        None => {
+            return JoinReply::Invalid(
+                "this leader does not hold the CA key yet (it fetches it as a voter); try again in a moment"
+                    .into(),
+            )
+        }
+    }
     let ip: IpAddr = match req.node.addr.parse::<std::net::SocketAddr>() {
         Ok(a) => a.ip(),
         Err(_) => return JoinReply::Invalid(format!("address {:?} is not ip:port", req.node.addr)),

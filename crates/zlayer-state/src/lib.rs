@@ -2,7 +2,9 @@
 //! configuration, the Raft log and the state machine, both kept in sled and
 //! flushed before they are acknowledged, snapshots, and the data model they
 //! replicate (nodes, deployment specs and their revisions, assignments with
-//! generation numbers, the cluster CA, join tokens and their revocations).
+//! generation numbers, the cluster CA's certificate, join and API tokens and
+//! their revocations, heartbeats with replica reports). The CA key is not
+//! replicated: voters hold it (`ca_key`).
 //!
 //! Every change to the model is a [`Command`] applied by
 //! [`ClusterState::apply`], a pure function of the state and the command:
@@ -11,6 +13,7 @@
 //! commits the result as a command), run containers or touch the network
 //! beyond the Raft transport.
 
+pub mod ca_key;
 mod endpoints;
 pub mod join;
 pub mod keeper;

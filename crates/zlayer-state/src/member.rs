@@ -23,6 +23,9 @@ use crate::{CaRecord, Command, NodeRecord, Raft, Response, StateMachine, TokenRe
 
 pub const WRITE: &str = "/cluster/write";
 
+/// How long a leader waits for a majority to commit one write.
+const COMMIT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Raft's clocks. The defaults elect a new leader well inside 2 s.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -52,6 +55,8 @@ pub struct MemberConfig {
     pub timing: Timing,
     /// Run the membership keeper (see `keeper`) while this member leads.
     pub keep_membership: bool,
+    /// Where this member keeps the CA key once it holds it (voters only).
+    pub ca_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +100,7 @@ pub struct Member {
     client: PeerClient,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     api: crate::endpoints::RemoteApiSlot,
+    ca_key: crate::ca_key::CaKey,
 }
 
 impl Member {
@@ -126,12 +132,24 @@ impl Member {
                     source,
                 })?;
         let api = crate::endpoints::RemoteApiSlot::default();
-        let endpoints = Arc::new(Endpoints::new(raft.clone(), machine.clone(), api.clone()));
+        let ca_key = crate::ca_key::CaKey::load(cfg.ca_key_file.clone());
+        let endpoints = Arc::new(Endpoints::new(
+            raft.clone(),
+            machine.clone(),
+            api.clone(),
+            ca_key.clone(),
+        ));
         let tls = tls::server_config(&cfg.identity)?;
         let mut tasks = vec![crate::transport::serve(listener, tls, endpoints)];
         if cfg.keep_membership {
             tasks.push(crate::keeper::spawn(raft.clone(), machine.clone(), cfg.id));
         }
+        tasks.push(crate::ca_key::spawn_fetcher(
+            raft.clone(),
+            cfg.id,
+            ca_key.clone(),
+            client.clone(),
+        ));
         Ok(Member {
             id: cfg.id,
             raft,
@@ -140,6 +158,7 @@ impl Member {
             client,
             tasks,
             api,
+            ca_key,
         })
     }
 
@@ -192,10 +211,22 @@ impl Member {
     }
 
     async fn write_once(&self, cmd: &Command) -> Attempt {
-        match self.raft.client_write(cmd.clone()).await {
-            Ok(r) => return Attempt::Done(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
-            Err(e) => return Attempt::Failed(WriteError::Raft(e.to_string())),
+        // A leader cut off from its voters does not know it yet and would wait
+        // for a commit that cannot come; the caller gets an answer instead.
+        let local = tokio::time::timeout(COMMIT_PATIENCE, self.raft.client_write(cmd.clone()));
+        match local.await {
+            Ok(Ok(r)) => return Attempt::Done(r.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
+            Ok(Err(e)) => return Attempt::Failed(WriteError::Raft(e.to_string())),
+            Err(_) => {
+                return Attempt::Failed(WriteError::Unknown {
+                    addr: self.advertise.clone(),
+                    detail: format!(
+                        "not committed within {COMMIT_PATIENCE:?}: this member leads but no \
+                         majority of voters answers; it may still commit once they do"
+                    ),
+                })
+            }
         }
         let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) else {
             return Attempt::Retry;
@@ -217,10 +248,19 @@ impl Member {
 
     /// Founds a cluster with this member as its one voter: the CA and this
     /// node's record are its first writes. Safe to repeat on restart.
+    /// The CA key stays with this member (and its key file); the log gets
+    /// the CA without it.
     pub async fn found_cluster(&self, ca: CaRecord, me: NodeRecord) -> Result<(), MemberError> {
         self.bootstrap().await?;
+        self.ca_key
+            .set(ca.key_pem.clone())
+            .map_err(|e| MemberError::Raft(format!("keeping the CA key: {e}")))?;
         let has_ca = self.machine.read(|s| s.ca.is_some());
         if !has_ca {
+            let ca = CaRecord {
+                key_pem: String::new(),
+                ..ca
+            };
             self.write(Command::Bootstrap { ca })
                 .await
                 .map_err(|e| MemberError::Raft(e.to_string()))?;
@@ -288,6 +328,11 @@ impl Member {
     /// member's endpoint under `/api/`. Set once; later calls do nothing.
     pub fn serve_api(&self, api: Arc<dyn crate::endpoints::RemoteApi>) {
         let _ = self.api.set(api);
+    }
+
+    /// Whether this member holds the CA key (the founder, and voters).
+    pub fn holds_ca_key(&self) -> bool {
+        self.ca_key.get().is_some()
     }
 
     /// Stops serving and stops Raft, as if the process had died.

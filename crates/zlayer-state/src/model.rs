@@ -8,13 +8,13 @@ use zlayer_scheduler::{Assignment, NodeHealth, NodeState, Resources};
 /// How many earlier revisions of a deployment are kept for rollback.
 pub const KEPT_REVISIONS: usize = 10;
 
-/// The cluster CA. Its key is replicated so that whichever member leads can
-/// sign a joining node's certificate; every member holds it (see
-/// docs/ARCHITECTURE.md, "Cluster state", for this known limit).
+/// The cluster CA. In the replicated state `key_pem` is always empty: the
+/// key stays with the voters (see `ca_key`); `pki` fills it in to sign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaRecord {
     pub cluster_id: String,
     pub cert_pem: String,
+    #[serde(default)]
     pub key_pem: String,
     /// SHA-256 of the certificate's DER, hex; join tokens carry it.
     pub fingerprint: String,
@@ -316,6 +316,9 @@ impl ClusterState {
             Command::Bootstrap { ca } => {
                 if self.ca.is_some() {
                     return Response::Refused("the cluster already has a CA".into());
+                }
+                if !ca.key_pem.is_empty() {
+                    return Response::Refused("the CA key never enters the log".into());
                 }
                 self.ca = Some(ca);
                 touched.push(Touched::Ca);

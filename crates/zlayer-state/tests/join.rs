@@ -172,3 +172,64 @@ async fn each_bad_token_is_refused_with_its_case_and_nothing_is_written() {
     join(&good, facts("n3", free_addr(), "c")).await.unwrap();
     first.stop().await;
 }
+
+/// The CA key is never in the log: the founder has it, voters fetch it,
+/// a learner is refused it, and a new leader can still admit nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_voters_hold_the_ca_key_and_a_new_leader_admits() {
+    use zlayer_state::ca_key::CA_KEY;
+    use zlayer_state::transport::{tls, CallError, PeerClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = found(&dir).await;
+    assert!(first.holds_ca_key());
+    let logged = first.machine.read(|s| s.ca.clone().unwrap().key_pem);
+    assert!(logged.is_empty(), "the CA key reached the replicated state");
+    let token = first
+        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Join)
+        .await
+        .unwrap();
+    let mut members = vec![first];
+    for name in ["n2", "n3"] {
+        let addr = free_addr();
+        let joined = join(&token, facts(name, addr, "b")).await.unwrap();
+        members.push(start(joined.id, joined.identity, addr, dir.path(), true).await);
+    }
+    eventually("three voters", || voters(&members[0]) == 3).await;
+    for m in &members {
+        eventually("every voter holds the key", || m.holds_ca_key()).await;
+    }
+
+    // A fourth node is a learner: asking for the key is refused.
+    let token = members[0]
+        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Join)
+        .await
+        .unwrap();
+    let addr4 = free_addr();
+    let n4 = join(&token, facts("n4", addr4, "d")).await.unwrap();
+    let learner_client = PeerClient::new(tls::client_config(&n4.identity).unwrap());
+    let m4 = start(n4.id, n4.identity, addr4, dir.path(), true).await;
+    let leader_addr = members[0].leader().unwrap().1;
+    eventually("n4 recorded", || {
+        members[0].machine.read(|s| s.nodes.len()) == 4
+    })
+    .await;
+    let asked = learner_client
+        .call::<_, Option<String>>(&leader_addr, CA_KEY, &(), Duration::from_secs(5))
+        .await;
+    assert!(
+        matches!(asked, Err(CallError::Status { status, .. }) if status == 403),
+        "{asked:?}"
+    );
+    assert!(!m4.holds_ca_key());
+
+    // The founder goes; whichever voter leads next admits a fifth node.
+    members[0].stop().await;
+    let addr5 = free_addr();
+    let joined = join(&token, facts("n5", addr5, "e")).await;
+    assert!(joined.is_ok(), "{:?}", joined.err().map(|e| e.to_string()));
+    m4.stop().await;
+    for m in &members[1..] {
+        m.stop().await;
+    }
+}

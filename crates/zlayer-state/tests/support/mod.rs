@@ -35,6 +35,7 @@ pub async fn start(
         identity,
         timing: Timing::default(),
         keep_membership,
+        ca_key_file: Some(dir.join(format!("m{id}.ca-key"))),
     })
     .await
     .unwrap()
