@@ -151,17 +151,7 @@ fn a_node_name_belongs_to_one_member() {
         id,
         name: "edge-1".into(),
         addr: "10.0.0.1:7443".into(),
-        capacity: Resources::default(),
-        labels: BTreeMap::new(),
-        state: NodeState::Ready,
-        health: NodeHealth::default(),
-        cert_fingerprint: String::new(),
-        wg_public_key: None,
-        joined_ms: 0,
-        state_since_ms: 0,
-        heartbeats: 0,
-        last_heartbeat_ms: 0,
-        replicas: Vec::new(),
+        ..NodeRecord::default()
     };
     assert_eq!(run(&mut s, Command::AddNode(node(1))), Response::Done);
     assert!(matches!(

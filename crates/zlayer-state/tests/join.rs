@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::{deploy, eventually, free_addr, start, LOCAL};
-use zlayer_scheduler::{NodeHealth, NodeState, Resources};
+use zlayer_scheduler::{NodeState, Resources};
 use zlayer_state::join::{join, JoinError, NodeFacts};
 use zlayer_state::pki;
 use zlayer_state::token::JoinToken;
@@ -41,14 +41,8 @@ async fn found(dir: &tempfile::TempDir) -> Member {
         capacity: f.capacity,
         labels: f.labels,
         state: NodeState::Ready,
-        health: NodeHealth::default(),
         cert_fingerprint: fp,
-        wg_public_key: None,
-        joined_ms: 0,
-        state_since_ms: 0,
-        heartbeats: 0,
-        last_heartbeat_ms: 0,
-        replicas: Vec::new(),
+        ..NodeRecord::default()
     };
     m.found_cluster(ca, me).await.unwrap();
     m

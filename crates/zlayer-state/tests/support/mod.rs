@@ -27,18 +27,29 @@ pub async fn start(
     dir: &Path,
     keep_membership: bool,
 ) -> Member {
-    Member::start(MemberConfig {
+    let config = || MemberConfig {
         id,
         dir: dir.join(format!("m{id}")),
         listen,
         advertise: listen.to_string(),
-        identity,
+        identity: identity.clone(),
         timing: Timing::default(),
         keep_membership,
         ca_key_file: Some(dir.join(format!("m{id}.ca-key"))),
-    })
-    .await
-    .unwrap()
+    };
+    // Restarting in one process: the stopped instance's last tasks (open
+    // connections among them) let go of the sled lock a moment later; a
+    // real restart is a new process. Retry while the lock is held.
+    for _ in 0..100 {
+        match Member::start(config()).await {
+            Ok(m) => return m,
+            Err(zlayer_state::MemberError::Store(e)) if e.to_string().contains("lock") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("member {id}: {e}"),
+        }
+    }
+    Member::start(config()).await.unwrap()
 }
 
 /// Member `id` at `listen`, with a certificate the CA signs directly.
