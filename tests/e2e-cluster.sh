@@ -43,7 +43,7 @@ three_nodes_join() {
   eventually 100 bash -c "[ \$($NC z 1 node ls -o json | jq '[.[] | select(.role == \"voter\")] | length') -eq 2 ]"
 }
 check "3 nodes join: one leader, two voters, all ready" three_nodes_join
-check "node ls shows labels and capacity" bash -c "$NC z 1 node ls | grep -E ' n3 .*role=batch' && $NC z 1 node ls -o json | jq -e '.[0].cpu_milli.total > 0 and .[0].memory_bytes.total > 0'"
+check "node ls shows labels, capacity and reported health" bash -c "$NC z 1 node ls | grep -E ' n3 .*role=batch' && $NC z 1 node ls -o json | jq -e '.[0].cpu_milli.total > 0 and .[0].memory_bytes.total > 0 and ([.[].health | .latency, .efficiency, .reputation | select(. >= 0 and . <= 1)] | length == 9)'"
 check "the CLI works against any node" bash -c "$NC z 2 node ls | grep -q ' n1 ' && $NC z 3 token ls | grep -q USED"
 
 # Refused joins come from a fifth namespace, wired to the bridge but never admitted.

@@ -95,6 +95,9 @@ pub struct NodeView {
     pub last_heartbeat_ms: u64,
     /// Replica slots assigned to it.
     pub replicas: usize,
+    /// What the node reports for the scheduler's health score, each 0..=1.
+    #[serde(default)]
+    pub health: BTreeMap<String, f64>,
 }
 
 /// Free and total of one resource.

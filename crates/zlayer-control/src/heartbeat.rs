@@ -1,11 +1,13 @@
 //! The node's heartbeat: a `Heartbeat` command committed through Raft every
-//! interval, carrying the agent's replica report whenever it changed. A
+//! interval, carrying the agent's replica report and the node's health
+//! (`health`) whenever they changed. A
 //! committed heartbeat is proof that a quorum still counts this node in;
 //! without one for the down timeout, `Control::fenced` turns true.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use zlayer_scheduler::NodeHealth;
 use zlayer_state::{Command, ReplicaStatus, Response};
 
 use crate::Control;
@@ -15,22 +17,27 @@ pub(crate) async fn run(c: Arc<Control>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What the last committed heartbeat reported; `None` until one has.
     let mut reported: Option<Vec<ReplicaStatus>> = None;
+    let mut reported_health: Option<NodeHealth> = None;
+    let mut rtt = Duration::ZERO;
     loop {
         tick.tick().await;
         let now = c.report.borrow().clone();
-        let replicas = (reported.as_ref() != Some(&now)).then(|| now.clone());
+        let health = crate::health::rounded(crate::health::measure(rtt, &now));
         let cmd = Command::Heartbeat {
             id: c.node.id,
             at_ms: zlayer_state::now_ms(),
-            replicas,
+            replicas: (reported.as_ref() != Some(&now)).then(|| now.clone()),
+            health: (reported_health != Some(health)).then_some(health),
         };
         let sent = Instant::now();
         match tokio::time::timeout(c.liveness.down_after, c.member.write(cmd)).await {
             Ok(Ok(Response::Done)) => {
+                rtt = sent.elapsed();
                 if let Ok(mut t) = c.last_ack.lock() {
                     *t = sent;
                 }
                 reported = Some(now);
+                reported_health = Some(health);
             }
             Ok(Ok(Response::Refused(why))) => {
                 tracing::warn!(

@@ -13,6 +13,7 @@
 mod control;
 mod desired;
 mod files;
+mod health;
 mod heartbeat;
 mod leader;
 mod remote;

@@ -85,6 +85,15 @@ impl Control {
                         labels: n.labels.clone(),
                         last_heartbeat_ms: now.saturating_sub(n.last_heartbeat_ms),
                         replicas: s.assignments_on(&n.name).count(),
+                        health: [
+                            ("bandwidth", n.health.bandwidth),
+                            ("latency", n.health.latency),
+                            ("efficiency", n.health.efficiency),
+                            ("reputation", n.health.reputation),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
                     }
                 })
                 .collect::<Vec<NodeView>>()

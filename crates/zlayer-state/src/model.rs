@@ -171,11 +171,14 @@ pub enum Command {
     RemoveNode {
         id: u64,
     },
-    /// A node is alive; `replicas` is `None` when they are as last reported.
+    /// A node is alive; `replicas` and `health` are `None` when they are as
+    /// last reported.
     Heartbeat {
         id: u64,
         at_ms: u64,
         replicas: Option<Vec<ReplicaStatus>>,
+        #[serde(default)]
+        health: Option<NodeHealth>,
     },
     /// The replicas the scheduler could not place, replacing the last list.
     SetPending(Vec<PendingRecord>),
@@ -346,12 +349,16 @@ impl ClusterState {
                 id,
                 at_ms,
                 replicas,
+                health,
             } => match self.nodes.get_mut(&id) {
                 Some(n) => {
                     n.heartbeats += 1;
                     n.last_heartbeat_ms = at_ms;
                     if let Some(r) = replicas {
                         n.replicas = r;
+                    }
+                    if let Some(h) = health {
+                        n.health = h;
                     }
                     touched.push(Touched::Node(id));
                     Response::Done
