@@ -17,6 +17,8 @@ cleanup() {
   for d in hello hog deps other roll cron; do "$Z" down "$d" >/dev/null 2>&1; done
   "$Z" node stop >/dev/null 2>&1; sleep 0.3
   pkill -9 -f "data-dir $ZLAYER_DATA_DIR" 2>/dev/null
+  # E2E_KEEP=DIR keeps the node's log and state for a post-mortem.
+  [ -n "${E2E_KEEP:-}" ] && rm -rf "$E2E_KEEP" && cp -a "$ZLAYER_DATA_DIR" "$E2E_KEEP"
   rm -rf "$ZLAYER_DATA_DIR"
 }
 trap cleanup EXIT

@@ -228,22 +228,25 @@ impl Control {
     /// timeout while other voters exist: the leader has (or will have)
     /// moved its replicas, so it must stop them. A lone voter never fences.
     pub fn fenced(&self) -> bool {
-        let others = {
-            let m = self
-                .member
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .clone();
-            m.membership().voter_ids().any(|id| id != self.node.id)
-        };
+        let others = self.has_other_voters();
         let silent = self
             .last_ack
             .lock()
             .map(|t| t.elapsed() > self.liveness.down_after)
             .unwrap_or(false);
         others && silent
+    }
+
+    /// Whether a voter other than this node exists (only then can it fence).
+    pub(crate) fn has_other_voters(&self) -> bool {
+        let m = self
+            .member
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .clone();
+        m.membership().voter_ids().any(|id| id != self.node.id)
     }
 
     pub fn liveness(&self) -> Liveness {

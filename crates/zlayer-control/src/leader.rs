@@ -63,13 +63,18 @@ impl Seen {
         });
         self.by_node
             .retain(|id, _| nodes.iter().any(|n| n.0 == *id));
+        // A lone voter never fences itself, so declaring itself down would
+        // run its replicas twice; with other voters it fences, and then its
+        // replicas must move, as any node's would.
+        let may_mark_self = c.has_other_voters();
         let mut out = Vec::new();
         for (id, beats, state) in nodes {
             let entry = self.by_node.entry(id).or_insert((beats, now));
             if entry.0 != beats {
                 *entry = (beats, now);
             }
-            let silent = now.duration_since(entry.1) > down_after;
+            let silent =
+                (id != c.node.id || may_mark_self) && now.duration_since(entry.1) > down_after;
             let next = match state {
                 NodeState::Ready if silent => Some(NodeState::Down),
                 NodeState::Down if !silent => Some(NodeState::Ready),

@@ -6,7 +6,9 @@
 //! - `MESSAGE` ("hello"): body prefix of `/`
 //! - `SLOW_START` (0): seconds to wait before listening
 //! - `FAIL_HEALTH_AFTER` (unset): seconds after which `/health` answers 500
-//! - `EXIT_AFTER` (unset) and `EXIT_CODE` (1): exit by itself after a while
+//! - `EXIT_AFTER` (unset) and `EXIT_CODE` (1): exit by itself this many
+//!   seconds after the process started; with 0 it exits before listening,
+//!   so no health probe can ever pass
 //! - `ALLOC_MB` (0): allocate and touch this much memory at start
 
 use std::convert::Infallible;
@@ -62,6 +64,9 @@ impl App {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    let born = Instant::now();
+    let exit_code = || env_u64("EXIT_CODE").unwrap_or(1) as i32;
+    let exit_at = env_u64("EXIT_AFTER").map(|s| born + Duration::from_secs(s));
     let mut hog = Vec::new();
     if let Some(mb) = env_u64("ALLOC_MB") {
         for _ in 0..mb {
@@ -72,6 +77,13 @@ async fn main() {
     if let Some(s) = env_u64("SLOW_START") {
         eprintln!("slow start: waiting {s}s");
         tokio::time::sleep(Duration::from_secs(s)).await;
+    }
+    if exit_at.is_some_and(|at| Instant::now() >= at) {
+        eprintln!(
+            "demo: exiting with code {} as asked, before listening",
+            exit_code()
+        );
+        std::process::exit(exit_code());
     }
     let port = env_u64("PORT").unwrap_or(8080);
     let registry = Registry::new();
@@ -103,10 +115,9 @@ async fn main() {
     eprintln!("demo: listening on :{port}");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("sigterm handler");
-    let exit_after = env_u64("EXIT_AFTER").map(Duration::from_secs);
     let exit_timer = async {
-        match exit_after {
-            Some(d) => tokio::time::sleep(d).await,
+        match exit_at {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
             None => std::future::pending().await,
         }
     };
@@ -127,9 +138,8 @@ async fn main() {
                 std::process::exit(0);
             }
             _ = &mut exit_timer => {
-                let code = env_u64("EXIT_CODE").unwrap_or(1) as i32;
-                eprintln!("demo: exiting with code {code} as asked");
-                std::process::exit(code);
+                eprintln!("demo: exiting with code {} as asked", exit_code());
+                std::process::exit(exit_code());
             }
         }
     }
