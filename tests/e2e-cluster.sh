@@ -3,8 +3,8 @@
 # (scripts/netns-cluster), real containers, real mTLS between nodes. Covers a
 # 3-node join, every refused-token case, a deploy that spreads, Dedicated and
 # Exclusive placement, leader loss during writes, node loss, a partition
-# healed with fencing, and drain. Every wait is bounded; the cluster is torn
-# down on exit, also when a check fails. Prints PASS/FAIL per check, then
+# healed with fencing, drain, and `depends` across nodes. Every wait is
+# bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
 # "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -207,6 +207,20 @@ drain() {
   z 1 node uncordon n2 && z 1 node ls | grep ' n2 ' | grep -q ready
 }
 check "node drain moves replicas off; uncordon takes it back" drain
+
+# depends across nodes: web waits on n3 (role=batch) until db on n2 (zone=b) is healthy there.
+depends_across() {
+  z 1 up -d --timeout 60 specs/cluster/depends.yaml || return 1
+  is 1 '.deployment == "tiers" and .service == "db" and .node == "n2" and .health == "healthy"' 1 || return 1
+  is 1 '.deployment == "tiers" and .service == "web" and .node == "n3" and .state == "running"' 1 || return 1
+  local healthy started
+  healthy=$(z 2 events -o json | jq '[.[] | select(.service == "db" and .kind == "health" and (.message | endswith("-> healthy")))][0].time_ms')
+  started=$(z 3 events -o json | jq '[.[] | select(.service == "web" and .kind == "started")][0].time_ms')
+  echo "db healthy on n2 at $healthy, web started on n3 at $started"
+  [ "$healthy" != null ] && [ "$started" != null ] && [ "$started" -ge "$healthy" ] || return 1
+  z 1 down tiers >/dev/null
+}
+check "depends across nodes: web starts after db is healthy on another node" depends_across
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

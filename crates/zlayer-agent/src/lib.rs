@@ -12,6 +12,7 @@
 
 mod api;
 mod checks;
+mod depends;
 pub mod desired;
 pub mod facts;
 pub mod health;

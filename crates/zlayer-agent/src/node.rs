@@ -12,7 +12,7 @@ use zlayer_api::{ApplyRequest, ApplyResponse, Event, ReplicaLocation, ReplicaVie
 use zlayer_image::{ImageStore, RegistryOptions};
 use zlayer_net::{DnsTable, PortPublisher};
 use zlayer_runtime::{ContainerDir, Status};
-use zlayer_spec::{DependsCondition, OnTimeout, ResourceType, Service, Spec};
+use zlayer_spec::{OnTimeout, ResourceType, Service, Spec};
 
 use crate::replica::{self, NodePaths};
 use crate::state::{Deployment, Health, Replica, ReplicaState, RolloutState, Store};
@@ -447,7 +447,7 @@ impl Node {
             }
             None => Replica::new(&spec.deployment, name, idx, &t.revision),
         };
-        if let Err(why) = self.depends_met(spec, name, all) {
+        if let Err(why) = crate::depends::check(spec, name, all, || self.cluster.elsewhere()) {
             let since = match self.depends_since.lock() {
                 Ok(mut m) => *m.entry(r.key()).or_insert(now),
                 Err(_) => now,
@@ -687,46 +687,6 @@ impl Node {
         }
         let _ = self.store.put_replica(&r);
         r
-    }
-
-    fn depends_met(
-        &self,
-        spec: &Spec,
-        name: &str,
-        all: &BTreeMap<String, Replica>,
-    ) -> Result<(), String> {
-        for d in &spec.services[name].depends {
-            let n = spec
-                .services
-                .get(&d.service)
-                .map(|s| s.scale.initial_replicas())
-                .unwrap_or(0);
-            let reps: Vec<&Replica> = (1..=n)
-                .filter_map(|i| all.get(&crate::state::key(&spec.deployment, &d.service, i)))
-                .collect();
-            let running = reps
-                .iter()
-                .filter(|r| r.state == ReplicaState::Running)
-                .count();
-            let healthy = reps
-                .iter()
-                .filter(|r| {
-                    r.state == ReplicaState::Running
-                        && matches!(r.health, Health::Healthy | Health::None)
-                })
-                .count();
-            let ok = match d.condition {
-                DependsCondition::Started => running as u32 >= n.max(1).min(n.max(1)),
-                DependsCondition::Healthy => healthy >= 1,
-                DependsCondition::Ready => healthy as u32 >= n,
-            };
-            if !ok {
-                return Err(
-                    format!("waiting for `{}` to be {:?}", d.service, d.condition).to_lowercase(),
-                );
-            }
-        }
-        Ok(())
     }
 
     /// How long the loop may sleep: 250 ms, or less while a replica waits for

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use zlayer_api::ReplicaView;
+use zlayer_scheduler::NodeState;
 use zlayer_state::{Command, DeploymentRecord, ReplicaStatus, Response};
 
 use crate::{Control, ControlError};
@@ -100,6 +101,7 @@ impl Control {
                     .iter()
                     .map(|r| (r.workload.as_str(), r.replica))
                     .collect();
+                let down = n.state == NodeState::Down;
                 for r in &n.replicas {
                     out.push(view(&r.workload, r.replica, &n.name, |v| {
                         v.surge = r.surge;
@@ -110,6 +112,13 @@ impl Control {
                         v.revision = r.revision.clone();
                         v.message = r.message.clone();
                         v.age_secs = now.saturating_sub(r.started_ms) / 1000;
+                        if down {
+                            // Its last report may be long stale: nothing vouches for it now.
+                            v.message =
+                                format!("node {} is down; it last reported {}", n.name, v.state);
+                            v.state = "unknown".into();
+                            v.health = "unknown".into();
+                        }
                     }));
                 }
                 for a in s.assignments_on(&n.name) {
