@@ -3,8 +3,8 @@
 # (scripts/netns-cluster), real containers, real mTLS between nodes. Covers a
 # 3-node join, every refused-token case, a deploy that spreads, Dedicated and
 # Exclusive placement, leader loss during writes, node loss, a partition
-# healed with fencing, drain, and `depends` across nodes. Every wait is
-# bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
+# healed with fencing, drain, `depends` across nodes, and rollouts across
+# nodes. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
 # "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -221,6 +221,50 @@ depends_across() {
   z 1 down tiers >/dev/null
 }
 check "depends across nodes: web starts after db is healthy on another node" depends_across
+
+# Rollouts across nodes: `update.parallelism: 1` holds for the whole
+# cluster (never two replacements at once, as seen from n1), and a rollout
+# that stops on one node stops it everywhere: `up -d` on another node fails
+# with that node's reason, and every old replica keeps running.
+rolls_apply() { MSG=$1 EXIT=$2 z 1 up -d --timeout 60 "$ZLC_DIR/rolls.yaml"; }
+rolls_ids() { z 1 ps -o json | jq -r '[.[] | select(.deployment == "rolls" and .state == "running" and (.surge | not)) | .node + ":" + .container_id] | sort | join(",")'; }
+rollouts_across() {
+  cat > "$ZLC_DIR/rolls.yaml" <<'YAML'
+version: v1
+deployment: rolls
+services:
+  web:
+    image: { name: demo:latest, pull_policy: never }
+    env: { PORT: "8080", MESSAGE: $E:MSG, EXIT_AFTER: $E:EXIT }
+    stop: { grace: 1s }
+    resources: { cpu: 0.1, memory: 32Mi }
+    scale: { mode: fixed, replicas: 3 }
+    update: { parallelism: 1, timeout: 5s }
+    health:
+      interval: 200ms
+      check: { type: http, url: "http://localhost:8080/health" }
+YAML
+  rolls_apply v1 "" || return 1
+  [ "$(rolls_ids | tr ',' '\n' | cut -d: -f1 | sort -u | wc -l)" -eq 3 ] || { z 1 ps; return 1; }
+  local flag=$ZLC_DIR/rolls.flag samples=$ZLC_DIR/rolls.samples; rm -f "$flag" "$samples"
+  ( n=0; while [ ! -e "$flag" ] && [ $n -lt 400 ]; do
+      z 1 ps -o json | jq '[.[] | select(.deployment == "rolls" and .surge)] | length' >> "$samples"; n=$((n+1)); done ) &
+  local sampler=$!
+  rolls_apply v2 ""; local rc=$?
+  touch "$flag"; wait $sampler
+  echo "replacements at once, as sampled from n1: $(sort -n "$samples" | uniq -c | tr '\n' ' ')"
+  [ $rc -eq 0 ] && [ "$(sort -n "$samples" | tail -1)" -eq 1 ] || return 1
+  local before; before=$(rolls_ids); echo "before: $before"
+  echo "$before" | grep -qE ':(,|$)' && { echo "a node did not report its container"; return 1; }
+  local out; out=$(rolls_apply v3 0 2>&1); echo "$out"
+  echo "$out" | grep -qE 'rolls/web: rollout on n[123] stopped: the new replica web/1 \(revision [0-9a-f]+\) exited before it was healthy' || return 1
+  eventually 50 bash -c "$NC z 2 rollouts | grep -qE '^rolls/web .* failed +n[123] '" || { z 2 rollouts; return 1; }
+  z 2 rollouts
+  sleep 1
+  [ "$(rolls_ids)" = "$before" ] && is 1 '.deployment == "rolls" and .surge' 0 || { echo "old replicas changed"; z 1 ps; return 1; }
+  z 1 down rolls >/dev/null
+}
+check "rollouts across nodes: parallelism holds cluster-wide; one node's stop fails up -d elsewhere, old replicas run on" rollouts_across
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
-use zlayer_api::{ClusterReply, ClusterRequest, ReplicaView};
+use zlayer_api::{ClusterReply, ClusterRequest, ReplicaView, RolloutView};
 
 use crate::state::Deployment;
 
@@ -27,10 +27,13 @@ pub trait Cluster: Send + Sync + 'static {
     fn put_deployment(&self, d: Deployment) -> BoxFuture<'_, Result<bool, String>>;
     /// Removes a deployment; false if there was none by that name.
     fn remove_deployment(&self, name: String) -> BoxFuture<'_, Result<bool, String>>;
-    /// This node's replicas, for the other nodes' `ps`.
-    fn report(&self, replicas: &[ReplicaView]);
+    /// This node's replicas and rollouts, for the other nodes' `ps`,
+    /// `rollouts` and `up -d`.
+    fn report(&self, replicas: &[ReplicaView], rollouts: &[RolloutView]);
     /// Replicas on other nodes, and the slots no node could take (pending).
     fn elsewhere(&self) -> Vec<ReplicaView>;
+    /// Rollouts on the other nodes that are up.
+    fn rollouts_elsewhere(&self) -> Vec<RolloutView>;
     /// The operator's requests about nodes and tokens, passed through.
     fn admin(&self, req: ClusterRequest) -> BoxFuture<'_, Result<ClusterReply, String>>;
 }

@@ -24,6 +24,7 @@ pub mod node;
 pub mod oneoff;
 pub mod replica;
 mod rollout;
+mod rollout_turn;
 mod serve;
 pub mod state;
 pub mod template;

@@ -139,7 +139,8 @@ impl Node {
         let mut changes = self.cluster.changes();
         loop {
             self.reconcile().await;
-            self.cluster.report(&self.local_views());
+            self.cluster
+                .report(&self.local_views(), &self.local_rollout_views());
             self.generation.send_modify(|g| *g += 1);
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -813,7 +814,15 @@ impl Node {
         now
     }
 
+    /// Every node's rollouts: this node's as they are now, the others' as
+    /// last reported.
     pub(crate) fn rollout_views(&self) -> Vec<RolloutView> {
+        let mut all = self.local_rollout_views();
+        all.extend(self.cluster.rollouts_elsewhere());
+        all
+    }
+
+    fn local_rollout_views(&self) -> Vec<RolloutView> {
         let now = now_ms();
         self.store
             .rollouts()
@@ -821,6 +830,7 @@ impl Node {
             .map(|r| RolloutView {
                 deployment: r.deployment,
                 service: r.service,
+                node: self.node_name.clone(),
                 revision: r.revision,
                 state: format!("{:?}", r.state).to_lowercase(),
                 message: r.message,

@@ -29,8 +29,11 @@ impl crate::desired::Cluster for NoCluster {
     fn remove_deployment(&self, _: String) -> futures::future::BoxFuture<'_, Result<bool, String>> {
         Box::pin(async { Err("no cluster in this test".to_string()) })
     }
-    fn report(&self, _: &[ReplicaView]) {}
+    fn report(&self, _: &[ReplicaView], _: &[RolloutView]) {}
     fn elsewhere(&self) -> Vec<ReplicaView> {
+        Vec::new()
+    }
+    fn rollouts_elsewhere(&self) -> Vec<RolloutView> {
         Vec::new()
     }
     fn admin(

@@ -4,12 +4,16 @@
 //! A replacement that exits, fails its checks or is not healthy within
 //! `update.timeout` stops the rollout: it is removed, the old replicas keep
 //! running, and the rollout record says why until a new revision is applied.
+//! Each node replaces only its own slots; `rollout_turn` makes the
+//! parallelism hold across the cluster.
 
 use std::collections::{BTreeMap, HashSet};
 
+use zlayer_api::ReplicaView;
 use zlayer_spec::{ResourceType, Service};
 
 use crate::node::{now_ms, Node};
+use crate::rollout_turn::{slots_to_start, Local};
 use crate::state::{surge_key, Health, Replica, ReplicaState, Rollout, RolloutState};
 use crate::template::Template;
 
@@ -112,13 +116,25 @@ impl Node {
             }
             return Vec::new();
         }
-        let room = (svc.update.parallelism.max(1) as usize).saturating_sub(surging);
         let mut starts = Vec::new();
-        let next: Vec<u32> = stale
+        let waiting: Vec<u32> = stale
             .into_iter()
             .filter(|&idx| !replicas.contains_key(&surge_key(dep, name, idx)))
-            .take(room)
             .collect();
+        if waiting.is_empty() {
+            return starts;
+        }
+        let reported: Vec<ReplicaView> = self
+            .cluster
+            .elsewhere()
+            .into_iter()
+            .filter(|v| v.deployment == dep && v.service == name)
+            .collect();
+        let local = Local {
+            stale: &waiting,
+            surging,
+        };
+        let next = slots_to_start(svc.update.parallelism, &t.revision, local, &reported);
         for idx in next {
             let mut s = self.new_surge(t, idx);
             if self.reserve_gpus(&s, svc, replicas).is_err() {

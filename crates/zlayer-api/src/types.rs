@@ -50,6 +50,9 @@ pub struct ReplicaView {
 pub struct RolloutView {
     pub deployment: String,
     pub service: String,
+    /// The node doing it: each node replaces its own replicas.
+    #[serde(default)]
+    pub node: String,
     pub revision: String,
     /// `rolling`, `done` or `failed`.
     pub state: String,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use zlayer_scheduler::{NodeHealth, NodeState, Resources, Strategy};
 use zlayer_state::join::{self, JoinError, NodeFacts};
 use zlayer_state::{
-    pki, Command, Member, MemberConfig, NodeRecord, ReplicaStatus, Response, Timing,
+    pki, Command, Member, MemberConfig, NodeRecord, ReplicaStatus, Response, RolloutStatus, Timing,
 };
 
 use crate::files::{ClusterFiles, NodeFile};
@@ -64,6 +64,13 @@ pub enum ControlError {
     AlreadyMember { name: String, dir: String },
 }
 
+/// What this node's agent observes, for the other members to show.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    pub replicas: Vec<ReplicaStatus>,
+    pub rollouts: Vec<RolloutStatus>,
+}
+
 pub struct Control {
     pub member: Member,
     pub node: NodeFile,
@@ -71,8 +78,8 @@ pub struct Control {
     pub(crate) strategy: Strategy,
     /// When a heartbeat last committed.
     pub(crate) last_ack: Mutex<Instant>,
-    /// The agent's latest replica report, sent with the next heartbeat.
-    pub(crate) report: watch::Sender<Vec<ReplicaStatus>>,
+    /// The agent's latest report, sent with the next heartbeat.
+    pub(crate) report: watch::Sender<Report>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -180,7 +187,7 @@ impl Control {
             liveness: cfg.liveness,
             strategy: cfg.strategy,
             last_ack: Mutex::new(Instant::now()),
-            report: watch::Sender::new(Vec::new()),
+            report: watch::Sender::new(Report::default()),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = vec![
@@ -216,10 +223,10 @@ impl Control {
     }
 
     /// What the agent reports for the next heartbeat.
-    pub fn report(&self, replicas: Vec<ReplicaStatus>) {
+    pub fn report(&self, report: Report) {
         self.report.send_if_modified(|cur| {
-            let changed = *cur != replicas;
-            *cur = replicas;
+            let changed = *cur != report;
+            *cur = report;
             changed
         });
     }

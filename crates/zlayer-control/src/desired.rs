@@ -1,13 +1,14 @@
 //! What the node's agent reads and writes through its control plane: the
-//! committed specs, the slots assigned here, replicas elsewhere, and its
-//! own replica report.
+//! committed specs, the slots assigned here, replicas and rollouts
+//! elsewhere, and its own report.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use zlayer_api::ReplicaView;
+use zlayer_api::{ReplicaView, RolloutView};
 use zlayer_scheduler::NodeState;
-use zlayer_state::{Command, DeploymentRecord, ReplicaStatus, Response};
+use zlayer_state::{Command, DeploymentRecord, ReplicaStatus, Response, RolloutStatus};
 
+use crate::control::Report;
 use crate::{Control, ControlError};
 
 impl Control {
@@ -67,26 +68,63 @@ impl Control {
         }
     }
 
-    /// Sends this node's replicas with the next heartbeat.
-    pub fn report_views(&self, views: &[ReplicaView]) {
+    /// Sends this node's replicas and rollouts with the next heartbeat.
+    pub fn report_views(&self, views: &[ReplicaView], rollouts: &[RolloutView]) {
         let now = zlayer_state::now_ms();
-        self.report(
-            views
-                .iter()
-                .map(|v| ReplicaStatus {
-                    workload: format!("{}/{}", v.deployment, v.service),
-                    replica: v.replica,
-                    surge: v.surge,
-                    state: v.state.clone(),
-                    health: v.health.clone(),
-                    restarts: v.restarts,
-                    ip: v.ip.clone(),
-                    revision: v.revision.clone(),
-                    message: v.message.clone(),
-                    started_ms: now.saturating_sub(v.age_secs * 1000),
+        let replicas = views
+            .iter()
+            .map(|v| ReplicaStatus {
+                workload: format!("{}/{}", v.deployment, v.service),
+                replica: v.replica,
+                surge: v.surge,
+                state: v.state.clone(),
+                health: v.health.clone(),
+                restarts: v.restarts,
+                ip: v.ip.clone(),
+                revision: v.revision.clone(),
+                message: v.message.clone(),
+                started_ms: now.saturating_sub(v.age_secs * 1000),
+                container_id: v.container_id.clone(),
+            })
+            .collect();
+        let rollouts = rollouts
+            .iter()
+            .map(|r| RolloutStatus {
+                workload: format!("{}/{}", r.deployment, r.service),
+                revision: r.revision.clone(),
+                state: r.state.clone(),
+                message: r.message.clone(),
+                started_ms: now.saturating_sub(r.age_secs * 1000),
+            })
+            .collect();
+        self.report(Report { replicas, rollouts });
+    }
+
+    /// The other nodes' rollouts as they last reported them; a down node's
+    /// are left out, as nothing vouches for them.
+    pub fn rollouts_elsewhere(&self) -> Vec<RolloutView> {
+        let now = zlayer_state::now_ms();
+        self.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != self.node.id && n.state != NodeState::Down)
+                .flat_map(|n| {
+                    n.rollouts.iter().map(|r| {
+                        let (deployment, service) =
+                            r.workload.split_once('/').unwrap_or((&r.workload, ""));
+                        RolloutView {
+                            deployment: deployment.into(),
+                            service: service.into(),
+                            node: n.name.clone(),
+                            revision: r.revision.clone(),
+                            state: r.state.clone(),
+                            message: r.message.clone(),
+                            age_secs: now.saturating_sub(r.started_ms) / 1000,
+                        }
+                    })
                 })
-                .collect(),
-        );
+                .collect()
+        })
     }
 
     /// Replicas on other nodes as they last reported them, slots placed on
@@ -110,6 +148,7 @@ impl Control {
                         v.restarts = r.restarts;
                         v.ip = r.ip.clone();
                         v.revision = r.revision.clone();
+                        v.container_id = r.container_id.clone();
                         v.message = r.message.clone();
                         v.age_secs = now.saturating_sub(r.started_ms) / 1000;
                         if down {

@@ -75,6 +75,7 @@ mod tests {
             revision: String::new(),
             message: String::new(),
             started_ms: 0,
+            container_id: String::new(),
         };
         assert_eq!(reputation_score(&[]), 1.0);
         assert_eq!(reputation_score(&[r(0), r(0)]), 1.0);

@@ -1,6 +1,6 @@
 //! The node's heartbeat: a `Heartbeat` command committed through Raft every
-//! interval, carrying the agent's replica report and the node's health
-//! (`health`) whenever they changed. A
+//! interval, carrying the agent's report (replicas and rollouts) and the
+//! node's health (`health`), each only when it changed. A
 //! committed heartbeat is proof that a quorum still counts this node in;
 //! without one for the down timeout, `Control::fenced` turns true.
 
@@ -8,25 +8,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zlayer_scheduler::NodeHealth;
-use zlayer_state::{Command, ReplicaStatus, Response};
+use zlayer_state::{Command, Response};
 
+use crate::control::Report;
 use crate::Control;
 
 pub(crate) async fn run(c: Arc<Control>) {
     let mut tick = tokio::time::interval(c.liveness.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What the last committed heartbeat reported; `None` until one has.
-    let mut reported: Option<Vec<ReplicaStatus>> = None;
+    let mut reported: Option<Report> = None;
     let mut reported_health: Option<NodeHealth> = None;
     let mut rtt = Duration::ZERO;
     loop {
         tick.tick().await;
         let now = c.report.borrow().clone();
-        let health = crate::health::rounded(crate::health::measure(rtt, &now));
+        let health = crate::health::rounded(crate::health::measure(rtt, &now.replicas));
+        let last = reported.as_ref();
         let cmd = Command::Heartbeat {
             id: c.node.id,
             at_ms: zlayer_state::now_ms(),
-            replicas: (reported.as_ref() != Some(&now)).then(|| now.clone()),
+            replicas: (last.map(|r| &r.replicas) != Some(&now.replicas))
+                .then(|| now.replicas.clone()),
+            rollouts: (last.map(|r| &r.rollouts) != Some(&now.rollouts))
+                .then(|| now.rollouts.clone()),
             health: (reported_health != Some(health)).then_some(health),
         };
         let sent = Instant::now();

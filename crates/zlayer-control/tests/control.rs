@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
+use zlayer_api::RolloutView;
 use zlayer_control::{Control, ControlConfig, Liveness};
 use zlayer_scheduler::{Resources, Strategy};
 
@@ -119,6 +120,28 @@ async fn a_second_node_joins_and_takes_replicas() {
         n2.elsewhere().iter().filter(|v| v.node == "n1").count(),
         n1.assigned_here()["d/web"].len()
     );
+    // A rollout n2 reports reaches n1 with the next heartbeat.
+    let stopped = RolloutView {
+        deployment: "d".into(),
+        service: "web".into(),
+        node: "n2".into(),
+        revision: "r2".into(),
+        state: "failed".into(),
+        message: "stopped: the new replica exited".into(),
+        age_secs: 0,
+    };
+    n2.report_views(&[], std::slice::from_ref(&stopped));
+    eventually("n2's rollout seen on n1", || {
+        n1.rollouts_elsewhere()
+            .iter()
+            .any(|r| r.node == "n2" && r.state == "failed" && r.message == stopped.message)
+    })
+    .await;
+    assert!(n2.rollouts_elsewhere().iter().all(|r| r.node != "n2"));
     n2.stop().await;
+    eventually("n2 down, so its rollouts no longer count", || {
+        n1.rollouts_elsewhere().is_empty()
+    })
+    .await;
     n1.stop().await;
 }

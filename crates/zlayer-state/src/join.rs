@@ -260,9 +260,7 @@ pub async fn admit(
         wg_public_key: None,
         joined_ms: now_ms,
         state_since_ms: now_ms,
-        heartbeats: 0,
-        last_heartbeat_ms: 0,
-        replicas: Vec::new(),
+        ..NodeRecord::default()
     };
     match raft
         .client_write(Command::AddNode(record))

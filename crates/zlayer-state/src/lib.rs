@@ -31,7 +31,7 @@ pub use endpoints::{RemoteApi, API};
 pub use member::{Member, MemberConfig, MemberError, Timing, WriteError, WriteReply, WRITE};
 pub use model::{
     AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, PendingRecord,
-    ReplicaStatus, Response, TokenKind, TokenRecord, TokenUse,
+    ReplicaStatus, Response, RolloutStatus, TokenKind, TokenRecord, TokenUse,
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};

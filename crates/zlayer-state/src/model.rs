@@ -49,6 +49,23 @@ pub struct NodeRecord {
     /// The replicas the node runs, as it last reported them.
     #[serde(default)]
     pub replicas: Vec<ReplicaStatus>,
+    /// Its rolling updates, one per service, as it last reported them.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutStatus>,
+}
+
+/// A node's progress in replacing its replicas of one service with a new
+/// revision, carried by heartbeats so `up -d` on any member sees a rollout
+/// stop anywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// `deployment/service`.
+    pub workload: String,
+    pub revision: String,
+    /// `rolling`, `done` or `failed`.
+    pub state: String,
+    pub message: String,
+    pub started_ms: u64,
 }
 
 /// One replica as its node observed it, carried by heartbeats so that any
@@ -67,6 +84,8 @@ pub struct ReplicaStatus {
     pub revision: String,
     pub message: String,
     pub started_ms: u64,
+    #[serde(default)]
+    pub container_id: String,
 }
 
 /// A replica the scheduler could not place, and why.
@@ -171,14 +190,16 @@ pub enum Command {
     RemoveNode {
         id: u64,
     },
-    /// A node is alive; `replicas` and `health` are `None` when they are as
-    /// last reported.
+    /// A node is alive; `replicas`, `rollouts` and `health` are `None` when
+    /// they are as last reported.
     Heartbeat {
         id: u64,
         at_ms: u64,
         replicas: Option<Vec<ReplicaStatus>>,
         #[serde(default)]
         health: Option<NodeHealth>,
+        #[serde(default)]
+        rollouts: Option<Vec<RolloutStatus>>,
     },
     /// The replicas the scheduler could not place, replacing the last list.
     SetPending(Vec<PendingRecord>),
@@ -350,12 +371,16 @@ impl ClusterState {
                 at_ms,
                 replicas,
                 health,
+                rollouts,
             } => match self.nodes.get_mut(&id) {
                 Some(n) => {
                     n.heartbeats += 1;
                     n.last_heartbeat_ms = at_ms;
                     if let Some(r) = replicas {
                         n.replicas = r;
+                    }
+                    if let Some(r) = rollouts {
+                        n.rollouts = r;
                     }
                     if let Some(h) = health {
                         n.health = h;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use zlayer_agent::desired::{Cluster, Slots};
 use zlayer_agent::state::Deployment;
-use zlayer_api::{ClusterReply, ClusterRequest, ReplicaView};
+use zlayer_api::{ClusterReply, ClusterRequest, ReplicaView, RolloutView};
 use zlayer_control::Control;
 
 pub struct ControlPort(pub Arc<Control>);
@@ -48,11 +48,14 @@ impl Cluster for ControlPort {
                 .map_err(|e| e.to_string())
         })
     }
-    fn report(&self, replicas: &[ReplicaView]) {
-        self.0.report_views(replicas);
+    fn report(&self, replicas: &[ReplicaView], rollouts: &[RolloutView]) {
+        self.0.report_views(replicas, rollouts);
     }
     fn elsewhere(&self) -> Vec<ReplicaView> {
         self.0.elsewhere()
+    }
+    fn rollouts_elsewhere(&self) -> Vec<RolloutView> {
+        self.0.rollouts_elsewhere()
     }
     fn admin(&self, req: ClusterRequest) -> BoxFuture<'_, Result<ClusterReply, String>> {
         Box::pin(async move { self.0.admin(req).await.map_err(|e| e.to_string()) })

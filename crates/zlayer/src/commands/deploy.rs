@@ -3,7 +3,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use zlayer_api::{ApplyRequest, ApplyResponse, ReplicaView};
+use zlayer_api::{ApplyRequest, ApplyResponse, ReplicaView, RolloutView};
 
 use crate::cli::Format;
 use crate::output::render;
@@ -85,14 +85,21 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
         if let Some(bad) = ps.iter().find(|r| r.state == "failed") {
             bail!("{}/{} failed: {}", bad.service, bad.replica, bad.message);
         }
+        // Each node replaces its own replicas, and reports how it goes.
         let rollouts = super::block_on(client.rollouts())?;
+        let many_nodes = rollouts.iter().any(|r| r.node != rollouts[0].node);
         let mine = rollouts
             .iter()
             .filter(|r| r.deployment == dep && resp.revisions.get(&r.service) == Some(&r.revision));
         let mut rolling = 0;
         for r in mine {
+            let on = if many_nodes {
+                format!(" on {}", r.node)
+            } else {
+                String::new()
+            };
             match r.state.as_str() {
-                "failed" => bail!("{dep}/{}: rollout {}", r.service, r.message),
+                "failed" => bail!("{dep}/{}: rollout{on} {}", r.service, r.message),
                 "done" => {}
                 _ => rolling += 1,
             }
@@ -230,23 +237,57 @@ pub fn ps(data: &Path, output: Format) -> Result<i32> {
 }
 
 pub fn rollouts(data: &Path, output: Format) -> Result<i32> {
-    let mut rows = super::block_on(super::client(data).rollouts())?;
-    rows.sort_by(|a, b| (&a.deployment, &a.service).cmp(&(&b.deployment, &b.service)));
+    let rows = summarize_rollouts(super::block_on(super::client(data).rollouts())?);
     render(
         output,
         &rows,
-        &["SERVICE", "REVISION", "STATE", "AGE", "MESSAGE"],
+        &["SERVICE", "REVISION", "STATE", "NODES", "AGE", "MESSAGE"],
         |r| {
             vec![
                 format!("{}/{}", r.deployment, r.service),
                 r.revision.clone(),
                 r.state.clone(),
+                r.node.clone(),
                 age(r.age_secs),
                 r.message.clone(),
             ]
         },
     )?;
     Ok(0)
+}
+
+/// One row per service and revision from the nodes' own rollouts: the
+/// worst state any node is in (failed, then rolling, then done), the nodes
+/// in it, and the first such node's message.
+fn summarize_rollouts(rows: Vec<RolloutView>) -> Vec<RolloutView> {
+    let rank = |state: &str| match state {
+        "failed" => 2,
+        "rolling" => 1,
+        _ => 0,
+    };
+    let mut by_service: BTreeMap<(String, String, String), Vec<RolloutView>> = BTreeMap::new();
+    for r in rows {
+        let key = (r.deployment.clone(), r.service.clone(), r.revision.clone());
+        by_service.entry(key).or_default().push(r);
+    }
+    by_service
+        .into_values()
+        .filter_map(|mut group| {
+            group.sort_by(|a, b| a.node.cmp(&b.node));
+            let worst = group.iter().map(|r| rank(&r.state)).max()?;
+            let nodes: Vec<&str> = group
+                .iter()
+                .filter(|r| rank(&r.state) == worst)
+                .map(|r| r.node.as_str())
+                .collect();
+            let node = nodes.join(",");
+            let age_secs = group.iter().map(|r| r.age_secs).max().unwrap_or(0);
+            let mut first = group.into_iter().find(|r| rank(&r.state) == worst)?;
+            first.node = node;
+            first.age_secs = age_secs;
+            Some(first)
+        })
+        .collect()
 }
 
 pub fn events(data: &Path, output: Format) -> Result<i32> {
@@ -266,4 +307,51 @@ pub fn events(data: &Path, output: Format) -> Result<i32> {
         },
     )?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(node: &str, state: &str, message: &str) -> RolloutView {
+        RolloutView {
+            deployment: "d".into(),
+            service: "web".into(),
+            node: node.into(),
+            revision: "r2".into(),
+            state: state.into(),
+            message: message.into(),
+            age_secs: 1,
+        }
+    }
+
+    #[test]
+    fn a_rollout_stopped_on_one_node_is_the_services_state() {
+        let rows = summarize_rollouts(vec![
+            on("n1", "done", ""),
+            on("n3", "failed", "stopped: n3's reason"),
+            on("n2", "rolling", ""),
+        ]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (
+                rows[0].state.as_str(),
+                rows[0].node.as_str(),
+                rows[0].message.as_str()
+            ),
+            ("failed", "n3", "stopped: n3's reason")
+        );
+    }
+
+    #[test]
+    fn a_rollout_done_everywhere_lists_every_node() {
+        let mut old = on("n2", "done", "");
+        old.revision = "r1".into();
+        let rows = summarize_rollouts(vec![on("n2", "done", ""), on("n1", "done", ""), old]);
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.revision.as_str(), r.node.as_str()))
+            .collect();
+        assert_eq!(got, vec![("r1", "n2"), ("r2", "n1,n2")]);
+    }
 }
