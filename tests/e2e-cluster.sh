@@ -177,6 +177,9 @@ node_loss() {
   [ -n "$V" ] || { z "$L" ps; return 1; }
   $NC kill "$V"
   eventually 100 node_is "$L" "$V" down || return 1
+  # Its last report no longer vouches for anything.
+  eventually 50 bash -c "[ \$($NC z $L ps -o json | jq '[.[] | select(.node == \"n$V\" and .state == \"unknown\")] | length') -ge 1 ]" || return 1
+  is "$L" ".node == \"n$V\" and .state == \"running\"" 0 || return 1
   eventually 100 is "$L" ".deployment == \"spread\" and .state == \"running\" and .node != \"n$V\"" 3 || return 1
   $NC start "$V" || return 1
   # Back, it stops the containers it ran before: their slots are elsewhere now.
