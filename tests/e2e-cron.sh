@@ -22,7 +22,12 @@ cron_runs() {
   # starts on even seconds (the node starts them within the same second), and each start comes after the previous exit
   echo "$ev" | jq -e '[.[] | select(.kind=="started") | (.time_ms / 1000 | floor) % 2 == 0] | all' >/dev/null || { echo "a run started off schedule"; return 1; }
   echo "$ev" | jq -e '[.[] | select(.kind=="started" or .kind=="exit") | .kind] | . as $k | [range(0; length - 1) | select($k[.] == $k[. + 1])] | length == 0' >/dev/null || { echo "runs overlapped"; return 1; }
-  "$Z" ps | grep -E 'cron/tick .*(next run at 20[0-9-]+T[0-9:]+Z)' || { "$Z" ps; return 1; }
+  # Between two runs (a window of about a second), ps says when the next one is.
+  local line="" i
+  for i in $(seq 1 100); do
+    line=$("$Z" ps | grep -E 'cron/tick .*(next run at 20[0-9-]+T[0-9:]+Z)') && break; sleep 0.1
+  done
+  echo "$line"; [ -n "$line" ] || { "$Z" ps; return 1; }
   [ "$("$Z" logs tick | grep -c tick)" -ge 2 ] || { echo "logs lack the runs"; return 1; }
   "$Z" down cron >/dev/null
 }

@@ -30,6 +30,31 @@ check "run --rm busybox /bin/true" "$Z" run --rm busybox -- /bin/true
 check "default caps: port 101 binds" bash -c "'$Z' run --rm busybox -- /bin/sh -c 'nc -l -p 101 & sleep 0.3; netstat -ltn | grep -q \":101 \"'"
 check "default seccomp/caps: mount refused" bash -c "! '$Z' run --rm busybox -- /bin/mount -t tmpfs none /mnt 2>/dev/null"
 check "memory limit: OOM reported as OOM" bash -c "'$Z' run --rm --memory 32Mi -e ALLOC_MB=200 demo 2>&1 | grep -q 'OOM killed'"
+# cpu, memory and pids limits reach the container's cgroup, on cgroup v1 (the
+# hybrid layout) and on pure v2 alike, and the pids limit holds.
+cg_limits() {
+  "$Z" run --rm --cpus 0.5 --memory 48Mi --pids 16 busybox -- /bin/sleep 3 &
+  local run=$! id="" i
+  for i in $(seq 1 100); do
+    id=$(find /sys/fs/cgroup -maxdepth 3 -type d -path "*/zlayer/run-$run-*" -printf '%f\n' 2>/dev/null | head -1)
+    [ -n "$id" ] && break; sleep 0.05
+  done
+  [ -n "$id" ] || { echo "no cgroup for run-$run"; return 1; }
+  local got want
+  if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+    local g=/sys/fs/cgroup/zlayer/$id
+    got="v2 $(cat $g/cpu.max) $(cat $g/memory.max) $(cat $g/pids.max)"; want="v2 50000 100000 50331648 16"
+  else
+    local c=/sys/fs/cgroup
+    got="v1 $(cat $c/cpu/zlayer/$id/cpu.cfs_quota_us) $(cat $c/cpu/zlayer/$id/cpu.cfs_period_us) $(cat $c/memory/zlayer/$id/memory.limit_in_bytes) $(cat $c/pids/zlayer/$id/pids.max)"
+    want="v1 50000 100000 50331648 16"
+  fi
+  wait $run
+  echo "cgroup $got (want $want)"; [ "$got" = "$want" ] || return 1
+  local out; out=$("$Z" run --rm --pids 16 busybox -- /bin/sh -c 'for i in $(seq 1 40); do sleep 2 & done' 2>&1)
+  echo "$out"; echo "$out" | grep -q "can't fork"
+}
+check "cpu, memory and pids limits set in the cgroup (v1 or v2); pids enforced" cg_limits
 check "missing image is pulled; a dead registry is named" bash -c "'$Z' run --rm 127.0.0.1:9/nosuch:1 -- /bin/true 2>&1 | grep -q 'registry 127.0.0.1:9 is unreachable'"
 check "up -d: 2 replicas healthy" "$Z" up -d --timeout 60 specs/hello.yaml
 check "ps lists 2 running healthy replicas" bash -c "[ \$('$Z' ps -o json | grep -c '\"health\": \"healthy\"') -eq 2 ]"
