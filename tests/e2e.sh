@@ -34,10 +34,11 @@ check "memory limit: OOM reported as OOM" bash -c "'$Z' run --rm --memory 32Mi -
 # hybrid layout) and on pure v2 alike, and the pids limit holds.
 cg_limits() {
   # The container's process runs only once its cgroup is set up: wait for its first line.
-  local said=/tmp/e2e-limits.out; rm -f "$said"
+  local said; said=$(mktemp)
   "$Z" run --rm --cpus 0.5 --memory 48Mi --pids 16 busybox -- /bin/sh -c 'echo started; sleep 3' > "$said" &
   local run=$! id="" i
   for i in $(seq 1 100); do grep -q started "$said" 2>/dev/null && break; sleep 0.05; done
+  rm -f "$said"
   id=$(find /sys/fs/cgroup -maxdepth 3 -type d -path "*/zlayer/run-$run-*" -printf '%f\n' 2>/dev/null | head -1)
   [ -n "$id" ] || { echo "no cgroup for run-$run"; return 1; }
   local got want
