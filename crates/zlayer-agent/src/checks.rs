@@ -6,14 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use zlayer_runtime::ContainerDir;
-
-use crate::node::{now_ms, Node};
+use crate::agent::{now_ms, Agent};
 use crate::state::{Health, Replica, ReplicaState};
 
 const FAILED: &str = "health check failed";
 
-impl Node {
+impl Agent {
     pub(crate) async fn check_health(&self, replicas: &mut BTreeMap<String, Replica>) {
         let now = now_ms();
         let mut probes = Vec::new();
@@ -86,14 +84,14 @@ impl Node {
             self.event(
                 r,
                 "health",
-                format!("{:?} -> {:?}", before, r.health).to_lowercase(),
+                format!("{} -> {}", before.as_str(), r.health.as_str()),
             );
         }
         if r.health == Health::Unhealthy {
             self.event(r, "restart", "unhealthy: restarting".into());
-            let _ = ContainerDir::new(&self.paths.data_dir, &r.container_id).signal(libc::SIGKILL);
+            self.launcher.signal(&r.container_id, libc::SIGKILL);
         }
-        let _ = self.store.put_replica(r);
+        self.persist(self.store.put_replica(r), r);
     }
 
     fn last_probe(&self, key: &str) -> u64 {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use zlayer_api::ReplicaView;
+use zlayer_model::ReplicaReport;
 use zlayer_spec::{DependsCondition, Spec};
 
 use crate::state::{key, Health, Replica, ReplicaState};
@@ -28,11 +28,10 @@ impl Slot {
         }
     }
 
-    fn reported(v: &ReplicaView) -> Self {
-        let running = v.state == "running";
+    fn reported(v: &ReplicaReport) -> Self {
         Self {
-            running,
-            healthy: running && matches!(v.health.as_str(), "healthy" | "none"),
+            running: v.is_running(),
+            healthy: v.is_serving(),
         }
     }
 }
@@ -43,10 +42,10 @@ pub(crate) fn check(
     spec: &Spec,
     name: &str,
     local: &BTreeMap<String, Replica>,
-    elsewhere: impl FnOnce() -> Vec<ReplicaView>,
+    elsewhere: impl FnOnce() -> Vec<ReplicaReport>,
 ) -> Result<(), String> {
     let mut elsewhere = Some(elsewhere);
-    let mut reported: Vec<ReplicaView> = Vec::new();
+    let mut reported: Vec<ReplicaReport> = Vec::new();
     for d in &spec.services[name].depends {
         let n = spec
             .services
@@ -79,19 +78,15 @@ fn slots(
     service: &str,
     n: u32,
     local: &BTreeMap<String, Replica>,
-    reported: &[ReplicaView],
+    reported: &[ReplicaReport],
 ) -> Vec<Slot> {
+    let workload = format!("{}/{service}", spec.deployment);
     (1..=n)
         .map(|i| match local.get(&key(&spec.deployment, service, i)) {
             Some(r) => Slot::local(r),
             None => reported
                 .iter()
-                .filter(|v| {
-                    !v.surge
-                        && v.replica == i
-                        && v.service == service
-                        && v.deployment == spec.deployment
-                })
+                .filter(|v| !v.surge && v.replica == i && v.workload == workload)
                 .map(Slot::reported)
                 .max()
                 .unwrap_or_default(),
@@ -129,28 +124,14 @@ mod tests {
         (r.key(), r)
     }
 
-    fn there(idx: u32, state: &str, health: &str) -> ReplicaView {
-        ReplicaView {
-            deployment: "d".into(),
-            service: "db".into(),
-            replica: idx,
-            node: "other".into(),
-            state: state.into(),
-            health: health.into(),
-            restarts: 0,
-            ip: String::new(),
-            age_secs: 0,
-            container_id: String::new(),
-            message: String::new(),
-            revision: "rev".into(),
-            surge: false,
-        }
+    fn there(idx: u32, state: ReplicaState, health: Health) -> ReplicaReport {
+        ReplicaReport::new("d/db", idx, state, health, "rev")
     }
 
     #[test]
     fn a_healthy_replica_on_another_node_meets_healthy() {
         let local = BTreeMap::from([here(1, ReplicaState::Running, Health::Starting)]);
-        let remote = || vec![there(2, "running", "healthy")];
+        let remote = || vec![there(2, ReplicaState::Running, Health::Healthy)];
         assert_eq!(check(&spec("healthy"), "web", &local, remote), Ok(()));
     }
 
@@ -158,21 +139,21 @@ mod tests {
     fn ready_needs_every_slot_healthy_wherever_it_runs() {
         let local = BTreeMap::from([here(1, ReplicaState::Running, Health::Healthy)]);
         let waiting = check(&spec("ready"), "web", &local, || {
-            vec![there(2, "running", "starting")]
+            vec![there(2, ReplicaState::Running, Health::Starting)]
         });
         assert_eq!(waiting, Err("waiting for `db` to be ready".into()));
         let met = check(&spec("ready"), "web", &local, || {
-            vec![there(2, "running", "healthy")]
+            vec![there(2, ReplicaState::Running, Health::Healthy)]
         });
         assert_eq!(met, Ok(()));
     }
 
     #[test]
-    fn a_down_nodes_last_report_counts_for_nothing() {
+    fn exited_replicas_elsewhere_are_not_started() {
         let remote = || {
             vec![
-                there(1, "unknown", "unknown"),
-                there(2, "unknown", "unknown"),
+                there(1, ReplicaState::Exited, Health::None),
+                there(2, ReplicaState::Pending, Health::None),
             ]
         };
         let got = check(&spec("started"), "web", &BTreeMap::new(), remote);
@@ -196,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_replacement_beside_its_slot_is_not_counted() {
-        let mut surge = there(1, "running", "healthy");
+        let mut surge = there(1, ReplicaState::Running, Health::Healthy);
         surge.surge = true;
         let got = check(&spec("healthy"), "web", &BTreeMap::new(), || vec![surge]);
         assert_eq!(got, Err("waiting for `db` to be healthy".into()));

@@ -10,7 +10,8 @@
 //! Raft, and does no container, netlink or image work itself: it calls
 //! zlayer-runtime, zlayer-net and zlayer-image.
 
-mod api;
+pub mod agent;
+mod apply;
 mod checks;
 mod depends;
 pub mod desired;
@@ -19,12 +20,20 @@ pub mod health;
 pub mod ids;
 mod images;
 pub mod launch;
+pub mod launcher;
 pub mod metrics;
-pub mod node;
 pub mod oneoff;
+mod planning;
+mod reconcile;
 pub mod replica;
+mod reservations;
+mod revisions;
 mod rollout;
 mod rollout_turn;
 mod serve;
 pub mod state;
 pub mod template;
+mod views;
+
+pub use agent::{Agent, AgentConfig, SpecError};
+pub use launcher::{Launcher, StartRequest};

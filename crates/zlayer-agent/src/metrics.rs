@@ -8,12 +8,12 @@ use std::sync::Arc;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use zlayer_runtime::CgroupStats;
 
-use crate::node::Node;
+use crate::agent::Agent;
 use crate::state::{Health, ReplicaState};
 
 const LABELS: &[&str] = &["deployment", "service", "replica"];
 
-pub fn render(node: &Node) -> String {
+pub fn render(node: &Agent) -> String {
     let reg = Registry::new();
     let cpu = prometheus::CounterVec::new(
         Opts::new(
@@ -103,13 +103,20 @@ pub fn render(node: &Node) -> String {
             }
         }
     }
+    let store_errors = prometheus::IntCounter::new(
+        "zlayer_node_state_write_errors_total",
+        "Writes to the node's state store that failed since the node started",
+    )
+    .expect("metric");
+    store_errors.inc_by(node.store_errors());
+    let _ = reg.register(Box::new(store_errors));
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&reg.gather(), &mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Serves `/metrics` over TCP for Prometheus.
-pub async fn serve_tcp(node: Arc<Node>, addr: SocketAddr) -> Result<(), String> {
+pub async fn serve_tcp(node: Arc<Agent>, addr: SocketAddr) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("metrics on {addr}: {e}"))?;

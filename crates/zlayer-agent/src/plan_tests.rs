@@ -2,13 +2,15 @@
 //! are not running.
 
 use super::*;
+use std::path::PathBuf;
+use std::sync::Arc;
 use zlayer_runtime::ExitInfo;
 
 /// No cluster: `plan` decides one slot and never asks it anything.
 struct NoCluster;
 
 impl crate::desired::Cluster for NoCluster {
-    fn deployments(&self) -> Vec<Deployment> {
+    fn deployments(&self) -> Vec<Arc<zlayer_spec::DeploymentRevision>> {
         Vec::new()
     }
     fn assigned(&self) -> crate::desired::Slots {
@@ -20,32 +22,14 @@ impl crate::desired::Cluster for NoCluster {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         tokio::sync::watch::channel(0).1
     }
-    fn put_deployment(
-        &self,
-        _: Deployment,
-    ) -> futures::future::BoxFuture<'_, Result<bool, String>> {
-        Box::pin(async { Err("no cluster in this test".to_string()) })
-    }
-    fn remove_deployment(&self, _: String) -> futures::future::BoxFuture<'_, Result<bool, String>> {
-        Box::pin(async { Err("no cluster in this test".to_string()) })
-    }
-    fn report(&self, _: &[ReplicaView], _: &[RolloutView]) {}
-    fn elsewhere(&self) -> Vec<ReplicaView> {
+    fn report(&self, _: Vec<zlayer_model::ReplicaReport>, _: Vec<zlayer_model::RolloutReport>) {}
+    fn reported_elsewhere(&self) -> Vec<zlayer_model::ReplicaReport> {
         Vec::new()
-    }
-    fn rollouts_elsewhere(&self) -> Vec<RolloutView> {
-        Vec::new()
-    }
-    fn admin(
-        &self,
-        _: zlayer_api::ClusterRequest,
-    ) -> futures::future::BoxFuture<'_, Result<zlayer_api::ClusterReply, String>> {
-        Box::pin(async { Err("no cluster in this test".to_string()) })
     }
 }
 
-fn node(dir: &std::path::Path) -> Arc<Node> {
-    Node::open(&NodeConfig {
+fn node(dir: &std::path::Path) -> Arc<Agent> {
+    Agent::open(&crate::AgentConfig {
         cluster: Arc::new(NoCluster),
         node_name: "test".into(),
         gpu_root: dir.join("gpu"),
@@ -53,7 +37,6 @@ fn node(dir: &std::path::Path) -> Arc<Node> {
         exe: PathBuf::from("/bin/false"),
         bridge: "zltest0".into(),
         cidr: "10.250.0.0/24".parse().expect("cidr"),
-        metrics_addr: None,
         registries: Default::default(),
     })
     .expect("node opens on a fresh dir")

@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use zlayer_api::ReplicaView;
+use zlayer_model::ReplicaReport;
 use zlayer_spec::{ResourceType, Service};
 
-use crate::node::{now_ms, Node};
+use crate::agent::{now_ms, Agent};
 use crate::rollout_turn::{slots_to_start, Local};
 use crate::state::{surge_key, Health, Replica, ReplicaState, Rollout, RolloutState};
 use crate::template::Template;
@@ -24,7 +24,13 @@ enum SurgeOutcome {
     Failed(String),
 }
 
-impl Node {
+impl Agent {
+    fn save_rollout(&self, r: &Rollout) {
+        if let Err(e) = self.store.put_rollout(r) {
+            self.store_failed(&format!("rollout {}/{}", r.deployment, r.service), &e);
+        }
+    }
+
     /// The rollout record for the service's current revision; a new revision
     /// starts a new rollout.
     pub(crate) fn rollout_for(&self, t: &Template) -> Rollout {
@@ -39,7 +45,9 @@ impl Node {
                     message: String::new(),
                     started_ms: now_ms(),
                 };
-                let _ = self.store.put_rollout(&r);
+                if let Err(e) = self.store.put_rollout(&r) {
+                    self.store_failed(&format!("rollout {}/{}", r.deployment, r.service), &e);
+                }
                 r
             }
         }
@@ -82,7 +90,7 @@ impl Node {
                         t.revision
                     );
                     self.event(&s, "rollout-failed", rollout.message.clone());
-                    let _ = self.store.put_rollout(&rollout);
+                    self.save_rollout(&rollout);
                 }
             }
         }
@@ -101,7 +109,7 @@ impl Node {
             .count();
         if rollout.state == RolloutState::Rolling && stale.is_empty() && surging == 0 {
             rollout.state = RolloutState::Done;
-            let _ = self.store.put_rollout(&rollout);
+            self.save_rollout(&rollout);
             tracing::info!(deployment = dep, service = name, revision = %t.revision, "rollout complete");
         }
         if rollout.state == RolloutState::Failed {
@@ -124,11 +132,12 @@ impl Node {
         if waiting.is_empty() {
             return starts;
         }
-        let reported: Vec<ReplicaView> = self
+        let workload = format!("{dep}/{name}");
+        let reported: Vec<ReplicaReport> = self
             .cluster
-            .elsewhere()
+            .reported_elsewhere()
             .into_iter()
-            .filter(|v| v.deployment == dep && v.service == name)
+            .filter(|v| v.workload == workload)
             .collect();
         let local = Local {
             stale: &waiting,
@@ -212,7 +221,7 @@ impl Node {
             "rollout",
             format!("replica {} now runs revision {}", r.index, r.revision),
         );
-        let _ = self.store.move_replica(&from, &r);
+        self.persist(self.store.move_replica(&from, &r), &r);
         replicas.insert(slot, r);
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use zlayer_api::ReplicaView;
+use zlayer_model::{ReplicaReport, ReplicaState};
 
 /// This node's side of the service: its stale slots (running an older
 /// revision, no replacement yet) and how many replacements it runs.
@@ -24,12 +24,12 @@ pub(crate) fn slots_to_start(
     parallelism: i64,
     revision: &str,
     local: Local<'_>,
-    reported: &[ReplicaView],
+    reported: &[ReplicaReport],
 ) -> Vec<u32> {
     let surging_elsewhere: BTreeSet<u32> = reported
         .iter()
         .filter(|v| v.surge && v.revision == revision)
-        .filter(|v| matches!(v.state.as_str(), "pending" | "running"))
+        .filter(|v| matches!(v.state, ReplicaState::Pending | ReplicaState::Running))
         .map(|v| v.replica)
         .collect();
     let room = (parallelism.max(1) as usize)
@@ -38,7 +38,7 @@ pub(crate) fn slots_to_start(
     // A slot whose replacement is under way has had its turn.
     let stale_elsewhere = reported
         .iter()
-        .filter(|v| !v.surge && v.state == "running" && v.revision != revision)
+        .filter(|v| !v.surge && v.is_running() && v.revision != revision)
         .map(|v| v.replica)
         .filter(|i| !surging_elsewhere.contains(i));
     let turn: BTreeSet<u32> = local
@@ -62,21 +62,16 @@ pub(crate) fn slots_to_start(
 mod tests {
     use super::*;
 
-    fn elsewhere(replica: u32, revision: &str, state: &str, surge: bool) -> ReplicaView {
-        ReplicaView {
-            deployment: "d".into(),
-            service: "web".into(),
-            replica,
-            node: "n2".into(),
-            state: state.into(),
-            health: "healthy".into(),
-            restarts: 0,
-            ip: String::new(),
-            age_secs: 0,
-            container_id: String::new(),
-            message: String::new(),
-            revision: revision.into(),
+    fn elsewhere(replica: u32, revision: &str, state: ReplicaState, surge: bool) -> ReplicaReport {
+        ReplicaReport {
             surge,
+            ..ReplicaReport::new(
+                "d/web",
+                replica,
+                state,
+                zlayer_model::Health::Healthy,
+                revision,
+            )
         }
     }
 
@@ -84,24 +79,24 @@ mod tests {
         parallelism: i64,
         stale: &[u32],
         surging: usize,
-        reported: &[ReplicaView],
+        reported: &[ReplicaReport],
     ) -> Vec<u32> {
         slots_to_start(parallelism, "v2", Local { stale, surging }, reported)
     }
 
     #[test]
     fn one_at_a_time_the_lowest_stale_slot_goes_first_wherever_it_runs() {
-        let other = [elsewhere(1, "v1", "running", false)];
+        let other = [elsewhere(1, "v1", ReplicaState::Running, false)];
         assert_eq!(start(1, &[2, 3], 0, &other), Vec::<u32>::new());
-        let done = [elsewhere(1, "v2", "running", false)];
+        let done = [elsewhere(1, "v2", ReplicaState::Running, false)];
         assert_eq!(start(1, &[2, 3], 0, &done), vec![2]);
     }
 
     #[test]
     fn a_replacement_under_way_elsewhere_takes_the_room() {
         let other = [
-            elsewhere(1, "v1", "running", false),
-            elsewhere(1, "v2", "running", true),
+            elsewhere(1, "v1", ReplicaState::Running, false),
+            elsewhere(1, "v2", ReplicaState::Running, true),
         ];
         assert_eq!(start(1, &[2], 0, &other), Vec::<u32>::new());
         assert_eq!(start(2, &[2, 3], 0, &other), vec![2]);
@@ -110,9 +105,8 @@ mod tests {
     #[test]
     fn slots_that_do_not_run_elsewhere_do_not_wait_their_turn() {
         let other = [
-            elsewhere(1, "v1", "unknown", false),
-            elsewhere(2, "v1", "exited", false),
-            elsewhere(4, "v2", "exited", true),
+            elsewhere(2, "v1", ReplicaState::Exited, false),
+            elsewhere(4, "v2", ReplicaState::Exited, true),
         ];
         assert_eq!(start(1, &[3], 0, &other), vec![3]);
     }

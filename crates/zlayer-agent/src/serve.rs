@@ -5,21 +5,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use zlayer_net::PortPublisher;
-use zlayer_spec::{Expose, Spec};
+use zlayer_spec::Expose;
 
-use crate::node::Node;
-use crate::state::{Deployment, Health, Replica, ReplicaState};
+use crate::agent::Agent;
+use crate::reconcile::Specs;
+use crate::state::{Health, Replica, ReplicaState};
 
 fn serving(r: &Replica) -> bool {
     r.state == ReplicaState::Running && matches!(r.health, Health::Healthy | Health::None)
 }
 
-impl Node {
-    pub(crate) async fn publish(
-        &self,
-        specs: &[(Deployment, Spec)],
-        replicas: &BTreeMap<String, Replica>,
-    ) {
+impl Agent {
+    pub(crate) async fn publish(&self, specs: &Specs, replicas: &BTreeMap<String, Replica>) {
         self.dns.replace(dns_names(replicas));
         let wanted = self.port_backends(specs, replicas);
         let mut pubs = self.publishers.lock().await;
@@ -71,7 +68,7 @@ impl Node {
     /// matters while a rollout changes that port.
     fn port_backends(
         &self,
-        specs: &[(Deployment, Spec)],
+        specs: &Specs,
         replicas: &BTreeMap<String, Replica>,
     ) -> HashMap<u16, Vec<SocketAddr>> {
         let mut wanted: HashMap<u16, Vec<SocketAddr>> = HashMap::new();

@@ -8,29 +8,7 @@ use zlayer_runtime::ExitInfo;
 
 use crate::template::Template;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Deployment {
-    pub name: String,
-    pub file: String,
-    pub text: String,
-    pub env: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum ReplicaState {
-    Pending,
-    Running,
-    Exited,
-    Failed,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum Health {
-    None,
-    Starting,
-    Healthy,
-    Unhealthy,
-}
+pub use zlayer_model::{Health, ReplicaState, RolloutState};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Replica {
@@ -78,7 +56,7 @@ impl Replica {
             state: ReplicaState::Pending,
             health: Health::None,
             restarts: 0,
-            created_ms: crate::node::now_ms(),
+            created_ms: crate::agent::now_ms(),
             started_ms: 0,
             last_exit: None,
             restart_at_ms: 0,
@@ -121,13 +99,6 @@ pub fn key(deployment: &str, service: &str, index: u32) -> String {
 
 pub fn surge_key(deployment: &str, service: &str, index: u32) -> String {
     format!("{deployment}/{service}/{index:05}+")
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum RolloutState {
-    Rolling,
-    Done,
-    Failed,
 }
 
 /// Progress of one service towards its current revision.

@@ -5,9 +5,12 @@
 //! It contains no business logic: the node implements [`Backend`].
 
 mod client;
+mod error;
 mod server;
 mod types;
+mod views;
 
 pub use client::{Client, ClientError};
+pub use error::ApiError;
 pub use server::{answer, serve, Backend};
 pub use types::*;

@@ -10,15 +10,16 @@ use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 
+use crate::error::ApiError;
 use crate::types::*;
 
-/// What the node provides; errors are messages for the user.
+/// What the node provides.
 pub trait Backend: Send + Sync + 'static {
     fn apply(
         &self,
         req: ApplyRequest,
-    ) -> impl Future<Output = Result<ApplyResponse, String>> + Send;
-    fn down(&self, deployment: String) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<ApplyResponse, ApiError>> + Send;
+    fn down(&self, deployment: String) -> impl Future<Output = Result<(), ApiError>> + Send;
     fn ps(&self) -> impl Future<Output = Vec<ReplicaView>> + Send;
     fn events(&self) -> impl Future<Output = Vec<Event>> + Send;
     fn rollouts(&self) -> impl Future<Output = Vec<RolloutView>> + Send;
@@ -28,12 +29,12 @@ pub trait Backend: Send + Sync + 'static {
     fn locate(
         &self,
         target: String,
-    ) -> impl Future<Output = Result<Vec<ReplicaLocation>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<ReplicaLocation>, ApiError>> + Send;
     fn metrics(&self) -> impl Future<Output = String> + Send;
     fn cluster(
         &self,
         req: ClusterRequest,
-    ) -> impl Future<Output = Result<ClusterReply, String>> + Send;
+    ) -> impl Future<Output = Result<ClusterReply, ApiError>> + Send;
     fn shutdown(&self);
 }
 
@@ -60,7 +61,7 @@ pub async fn serve<B: Backend>(socket: PathBuf, backend: Arc<B>) -> std::io::Res
 }
 
 /// The one place a raw HTTP request becomes a [`Request`].
-async fn parse(req: hyper::Request<Incoming>) -> Result<Request, (StatusCode, String)> {
+async fn parse(req: hyper::Request<Incoming>) -> Result<Request, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -69,36 +70,34 @@ async fn parse(req: hyper::Request<Incoming>) -> Result<Request, (StatusCode, St
             let bytes = body
                 .collect()
                 .await
-                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .to_bytes();
             let a: ApplyRequest = serde_json::from_slice(&bytes)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad apply body: {e}")))?;
+                .map_err(|e| ApiError::BadRequest(format!("bad apply body: {e}")))?;
             Ok(Request::Apply(a))
         }
         (Method::POST, ["v1", "cluster"]) => {
             let bytes = body
                 .collect()
                 .await
-                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .to_bytes();
             let c: ClusterRequest = serde_json::from_slice(&bytes)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad cluster request: {e}")))?;
+                .map_err(|e| ApiError::BadRequest(format!("bad cluster request: {e}")))?;
             Ok(Request::Cluster(c))
         }
         (Method::POST, ["v1", "down", dep]) => Ok(Request::Down(dep.to_string())),
         (Method::GET, ["v1", "ps"]) => Ok(Request::Ps),
         (Method::GET, ["v1", "events"]) => Ok(Request::Events),
         (Method::GET, ["v1", "rollouts"]) => Ok(Request::Rollouts),
-        (Method::GET, ["v1", "watch", after]) => after.parse().map(Request::Watch).map_err(|_| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("`{after}` is not a generation"),
-            )
-        }),
+        (Method::GET, ["v1", "watch", after]) => after
+            .parse()
+            .map(Request::Watch)
+            .map_err(|_| ApiError::BadRequest(format!("`{after}` is not a generation"))),
         (Method::GET, ["v1", "locate", rest @ ..]) => Ok(Request::Locate(rest.join("/"))),
         (Method::GET, ["metrics"]) => Ok(Request::Metrics),
         (Method::POST, ["v1", "shutdown"]) => Ok(Request::Shutdown),
-        (m, _) => Err((StatusCode::NOT_FOUND, format!("no route for {m} {path}"))),
+        (m, _) => Err(ApiError::NotFound(format!("no route for {m} {path}"))),
     }
 }
 
@@ -114,8 +113,20 @@ fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>>
     r
 }
 
-fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
-    json(status, &ErrorBody { error: msg })
+fn error(e: ApiError) -> Response<Full<Bytes>> {
+    json(
+        e.status(),
+        &ErrorBody {
+            error: e.to_string(),
+        },
+    )
+}
+
+fn reply<T: serde::Serialize>(r: Result<T, ApiError>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => error(e),
+    }
 }
 
 /// Answers one request; the unix socket's server and a node's HTTPS
@@ -123,25 +134,16 @@ fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
 pub async fn answer<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
     let parsed = match parse(req).await {
         Ok(r) => r,
-        Err((s, m)) => return error(s, m),
+        Err(e) => return error(e),
     };
     match parsed {
-        Request::Apply(a) => match b.apply(a).await {
-            Ok(r) => json(StatusCode::OK, &r),
-            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        },
-        Request::Down(d) => match b.down(d).await {
-            Ok(()) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
-            Err(e) => error(StatusCode::NOT_FOUND, e),
-        },
+        Request::Apply(a) => reply(b.apply(a).await),
+        Request::Down(d) => reply(b.down(d).await.map(|()| serde_json::json!({"ok": true}))),
         Request::Ps => json(StatusCode::OK, &b.ps().await),
         Request::Events => json(StatusCode::OK, &b.events().await),
         Request::Rollouts => json(StatusCode::OK, &b.rollouts().await),
         Request::Watch(after) => json(StatusCode::OK, &b.watch(after).await),
-        Request::Locate(t) => match b.locate(t).await {
-            Ok(r) => json(StatusCode::OK, &r),
-            Err(e) => error(StatusCode::NOT_FOUND, e),
-        },
+        Request::Locate(t) => reply(b.locate(t).await),
         Request::Metrics => {
             let mut r = Response::new(Full::new(Bytes::from(b.metrics().await)));
             r.headers_mut().insert(
@@ -150,10 +152,7 @@ pub async fn answer<B: Backend>(b: Arc<B>, req: hyper::Request<Incoming>) -> Res
             );
             r
         }
-        Request::Cluster(c) => match b.cluster(c).await {
-            Ok(r) => json(StatusCode::OK, &r),
-            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        },
+        Request::Cluster(c) => reply(b.cluster(c).await),
         Request::Shutdown => {
             b.shutdown();
             json(StatusCode::OK, &serde_json::json!({"ok": true}))

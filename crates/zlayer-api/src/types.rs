@@ -24,14 +24,91 @@ pub struct ApplyResponse {
     pub revisions: BTreeMap<String, String>,
 }
 
+/// A replica's state as `ps` shows it: the node's [`zlayer_model::ReplicaState`],
+/// or what another member knows of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaPhase {
+    Pending,
+    Running,
+    Exited,
+    Failed,
+    /// Exited, killed by the kernel's OOM killer.
+    OomKilled,
+    /// Placed on a node that has not reported it yet.
+    Assigned,
+    /// Its node is down: nothing vouches for its last report.
+    Unknown,
+    /// Its deployment's committed revision does not parse on the node.
+    Invalid,
+}
+
+/// A replica's health as `ps` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthView {
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+/// A rollout's state as `rollouts` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutPhase {
+    Done,
+    Rolling,
+    Failed,
+}
+
+macro_rules! words {
+    ($t:ty { $($v:ident => $w:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $w),* }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words!(ReplicaPhase {
+    Pending => "pending",
+    Running => "running",
+    Exited => "exited",
+    Failed => "failed",
+    OomKilled => "oom-killed",
+    Assigned => "assigned",
+    Unknown => "unknown",
+    Invalid => "invalid",
+});
+words!(HealthView {
+    None => "none",
+    Starting => "starting",
+    Healthy => "healthy",
+    Unhealthy => "unhealthy",
+    Unknown => "unknown",
+});
+words!(RolloutPhase {
+    Done => "done",
+    Rolling => "rolling",
+    Failed => "failed",
+});
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReplicaView {
     pub deployment: String,
     pub service: String,
     pub replica: u32,
     pub node: String,
-    pub state: String,
-    pub health: String,
+    pub state: ReplicaPhase,
+    pub health: HealthView,
     pub restarts: u32,
     pub ip: String,
     pub age_secs: u64,
@@ -54,8 +131,7 @@ pub struct RolloutView {
     #[serde(default)]
     pub node: String,
     pub revision: String,
-    /// `rolling`, `done` or `failed`.
-    pub state: String,
+    pub state: RolloutPhase,
     pub message: String,
     pub age_secs: u64,
 }
@@ -94,7 +170,7 @@ pub struct NodeView {
     pub memory_bytes: Amount,
     pub gpus: Amount,
     pub labels: BTreeMap<String, String>,
-    /// Milliseconds since its last heartbeat (its clock against this node's).
+    /// Milliseconds since it was last heard (see `Control::nodes`).
     pub last_heartbeat_ms: u64,
     /// Replica slots assigned to it.
     pub replicas: usize,

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use zlayer_scheduler::{NodeHealth, NodeState, Resources, Strategy};
+use zlayer_model::{NodeHealth, NodeState, ReplicaReport, Resources, RolloutReport};
+use zlayer_scheduler::Strategy;
 use zlayer_state::join::{self, JoinError, NodeFacts};
-use zlayer_state::{
-    pki, Command, Member, MemberConfig, NodeRecord, ReplicaStatus, Response, RolloutStatus, Timing,
-};
+use zlayer_state::{pki, Command, Member, MemberConfig, NodeRecord, Response, Timing};
 
 use crate::files::{ClusterFiles, NodeFile};
 
@@ -60,6 +59,8 @@ pub enum ControlError {
     Join(#[from] JoinError),
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    NoSuchNode(String),
     #[error("this data dir already belongs to a cluster (node {name}, {dir}); use another --data-dir, or remove that node first")]
     AlreadyMember { name: String, dir: String },
 }
@@ -67,8 +68,8 @@ pub enum ControlError {
 /// What this node's agent observes, for the other members to show.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
-    pub replicas: Vec<ReplicaStatus>,
-    pub rollouts: Vec<RolloutStatus>,
+    pub replicas: Vec<ReplicaReport>,
+    pub rollouts: Vec<RolloutReport>,
 }
 
 pub struct Control {
@@ -81,6 +82,7 @@ pub struct Control {
     /// The agent's latest report, sent with the next heartbeat.
     pub(crate) report: watch::Sender<Report>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    specs: crate::specs::SpecCache,
 }
 
 impl Control {
@@ -189,6 +191,7 @@ impl Control {
             last_ack: Mutex::new(Instant::now()),
             report: watch::Sender::new(Report::default()),
             tasks: Mutex::new(Vec::new()),
+            specs: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(crate::heartbeat::run(c.clone())),
@@ -211,6 +214,17 @@ impl Control {
     /// Reads the committed state as this member has applied it.
     pub fn read<T>(&self, f: impl FnOnce(&zlayer_state::ClusterState) -> T) -> T {
         self.member.machine.read(f)
+    }
+
+    /// Every committed deployment's current revision, validated once.
+    pub fn specs(&self) -> Vec<Arc<zlayer_spec::DeploymentRevision>> {
+        let committed: Vec<_> = self.read(|s| {
+            s.deployments
+                .values()
+                .map(|d| (d.name.clone(), d.current.clone()))
+                .collect()
+        });
+        self.specs.of(&committed)
     }
 
     /// Changes whenever this member applies a log entry.

@@ -4,9 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use zlayer_api::{ReplicaView, RolloutView};
-use zlayer_scheduler::NodeState;
-use zlayer_state::{Command, DeploymentRecord, ReplicaStatus, Response, RolloutStatus};
+use zlayer_model::{ClusterReplica, NodeRollout, NodeState, ReplicaReport, RolloutReport};
+use zlayer_state::{Command, DeploymentRecord, Response};
 
 use crate::control::Report;
 use crate::{Control, ControlError};
@@ -69,139 +68,73 @@ impl Control {
     }
 
     /// Sends this node's replicas and rollouts with the next heartbeat.
-    pub fn report_views(&self, views: &[ReplicaView], rollouts: &[RolloutView]) {
-        let now = zlayer_state::now_ms();
-        let replicas = views
-            .iter()
-            .map(|v| ReplicaStatus {
-                workload: format!("{}/{}", v.deployment, v.service),
-                replica: v.replica,
-                surge: v.surge,
-                state: v.state.clone(),
-                health: v.health.clone(),
-                restarts: v.restarts,
-                ip: v.ip.clone(),
-                revision: v.revision.clone(),
-                message: v.message.clone(),
-                started_ms: now.saturating_sub(v.age_secs * 1000),
-                container_id: v.container_id.clone(),
-            })
-            .collect();
-        let rollouts = rollouts
-            .iter()
-            .map(|r| RolloutStatus {
-                workload: format!("{}/{}", r.deployment, r.service),
-                revision: r.revision.clone(),
-                state: r.state.clone(),
-                message: r.message.clone(),
-                started_ms: now.saturating_sub(r.age_secs * 1000),
-            })
-            .collect();
+    pub fn report_local(&self, replicas: Vec<ReplicaReport>, rollouts: Vec<RolloutReport>) {
         self.report(Report { replicas, rollouts });
     }
 
     /// The other nodes' rollouts as they last reported them; a down node's
     /// are left out, as nothing vouches for them.
-    pub fn rollouts_elsewhere(&self) -> Vec<RolloutView> {
-        let now = zlayer_state::now_ms();
+    pub fn rollouts_elsewhere(&self) -> Vec<NodeRollout> {
         self.read(|s| {
             s.nodes
                 .values()
                 .filter(|n| n.id != self.node.id && n.state != NodeState::Down)
                 .flat_map(|n| {
-                    n.rollouts.iter().map(|r| {
-                        let (deployment, service) =
-                            r.workload.split_once('/').unwrap_or((&r.workload, ""));
-                        RolloutView {
-                            deployment: deployment.into(),
-                            service: service.into(),
-                            node: n.name.clone(),
-                            revision: r.revision.clone(),
-                            state: r.state.clone(),
-                            message: r.message.clone(),
-                            age_secs: now.saturating_sub(r.started_ms) / 1000,
-                        }
+                    n.rollout_reports.iter().map(|r| NodeRollout {
+                        node: n.name.clone(),
+                        report: r.clone(),
                     })
                 })
                 .collect()
         })
     }
 
+    /// The replicas the other live nodes last reported, for decisions that
+    /// count replicas across the cluster (`depends`, rollout turns). A down
+    /// node's reports count for nothing.
+    pub fn reported_elsewhere(&self) -> Vec<ReplicaReport> {
+        self.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != self.node.id && n.state != NodeState::Down)
+                .flat_map(|n| n.replica_reports.iter().cloned())
+                .collect()
+        })
+    }
+
     /// Replicas on other nodes as they last reported them, slots placed on
     /// a node that has not reported them yet, and slots no node could take.
-    pub fn elsewhere(&self) -> Vec<ReplicaView> {
-        let now = zlayer_state::now_ms();
+    pub fn elsewhere(&self) -> Vec<ClusterReplica> {
         self.read(|s| {
             let mut out = Vec::new();
             for n in s.nodes.values().filter(|n| n.id != self.node.id) {
                 let reported: BTreeSet<(&str, u32)> = n
-                    .replicas
+                    .replica_reports
                     .iter()
                     .map(|r| (r.workload.as_str(), r.replica))
                     .collect();
-                let down = n.state == NodeState::Down;
-                for r in &n.replicas {
-                    out.push(view(&r.workload, r.replica, &n.name, |v| {
-                        v.surge = r.surge;
-                        v.state = r.state.clone();
-                        v.health = r.health.clone();
-                        v.restarts = r.restarts;
-                        v.ip = r.ip.clone();
-                        v.revision = r.revision.clone();
-                        v.container_id = r.container_id.clone();
-                        v.message = r.message.clone();
-                        v.age_secs = now.saturating_sub(r.started_ms) / 1000;
-                        if down {
-                            // Its last report may be long stale: nothing vouches for it now.
-                            v.message =
-                                format!("node {} is down; it last reported {}", n.name, v.state);
-                            v.state = "unknown".into();
-                            v.health = "unknown".into();
-                        }
-                    }));
-                }
+                let node_down = n.state == NodeState::Down;
+                out.extend(n.replica_reports.iter().map(|r| ClusterReplica::Reported {
+                    node: n.name.clone(),
+                    node_down,
+                    report: r.clone(),
+                }));
                 for a in s.assignments_on(&n.name) {
                     if !reported.contains(&(a.workload.as_str(), a.replica)) {
-                        out.push(view(&a.workload, a.replica, &n.name, |v| {
-                            v.state = "assigned".into();
-                            v.message = format!("placed on {}, not reported yet", n.name);
-                        }));
+                        out.push(ClusterReplica::Assigned {
+                            node: n.name.clone(),
+                            workload: a.workload.clone(),
+                            replica: a.replica,
+                        });
                     }
                 }
             }
-            for p in &s.pending {
-                out.push(view(&p.workload, p.replica, "", |v| {
-                    v.state = "pending".into();
-                    v.message = p.reason.clone();
-                }));
-            }
+            out.extend(s.pending.iter().map(|p| ClusterReplica::Pending {
+                workload: p.workload.clone(),
+                replica: p.replica,
+                reason: p.reason.clone(),
+            }));
             out
         })
     }
-}
-
-fn view(
-    workload: &str,
-    replica: u32,
-    node: &str,
-    fill: impl FnOnce(&mut ReplicaView),
-) -> ReplicaView {
-    let (deployment, service) = workload.split_once('/').unwrap_or((workload, ""));
-    let mut v = ReplicaView {
-        deployment: deployment.into(),
-        service: service.into(),
-        replica,
-        node: node.into(),
-        state: String::new(),
-        health: "none".into(),
-        restarts: 0,
-        ip: String::new(),
-        age_secs: 0,
-        container_id: String::new(),
-        message: String::new(),
-        revision: String::new(),
-        surge: false,
-    };
-    fill(&mut v);
-    v
 }

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use zlayer_scheduler::NodeHealth;
-use zlayer_state::ReplicaStatus;
+use zlayer_model::{NodeHealth, ReplicaReport};
 
 /// A commit round trip at or below this scores 1.0.
 const GOOD_RTT: Duration = Duration::from_millis(50);
 
-pub(crate) fn measure(rtt: Duration, replicas: &[ReplicaStatus]) -> NodeHealth {
+pub(crate) fn measure(rtt: Duration, replicas: &[ReplicaReport]) -> NodeHealth {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -34,7 +33,7 @@ fn efficiency_score(load: f64, cpus: f64) -> f64 {
 }
 
 /// 1.0 with no restarts; halves at one restart per replica on average.
-fn reputation_score(replicas: &[ReplicaStatus]) -> f64 {
+fn reputation_score(replicas: &[ReplicaReport]) -> f64 {
     if replicas.is_empty() {
         return 1.0;
     }
@@ -42,9 +41,10 @@ fn reputation_score(replicas: &[ReplicaStatus]) -> f64 {
     1.0 / (1.0 + f64::from(restarts) / replicas.len() as f64)
 }
 
-/// Rounded to two decimals, so that noise does not rewrite the node record.
+/// Rounded to one decimal: finer steps only follow noise (the load
+/// average, a commit's round trip), and each change rides a heartbeat.
 pub(crate) fn rounded(h: NodeHealth) -> NodeHealth {
-    let r = |x: f64| (x * 100.0).round() / 100.0;
+    let r = |x: f64| (x * 10.0).round() / 10.0;
     NodeHealth {
         bandwidth: r(h.bandwidth),
         latency: r(h.latency),
@@ -64,18 +64,15 @@ mod tests {
         assert_eq!(efficiency_score(0.0, 4.0), 1.0);
         assert_eq!(efficiency_score(8.0, 4.0), 0.0);
         assert!((efficiency_score(1.0, 4.0) - 0.75).abs() < 1e-9);
-        let r = |restarts| ReplicaStatus {
-            workload: "d/s".into(),
-            replica: 1,
-            surge: false,
-            state: "running".into(),
-            health: "none".into(),
+        let r = |restarts| ReplicaReport {
             restarts,
-            ip: String::new(),
-            revision: String::new(),
-            message: String::new(),
-            started_ms: 0,
-            container_id: String::new(),
+            ..ReplicaReport::new(
+                "d/s",
+                1,
+                zlayer_model::ReplicaState::Running,
+                zlayer_model::Health::None,
+                "",
+            )
         };
         assert_eq!(reputation_score(&[]), 1.0);
         assert_eq!(reputation_score(&[r(0), r(0)]), 1.0);

@@ -1,57 +1,107 @@
-//! The node's heartbeat: a `Heartbeat` command committed through Raft every
-//! interval, carrying the agent's report (replicas and rollouts) and the
-//! node's health (`health`), each only when it changed. A
-//! committed heartbeat is proof that a quorum still counts this node in;
-//! without one for the down timeout, `Control::fenced` turns true.
+//! The node's heartbeat, every interval. When the agent's report (replicas,
+//! rollouts) or the node's health changed, it is a `Heartbeat` command
+//! committed through Raft; otherwise it is a liveness call to the leader
+//! (`zlayer_state::alive`), which writes nothing to disk. Either one, once
+//! answered, proves that a quorum still counts this node in; without one
+//! for the down timeout, `Control::fenced` turns true.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zlayer_scheduler::NodeHealth;
+use zlayer_model::NodeHealth;
 use zlayer_state::{Command, Response};
 
 use crate::control::Report;
 use crate::Control;
+
+/// Health changes ride a heartbeat at most this often: they only tune the
+/// scheduler's score, and each one is a Raft entry.
+const HEALTH_EVERY: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(c: Arc<Control>) {
     let mut tick = tokio::time::interval(c.liveness.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What the last committed heartbeat reported; `None` until one has.
     let mut reported: Option<Report> = None;
-    let mut reported_health: Option<NodeHealth> = None;
+    let mut reported_health: Option<(NodeHealth, Instant)> = None;
     let mut rtt = Duration::ZERO;
     loop {
         tick.tick().await;
         let now = c.report.borrow().clone();
         let health = crate::health::rounded(crate::health::measure(rtt, &now.replicas));
-        let last = reported.as_ref();
-        let cmd = Command::Heartbeat {
-            id: c.node.id,
-            at_ms: zlayer_state::now_ms(),
-            replicas: (last.map(|r| &r.replicas) != Some(&now.replicas))
-                .then(|| now.replicas.clone()),
-            rollouts: (last.map(|r| &r.rollouts) != Some(&now.rollouts))
-                .then(|| now.rollouts.clone()),
-            health: (reported_health != Some(health)).then_some(health),
+        let health_due = match reported_health {
+            None => true,
+            Some((h, at)) => h != health && at.elapsed() >= HEALTH_EVERY,
         };
+        let last = reported.as_ref();
+        let replica_reports =
+            (last.map(|r| &r.replicas) != Some(&now.replicas)).then(|| now.replicas.clone());
+        let rollout_reports =
+            (last.map(|r| &r.rollouts) != Some(&now.rollouts)).then(|| now.rollouts.clone());
         let sent = Instant::now();
-        match tokio::time::timeout(c.liveness.down_after, c.member.write(cmd)).await {
-            Ok(Ok(Response::Done)) => {
-                rtt = sent.elapsed();
-                if let Ok(mut t) = c.last_ack.lock() {
-                    *t = sent;
-                }
+        let acked = if replica_reports.is_none() && rollout_reports.is_none() && !health_due {
+            alive(&c).await
+        } else {
+            let cmd = Command::Heartbeat {
+                id: c.node.id,
+                at_ms: zlayer_state::now_ms(),
+                replica_reports,
+                rollout_reports,
+                health: health_due.then_some(health),
+            };
+            let committed = commit(&c, cmd).await;
+            if committed {
                 reported = Some(now);
-                reported_health = Some(health);
+                if health_due {
+                    reported_health = Some((health, Instant::now()));
+                }
             }
-            Ok(Ok(Response::Refused(why))) => {
-                tracing::warn!(
-                    "heartbeat refused: {why} (was this node removed with `zlayer node rm`?)"
-                );
+            committed
+        };
+        if acked {
+            rtt = sent.elapsed();
+            if let Ok(mut t) = c.last_ack.lock() {
+                *t = sent;
             }
-            Ok(Ok(other)) => tracing::warn!("heartbeat: unexpected answer {other:?}"),
-            Ok(Err(e)) => tracing::debug!("heartbeat: {e}"),
-            Err(_) => tracing::debug!("heartbeat: no answer within {:?}", c.liveness.down_after),
+        }
+    }
+}
+
+async fn alive(c: &Control) -> bool {
+    answered(c, c.member.alive()).await.is_some()
+}
+
+async fn commit(c: &Control, cmd: Command) -> bool {
+    match answered(c, c.member.write(cmd)).await {
+        Some(Response::Done) => true,
+        Some(Response::Refused(why)) => {
+            tracing::warn!(
+                "heartbeat refused: {why} (was this node removed with `zlayer node rm`?)"
+            );
+            false
+        }
+        Some(other) => {
+            tracing::warn!("heartbeat: unexpected answer {other:?}");
+            false
+        }
+        None => false,
+    }
+}
+
+/// The leader's answer within the down timeout, if one came.
+async fn answered<T>(
+    c: &Control,
+    call: impl std::future::Future<Output = Result<T, zlayer_state::WriteError>>,
+) -> Option<T> {
+    match tokio::time::timeout(c.liveness.down_after, call).await {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            tracing::debug!("heartbeat: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("heartbeat: no answer within {:?}", c.liveness.down_after);
+            None
         }
     }
 }

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zlayer_scheduler::{NodeState, Weights, Workload};
+use zlayer_model::NodeState;
+use zlayer_scheduler::{Weights, Workload};
+use zlayer_spec::DeploymentRevision;
 use zlayer_state::{ClusterState, Command, PendingRecord};
 
 use crate::Control;
@@ -30,7 +32,8 @@ pub(crate) async fn run(c: Arc<Control>) {
                 tracing::warn!("node state: {e}");
             }
         }
-        for cmd in c.read(|s| schedule(s, c.strategy)) {
+        let specs = c.specs();
+        for cmd in c.read(|s| schedule(s, &specs, c.strategy)) {
             if let Err(e) = c.write(cmd).await {
                 tracing::warn!("committing placements: {e}");
             }
@@ -38,8 +41,9 @@ pub(crate) async fn run(c: Arc<Control>) {
     }
 }
 
-/// When the leader last saw each node's heartbeat count move, on its own
-/// clock: nodes' clocks are never compared.
+/// When the leader last heard each node, on its own clock: its committed
+/// heartbeat count moved, or it answered a liveness call. Nodes' clocks are
+/// never compared.
 #[derive(Default)]
 struct Seen {
     by_node: HashMap<u64, (u64, Instant)>,
@@ -63,6 +67,7 @@ impl Seen {
         });
         self.by_node
             .retain(|id, _| nodes.iter().any(|n| n.0 == *id));
+        let heard = &c.member.heard;
         // A lone voter never fences itself, so declaring itself down would
         // run its replicas twice; with other voters it fences, and then its
         // replicas must move, as any node's would.
@@ -72,6 +77,10 @@ impl Seen {
             let entry = self.by_node.entry(id).or_insert((beats, now));
             if entry.0 != beats {
                 *entry = (beats, now);
+            }
+            // A liveness call answered since counts as much as a committed heartbeat.
+            if let Some(at) = heard.get(id).filter(|at| *at > entry.1) {
+                entry.1 = at;
             }
             let silent =
                 (id != c.node.id || may_mark_self) && now.duration_since(entry.1) > down_after;
@@ -94,7 +103,11 @@ impl Seen {
 }
 
 /// The scheduler's pass over the committed state, as commands to commit.
-pub(crate) fn schedule(s: &ClusterState, strategy: zlayer_scheduler::Strategy) -> Vec<Command> {
+pub(crate) fn schedule(
+    s: &ClusterState,
+    specs: &[Arc<DeploymentRevision>],
+    strategy: zlayer_scheduler::Strategy,
+) -> Vec<Command> {
     let nodes: Vec<zlayer_scheduler::Node> = s
         .nodes
         .values()
@@ -106,7 +119,7 @@ pub(crate) fn schedule(s: &ClusterState, strategy: zlayer_scheduler::Strategy) -
             health: n.health,
         })
         .collect();
-    let workloads = workloads(s);
+    let workloads = workloads(s, specs);
     let existing: Vec<_> = s.assignments.values().cloned().collect();
     let plan = zlayer_scheduler::plan(
         &nodes,
@@ -139,13 +152,11 @@ pub(crate) fn schedule(s: &ClusterState, strategy: zlayer_scheduler::Strategy) -
 }
 
 /// Every service of every committed deployment, as placement sees it. A
-/// service with a named volume stays on the node that holds it.
-pub(crate) fn workloads(s: &ClusterState) -> Vec<Workload> {
+/// service with a named volume stays on the node that holds it. A spec this
+/// node cannot parse places nothing (`SpecCache` logged why).
+pub(crate) fn workloads(s: &ClusterState, specs: &[Arc<DeploymentRevision>]) -> Vec<Workload> {
     let mut out = Vec::new();
-    for d in s.deployments.values() {
-        let Ok(spec) = zlayer_spec::parse(&d.current.file, &d.current.text) else {
-            continue;
-        };
+    for spec in specs.iter().filter_map(|d| d.parsed.as_ref().ok()) {
         for (name, svc) in &spec.services {
             let mut w = Workload::from_service(&spec.deployment, name, svc);
             if Workload::has_named_volume(svc) {
@@ -164,8 +175,9 @@ pub(crate) fn workloads(s: &ClusterState) -> Vec<Workload> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::specs::SpecCache;
     use std::collections::BTreeMap;
-    use zlayer_scheduler::Resources;
+    use zlayer_model::Resources;
     use zlayer_state::NodeRecord;
 
     fn node(id: u64, name: &str, state: NodeState) -> NodeRecord {
@@ -205,7 +217,11 @@ mod tests {
     }
 
     fn commit(s: &mut ClusterState) {
-        for cmd in schedule(s, zlayer_scheduler::Strategy::Spread) {
+        for cmd in schedule(
+            s,
+            &SpecCache::default().current(s),
+            zlayer_scheduler::Strategy::Spread,
+        ) {
             s.apply(cmd, &mut Vec::new());
         }
     }
@@ -218,7 +234,12 @@ mod tests {
         commit(&mut s);
         assert_eq!(s.assignments.len(), 4);
         assert_eq!(s.assignments_on("a").count(), 2, "spread over two nodes");
-        assert!(schedule(&s, zlayer_scheduler::Strategy::Spread).is_empty());
+        assert!(schedule(
+            &s,
+            &SpecCache::default().current(&s),
+            zlayer_scheduler::Strategy::Spread
+        )
+        .is_empty());
     }
 
     #[test]

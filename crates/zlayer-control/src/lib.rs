@@ -17,12 +17,13 @@ mod health;
 mod heartbeat;
 mod leader;
 mod remote;
+mod specs;
 mod views;
 
 pub use control::{Control, ControlConfig, ControlError, Liveness};
 pub use files::{ClusterFiles, NodeFile};
 pub use remote::remote_client;
-pub use zlayer_state::{ClusterState, PendingRecord, ReplicaStatus};
+pub use zlayer_state::{ClusterState, PendingRecord};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.
 pub const DEFAULT_PORT: u16 = 7443;

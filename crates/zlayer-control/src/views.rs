@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use zlayer_api::{Amount, ClusterReply, ClusterRequest, NodeView, TokenView};
-use zlayer_scheduler::{NodeState, Resources};
+use zlayer_model::{NodeState, Resources};
 use zlayer_state::{Command, Response};
 
 use crate::{Control, ControlError};
@@ -39,8 +39,10 @@ impl Control {
         let voters: Vec<u64> = membership.voter_ids().collect();
         let learners: Vec<u64> = membership.learner_ids().collect();
         let now = zlayer_state::now_ms();
+        let leading = metrics.current_leader == Some(self.node.id);
+        let specs = self.specs();
         let mut out = self.read(|s| {
-            let requests: HashMap<String, Resources> = crate::leader::workloads(s)
+            let requests: HashMap<String, Resources> = crate::leader::workloads(s, &specs)
                 .into_iter()
                 .map(|w| (w.id, w.request))
                 .collect();
@@ -83,7 +85,7 @@ impl Control {
                             total: n.capacity.gpus as u64,
                         },
                         labels: n.labels.clone(),
-                        last_heartbeat_ms: now.saturating_sub(n.last_heartbeat_ms),
+                        last_heartbeat_ms: self.since_heard(n, now, leading),
                         replicas: s.assignments_on(&n.name).count(),
                         health: [
                             ("bandwidth", n.health.bandwidth),
@@ -100,6 +102,16 @@ impl Control {
         });
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Milliseconds since `n` was last heard: by this member's own clock
+    /// while it leads (liveness calls come to the leader), else since the
+    /// last heartbeat that went through Raft, by `n`'s clock.
+    fn since_heard(&self, n: &zlayer_state::NodeRecord, now_ms: u64, leading: bool) -> u64 {
+        match self.member.heard.get(n.id).filter(|_| leading) {
+            Some(at) => at.elapsed().as_millis() as u64,
+            None => now_ms.saturating_sub(n.last_heartbeat_ms),
+        }
     }
 
     pub async fn create_token(
@@ -194,7 +206,7 @@ impl Control {
             .ok_or_else(|| {
                 let known =
                     self.read(|s| s.nodes.values().map(|n| n.name.clone()).collect::<Vec<_>>());
-                ControlError::Refused(format!(
+                ControlError::NoSuchNode(format!(
                     "no node named `{name}` (nodes: {})",
                     known.join(", ")
                 ))

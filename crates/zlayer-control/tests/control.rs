@@ -7,9 +7,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use zlayer_api::RolloutView;
 use zlayer_control::{Control, ControlConfig, Liveness};
-use zlayer_scheduler::{Resources, Strategy};
+use zlayer_model::Resources;
+use zlayer_model::{ClusterReplica, RolloutReport, RolloutState};
+use zlayer_scheduler::Strategy;
 
 const SPEC: &str = "version: v1\ndeployment: d\nservices:\n  web:\n    image: { name: demo }\n    scale: { mode: fixed, replicas: 3 }\n";
 
@@ -116,25 +117,29 @@ async fn a_second_node_joins_and_takes_replicas() {
         a + b == 3 && a > 0 && b > 0
     })
     .await;
+    let on_n1 = |c: &ClusterReplica| match c {
+        ClusterReplica::Reported { node, .. } | ClusterReplica::Assigned { node, .. } => {
+            node == "n1"
+        }
+        ClusterReplica::Pending { .. } => false,
+    };
     assert_eq!(
-        n2.elsewhere().iter().filter(|v| v.node == "n1").count(),
+        n2.elsewhere().iter().filter(|c| on_n1(c)).count(),
         n1.assigned_here()["d/web"].len()
     );
     // A rollout n2 reports reaches n1 with the next heartbeat.
-    let stopped = RolloutView {
-        deployment: "d".into(),
-        service: "web".into(),
-        node: "n2".into(),
+    let stopped = RolloutReport {
+        workload: "d/web".into(),
         revision: "r2".into(),
-        state: "failed".into(),
+        state: RolloutState::Failed,
         message: "stopped: the new replica exited".into(),
-        age_secs: 0,
+        started_ms: 1,
     };
-    n2.report_views(&[], std::slice::from_ref(&stopped));
+    n2.report_local(Vec::new(), vec![stopped.clone()]);
     eventually("n2's rollout seen on n1", || {
         n1.rollouts_elsewhere()
             .iter()
-            .any(|r| r.node == "n2" && r.state == "failed" && r.message == stopped.message)
+            .any(|r| r.node == "n2" && r.report == stopped)
     })
     .await;
     assert!(n2.rollouts_elsewhere().iter().all(|r| r.node != "n2"));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use zlayer_model::*;
 use zlayer_scheduler::*;
 
 const NODES: usize = 10_000;

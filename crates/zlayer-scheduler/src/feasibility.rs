@@ -3,8 +3,9 @@
 //! whole scheduling pass; dynamic ones (free resources, the mode) change as
 //! replicas are placed.
 
-use crate::model::{Node, NodeState, Resources, Workload};
+use crate::model::{Node, Workload};
 use crate::NodeMode;
+use zlayer_model::{NodeState, Resources};
 
 /// Why a node cannot take a replica. Ordered as the checks run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,61 +3,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use zlayer_model::{NodeHealth, NodeState, Resources};
 use zlayer_spec::{NodeMode, Service, StorageType};
-
-/// An amount of the resources placement accounts for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    pub cpu_milli: u64,
-    pub memory_bytes: u64,
-    pub gpus: u32,
-}
-
-impl Resources {
-    pub fn fits_in(&self, free: &Resources) -> bool {
-        self.cpu_milli <= free.cpu_milli
-            && self.memory_bytes <= free.memory_bytes
-            && self.gpus <= free.gpus
-    }
-
-    pub(crate) fn take(&mut self, r: &Resources) {
-        self.cpu_milli = self.cpu_milli.saturating_sub(r.cpu_milli);
-        self.memory_bytes = self.memory_bytes.saturating_sub(r.memory_bytes);
-        self.gpus = self.gpus.saturating_sub(r.gpus);
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeState {
-    #[default]
-    Ready,
-    /// Takes no new replicas; its replicas move elsewhere.
-    Draining,
-    /// Missed its heartbeats; its replicas are rescheduled.
-    Down,
-}
-
-/// What a node reports about itself, each in `0.0..=1.0` where 1 is best
-/// (the agent normalises bandwidth and latency against the cluster).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NodeHealth {
-    pub bandwidth: f64,
-    pub latency: f64,
-    pub efficiency: f64,
-    pub reputation: f64,
-}
-
-impl Default for NodeHealth {
-    fn default() -> NodeHealth {
-        NodeHealth {
-            bandwidth: 1.0,
-            latency: 1.0,
-            efficiency: 1.0,
-            reputation: 1.0,
-        }
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Node {
@@ -127,15 +74,4 @@ impl Workload {
     pub fn has_named_volume(svc: &Service) -> bool {
         svc.storage.iter().any(|s| s.kind == StorageType::Named)
     }
-}
-
-/// Replica `replica` of `workload` runs on `node`. The generation grows with
-/// every new assignment; an agent stops a container whose generation is no
-/// longer the assignment's (fencing after a partition).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub workload: String,
-    pub replica: u32,
-    pub node: String,
-    pub generation: u64,
 }

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::model::{Assignment, Node, NodeState, Workload};
+use crate::model::{Node, Workload};
 use crate::placer::Placer;
 use crate::reason::Unplaceable;
 use crate::score::{Strategy, Weights};
 use crate::NodeMode;
+use zlayer_model::{Assignment, NodeState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,8 +5,8 @@
 use std::fmt;
 
 use crate::feasibility::Exclusion;
-use crate::model::Resources;
 use crate::NodeMode;
+use zlayer_model::Resources;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unplaceable {

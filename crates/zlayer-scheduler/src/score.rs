@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::feasibility::NodeLoad;
-use crate::model::{Node, NodeHealth, Workload};
+use crate::model::{Node, Workload};
+use zlayer_model::NodeHealth;
 
 /// How replicas are packed: onto the fullest nodes that fit (fewer nodes
 /// busy, whole nodes left for big or exclusive work), or onto the emptiest.
@@ -124,8 +125,8 @@ pub fn score(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Resources;
     use std::collections::BTreeMap;
+    use zlayer_model::Resources;
 
     fn node(labels: &[(&str, &str)]) -> Node {
         let capacity = Resources {

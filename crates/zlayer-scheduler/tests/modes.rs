@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use zlayer_model::*;
 use zlayer_scheduler::*;
 
 fn node(id: &str, cpu: u64, gpus: u32, labels: &[(&str, &str)]) -> Node {

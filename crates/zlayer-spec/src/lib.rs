@@ -9,6 +9,7 @@
 mod error;
 mod load;
 mod locate;
+mod revision;
 mod schedule;
 mod types;
 mod units;
@@ -17,6 +18,7 @@ mod validate;
 pub use error::{SpecError, SpecErrors};
 pub use load::{load_file, parse};
 pub use locate::position;
+pub use revision::DeploymentRevision;
 pub use schedule::{format_utc, next_fire_ms};
 pub use types::*;
 pub use units::{Duration, Size};

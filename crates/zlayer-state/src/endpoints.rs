@@ -14,6 +14,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::alive::{AliveReply, Heard, ALIVE};
 use crate::ca_key::{caller_is_voter, CaKey, CA_KEY};
 use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
@@ -41,15 +42,23 @@ pub struct Endpoints {
     machine: StateMachine,
     api: RemoteApiSlot,
     ca_key: CaKey,
+    heard: Heard,
 }
 
 impl Endpoints {
-    pub fn new(raft: Raft, machine: StateMachine, api: RemoteApiSlot, ca_key: CaKey) -> Endpoints {
+    pub fn new(
+        raft: Raft,
+        machine: StateMachine,
+        api: RemoteApiSlot,
+        ca_key: CaKey,
+        heard: Heard,
+    ) -> Endpoints {
         Endpoints {
             raft,
             machine,
             api,
             ca_key,
+            heard,
         }
     }
 
@@ -136,6 +145,8 @@ pub(crate) fn json<T: Serialize>(v: &T) -> Response<Full<Bytes>> {
 /// The largest request body a member reads: a snapshot chunk or a batch
 /// of placements fits; anything bigger is refused before it is buffered.
 const MAX_BODY: usize = 64 << 20;
+/// How long the leader tries to confirm its quorum for a liveness call.
+const ALIVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// A join comes from a caller the cluster does not know yet.
 const MAX_JOIN_BODY: usize = 64 << 10;
 
@@ -211,6 +222,19 @@ impl Handler for Endpoints {
                 Ok(rpc) => json(&self.raft.install_snapshot(rpc).await),
                 Err(r) => r,
             },
+            ALIVE => {
+                let Caller::Member { cert_fingerprint } = &caller else {
+                    unreachable!("anonymous callers were refused above")
+                };
+                json(
+                    &match crate::alive::member_of(&self.machine, cert_fingerprint) {
+                        Some(id) => {
+                            crate::alive::answer(&self.raft, &self.heard, id, ALIVE_PATIENCE).await
+                        }
+                        None => AliveReply::UnknownNode,
+                    },
+                )
+            }
             WRITE => match body::<Command>(req, MAX_BODY).await {
                 Ok(cmd) => json(&match self.raft.client_write(cmd).await {
                     Ok(r) => WriteReply::Done(r.data),

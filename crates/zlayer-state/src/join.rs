@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zlayer_scheduler::{NodeHealth, NodeState, Resources};
+use zlayer_model::{NodeHealth, NodeState, Resources};
 
 use crate::pki::{self, NodeIdentity};
 use crate::token::{sha256_hex, JoinToken};
@@ -237,17 +237,6 @@ pub async fn admit(
     };
     let cert_fingerprint = pki::fingerprint_pem(&cert_pem).unwrap_or_default();
     let id = member_id(&cert_fingerprint);
-    let use_token = Command::UseToken {
-        id: req.token_id,
-        secret_sha256,
-        now_ms,
-    };
-    match raft.client_write(use_token).await.map(|r| r.data) {
-        Ok(Response::Token(TokenUse::Accepted)) => {}
-        Ok(Response::Token(u)) => return JoinReply::Refused(u),
-        Ok(other) => return JoinReply::Invalid(format!("{other:?}")),
-        Err(e) => return JoinReply::Invalid(e.to_string()),
-    }
     let record = NodeRecord {
         id,
         name: req.node.name,
@@ -257,21 +246,23 @@ pub async fn admit(
         state: NodeState::Ready,
         health: NodeHealth::default(),
         cert_fingerprint,
-        wg_public_key: None,
         joined_ms: now_ms,
         state_since_ms: now_ms,
         ..NodeRecord::default()
     };
-    match raft
-        .client_write(Command::AddNode(record))
-        .await
-        .map(|r| r.data)
-    {
-        Ok(Response::Done) => JoinReply::Admitted {
+    let admit = Command::Admit {
+        token_id: req.token_id,
+        secret_sha256,
+        now_ms,
+        node: record,
+    };
+    match raft.client_write(admit).await.map(|r| r.data) {
+        Ok(Response::Token(TokenUse::Accepted)) => JoinReply::Admitted {
             id,
             cert_pem,
             ca_pem: ca.cert_pem,
         },
+        Ok(Response::Token(u)) => JoinReply::Refused(u),
         Ok(Response::Refused(m)) => JoinReply::Invalid(m),
         Ok(other) => JoinReply::Invalid(format!("{other:?}")),
         Err(e) => JoinReply::Invalid(e.to_string()),

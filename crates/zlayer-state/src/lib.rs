@@ -13,6 +13,7 @@
 //! commits the result as a command), run containers or touch the network
 //! beyond the Raft transport.
 
+pub mod alive;
 pub mod ca_key;
 mod endpoints;
 pub mod join;
@@ -30,8 +31,8 @@ mod types;
 pub use endpoints::{RemoteApi, API};
 pub use member::{Member, MemberConfig, MemberError, Timing, WriteError, WriteReply, WRITE};
 pub use model::{
-    AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, NodeRecord, PendingRecord,
-    ReplicaStatus, Response, RolloutStatus, TokenKind, TokenRecord, TokenUse,
+    AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, Liveness, NodeRecord,
+    PendingRecord, Response, SpecRevision, TokenKind, TokenRecord, TokenUse,
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};

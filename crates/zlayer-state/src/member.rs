@@ -14,6 +14,7 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::alive::{AliveReply, Heard, ALIVE};
 use crate::endpoints::Endpoints;
 use crate::pki::NodeIdentity;
 use crate::token::{self, JoinToken};
@@ -101,6 +102,8 @@ pub struct Member {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     api: crate::endpoints::RemoteApiSlot,
     ca_key: crate::ca_key::CaKey,
+    /// On the leader: when each node last said it is alive.
+    pub heard: Heard,
 }
 
 impl Member {
@@ -133,11 +136,13 @@ impl Member {
                 })?;
         let api = crate::endpoints::RemoteApiSlot::default();
         let ca_key = crate::ca_key::CaKey::load(cfg.ca_key_file.clone());
+        let heard = Heard::default();
         let endpoints = Arc::new(Endpoints::new(
             raft.clone(),
             machine.clone(),
             api.clone(),
             ca_key.clone(),
+            heard.clone(),
         ));
         let tls = tls::server_config(&cfg.identity)?;
         let mut tasks = vec![crate::transport::serve(listener, tls, endpoints)];
@@ -159,6 +164,7 @@ impl Member {
             tasks,
             api,
             ca_key,
+            heard,
         })
     }
 
@@ -243,6 +249,36 @@ impl Member {
                 addr,
                 detail: e.to_string(),
             }),
+        }
+    }
+
+    /// Tells the leader this node is alive (see `alive`). `Ok` means the
+    /// leader heard it and a quorum still follows that leader.
+    pub async fn alive(&self) -> Result<(), WriteError> {
+        let patience = Duration::from_secs(2);
+        let reply = match self.leader() {
+            Some((id, _)) if id == self.id => {
+                crate::alive::answer(&self.raft, &self.heard, self.id, patience).await
+            }
+            Some((_, addr)) => self
+                .client
+                .call::<_, AliveReply>(&addr, ALIVE, &(), patience + Duration::from_secs(1))
+                .await
+                .map_err(|e| WriteError::Unknown {
+                    addr,
+                    detail: e.to_string(),
+                })?,
+            None => return Err(WriteError::NoLeader(Duration::ZERO)),
+        };
+        match reply {
+            AliveReply::Heard => Ok(()),
+            AliveReply::NotLeader | AliveReply::NoQuorum => {
+                Err(WriteError::NoLeader(Duration::ZERO))
+            }
+            AliveReply::UnknownNode => Err(WriteError::Raft(
+                "the leader knows no node with this certificate (was it removed with `zlayer node rm`?)"
+                    .into(),
+            )),
         }
     }
 

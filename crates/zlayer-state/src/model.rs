@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zlayer_scheduler::{Assignment, NodeHealth, NodeState, Resources};
+use zlayer_model::{
+    Assignment, NodeHealth, NodeNetwork, NodeState, ReplicaReport, Resources, RolloutReport,
+};
 
 /// How many earlier revisions of a deployment are kept for rollback.
 pub const KEPT_REVISIONS: usize = 10;
@@ -34,9 +36,10 @@ pub struct NodeRecord {
     pub health: NodeHealth,
     /// SHA-256 of the node's certificate, hex.
     pub cert_fingerprint: String,
-    /// The node's WireGuard public key, once the overlay has one.
+    /// The node's container subnet and WireGuard identity, once the overlay
+    /// assigns them.
     #[serde(default)]
-    pub wg_public_key: Option<String>,
+    pub network: NodeNetwork,
     pub joined_ms: u64,
     /// When the node last changed state (leader's clock).
     pub state_since_ms: u64,
@@ -48,44 +51,35 @@ pub struct NodeRecord {
     pub last_heartbeat_ms: u64,
     /// The replicas the node runs, as it last reported them.
     #[serde(default)]
-    pub replicas: Vec<ReplicaStatus>,
+    pub replica_reports: Vec<ReplicaReport>,
     /// Its rolling updates, one per service, as it last reported them.
     #[serde(default)]
-    pub rollouts: Vec<RolloutStatus>,
+    pub rollout_reports: Vec<RolloutReport>,
 }
 
-/// A node's progress in replacing its replicas of one service with a new
-/// revision, carried by heartbeats so `up -d` on any member sees a rollout
-/// stop anywhere.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutStatus {
-    /// `deployment/service`.
-    pub workload: String,
-    pub revision: String,
-    /// `rolling`, `done` or `failed`.
-    pub state: String,
-    pub message: String,
-    pub started_ms: u64,
+/// What every heartbeat changes, stored apart from the node's record so a
+/// heartbeat rewrites a few bytes, not the node's reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub heartbeats: u64,
+    pub last_heartbeat_ms: u64,
+    pub health: NodeHealth,
 }
 
-/// One replica as its node observed it, carried by heartbeats so that any
-/// member can show the whole cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaStatus {
-    /// `deployment/service`.
-    pub workload: String,
-    pub replica: u32,
-    #[serde(default)]
-    pub surge: bool,
-    pub state: String,
-    pub health: String,
-    pub restarts: u32,
-    pub ip: String,
-    pub revision: String,
-    pub message: String,
-    pub started_ms: u64,
-    #[serde(default)]
-    pub container_id: String,
+impl NodeRecord {
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            heartbeats: self.heartbeats,
+            last_heartbeat_ms: self.last_heartbeat_ms,
+            health: self.health,
+        }
+    }
+
+    pub fn set_liveness(&mut self, l: Liveness) {
+        self.heartbeats = l.heartbeats;
+        self.last_heartbeat_ms = l.last_heartbeat_ms;
+        self.health = l.health;
+    }
 }
 
 /// A replica the scheduler could not place, and why.
@@ -190,16 +184,17 @@ pub enum Command {
     RemoveNode {
         id: u64,
     },
-    /// A node is alive; `replicas`, `rollouts` and `health` are `None` when
-    /// they are as last reported.
+    /// A node is alive; `replica_reports`, `rollout_reports` and `health`
+    /// are `None` when they are as last reported.
     Heartbeat {
         id: u64,
         at_ms: u64,
-        replicas: Option<Vec<ReplicaStatus>>,
+        #[serde(default)]
+        replica_reports: Option<Vec<ReplicaReport>>,
         #[serde(default)]
         health: Option<NodeHealth>,
         #[serde(default)]
-        rollouts: Option<Vec<RolloutStatus>>,
+        rollout_reports: Option<Vec<RolloutReport>>,
     },
     /// The replicas the scheduler could not place, replacing the last list.
     SetPending(Vec<PendingRecord>),
@@ -230,6 +225,14 @@ pub enum Command {
         id: String,
         secret_sha256: String,
         now_ms: u64,
+    },
+    /// A join: the token is checked and counted and the node recorded in
+    /// one step, so a refusal changes nothing and an admission is whole.
+    Admit {
+        token_id: String,
+        secret_sha256: String,
+        now_ms: u64,
+        node: NodeRecord,
     },
 }
 
@@ -267,6 +270,8 @@ pub enum Touched {
     Token(String),
     NextGeneration,
     Pending,
+    /// Only the node's [`Liveness`] changed.
+    Liveness(u64),
 }
 
 /// Everything Raft replicates.
@@ -364,28 +369,36 @@ impl ClusterState {
                     return Response::Refused(format!("no node with id {id}"));
                 }
                 touched.push(Touched::Node(id));
+                touched.push(Touched::Liveness(id));
                 Response::Done
             }
             Command::Heartbeat {
                 id,
                 at_ms,
-                replicas,
+                replica_reports,
                 health,
-                rollouts,
+                rollout_reports,
             } => match self.nodes.get_mut(&id) {
                 Some(n) => {
                     n.heartbeats += 1;
                     n.last_heartbeat_ms = at_ms;
-                    if let Some(r) = replicas {
-                        n.replicas = r;
-                    }
-                    if let Some(r) = rollouts {
-                        n.rollouts = r;
-                    }
                     if let Some(h) = health {
                         n.health = h;
                     }
-                    touched.push(Touched::Node(id));
+                    let mut reports_changed = false;
+                    if let Some(r) = replica_reports.filter(|r| *r != n.replica_reports) {
+                        n.replica_reports = r;
+                        reports_changed = true;
+                    }
+                    if let Some(r) = rollout_reports.filter(|r| *r != n.rollout_reports) {
+                        n.rollout_reports = r;
+                        reports_changed = true;
+                    }
+                    touched.push(if reports_changed {
+                        Touched::Node(id)
+                    } else {
+                        Touched::Liveness(id)
+                    });
                     Response::Done
                 }
                 None => Response::Refused(format!("no node with id {id}")),
@@ -444,19 +457,50 @@ impl ClusterState {
                 secret_sha256,
                 now_ms,
             } => Response::Token(self.use_token(&id, &secret_sha256, now_ms, touched)),
+            Command::Admit {
+                token_id,
+                secret_sha256,
+                now_ms,
+                node,
+            } => self.admit(&token_id, &secret_sha256, now_ms, node, touched),
         }
     }
 
-    fn add_node(&mut self, node: NodeRecord, touched: &mut Vec<Touched>) -> Response {
-        if let Some(other) = self
-            .nodes
+    fn admit(
+        &mut self,
+        token_id: &str,
+        secret_sha256: &str,
+        now_ms: u64,
+        node: NodeRecord,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        let verdict = self
+            .tokens
+            .get(token_id)
+            .filter(|t| t.kind == TokenKind::Join)
+            .map_or(TokenUse::Unknown, |t| t.check(secret_sha256, now_ms));
+        if verdict != TokenUse::Accepted {
+            return Response::Token(verdict);
+        }
+        if let Some(why) = self.name_taken(&node) {
+            return Response::Refused(why);
+        }
+        self.use_token(token_id, secret_sha256, now_ms, touched);
+        touched.push(Touched::Node(node.id));
+        self.nodes.insert(node.id, node);
+        Response::Token(TokenUse::Accepted)
+    }
+
+    fn name_taken(&self, node: &NodeRecord) -> Option<String> {
+        self.nodes
             .values()
             .find(|n| n.name == node.name && n.id != node.id)
-        {
-            return Response::Refused(format!(
-                "node name {} is taken by member {}",
-                node.name, other.id
-            ));
+            .map(|other| format!("node name {} is taken by member {}", node.name, other.id))
+    }
+
+    fn add_node(&mut self, node: NodeRecord, touched: &mut Vec<Touched>) -> Response {
+        if let Some(why) = self.name_taken(&node) {
+            return Response::Refused(why);
         }
         touched.push(Touched::Node(node.id));
         self.nodes.insert(node.id, node);

@@ -1,3 +1,6 @@
+//! `ClusterState::apply`: token refusals, revisions, fencing by generation,
+//! admission and heartbeats, each a pure step.
+
 use super::*;
 
 fn token(uses: Option<u32>) -> TokenRecord {
@@ -197,4 +200,106 @@ fn an_api_token_never_admits_a_node() {
     );
     assert_eq!(r, Response::Token(TokenUse::Unknown));
     assert_eq!(s, before);
+}
+
+fn admit(s: &mut ClusterState, secret: &str, now_ms: u64, id: u64, name: &str) -> Response {
+    let node = NodeRecord {
+        id,
+        name: name.into(),
+        ..NodeRecord::default()
+    };
+    let cmd = Command::Admit {
+        token_id: "t1".into(),
+        secret_sha256: secret.into(),
+        now_ms,
+        node,
+    };
+    let mut touched = Vec::new();
+    let r = s.apply(cmd, &mut touched);
+    if r != Response::Token(TokenUse::Accepted) {
+        assert!(
+            touched.is_empty(),
+            "a refused admission touched {touched:?}"
+        );
+    }
+    r
+}
+
+#[test]
+fn admission_uses_the_token_and_records_the_node_in_one_command() {
+    let mut s = ClusterState::default();
+    run(&mut s, Command::CreateToken(token(Some(1))));
+    run(
+        &mut s,
+        Command::AddNode(NodeRecord {
+            id: 1,
+            name: "n1".into(),
+            ..NodeRecord::default()
+        }),
+    );
+    let before = s.clone();
+    assert_eq!(
+        admit(&mut s, "x", 10, 2, "n2"),
+        Response::Token(TokenUse::WrongSecret)
+    );
+    assert_eq!(
+        admit(&mut s, "s", 5_000, 2, "n2"),
+        Response::Token(TokenUse::Expired)
+    );
+    // A taken name refuses the join without spending the token's only use.
+    assert!(matches!(
+        admit(&mut s, "s", 10, 2, "n1"),
+        Response::Refused(m) if m.contains("taken")
+    ));
+    assert_eq!(s, before);
+
+    assert_eq!(
+        admit(&mut s, "s", 10, 2, "n2"),
+        Response::Token(TokenUse::Accepted)
+    );
+    assert_eq!(s.tokens["t1"].used, 1);
+    assert_eq!(s.nodes[&2].name, "n2");
+    assert_eq!(
+        admit(&mut s, "s", 11, 3, "n3"),
+        Response::Token(TokenUse::UsedUp)
+    );
+    assert!(!s.nodes.contains_key(&3));
+}
+
+#[test]
+fn an_unchanged_heartbeat_touches_only_the_liveness_record() {
+    let mut s = ClusterState::default();
+    run(
+        &mut s,
+        Command::AddNode(NodeRecord {
+            id: 7,
+            name: "n7".into(),
+            ..NodeRecord::default()
+        }),
+    );
+    let beat = |reports: Option<Vec<zlayer_model::ReplicaReport>>| Command::Heartbeat {
+        id: 7,
+        at_ms: 1,
+        replica_reports: reports,
+        health: None,
+        rollout_reports: None,
+    };
+    let mut touched = Vec::new();
+    s.apply(beat(None), &mut touched);
+    assert_eq!(touched, vec![Touched::Liveness(7)]);
+    // A report equal to the stored one changes nothing either.
+    touched.clear();
+    s.apply(beat(Some(Vec::new())), &mut touched);
+    assert_eq!(touched, vec![Touched::Liveness(7)]);
+    let report = zlayer_model::ReplicaReport::new(
+        "d/s",
+        0,
+        zlayer_model::ReplicaState::Running,
+        zlayer_model::Health::None,
+        "r",
+    );
+    touched.clear();
+    s.apply(beat(Some(vec![report])), &mut touched);
+    assert_eq!(touched, vec![Touched::Node(7)]);
+    assert_eq!(s.nodes[&7].heartbeats, 3);
 }

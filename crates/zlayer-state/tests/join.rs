@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::{deploy, eventually, free_addr, start, LOCAL};
-use zlayer_scheduler::{NodeState, Resources};
+use zlayer_model::{NodeState, Resources};
 use zlayer_state::join::{join, JoinError, NodeFacts};
 use zlayer_state::pki;
 use zlayer_state::token::JoinToken;

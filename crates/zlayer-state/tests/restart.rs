@@ -6,7 +6,7 @@ mod support;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, Vote};
 use support::deploy;
-use zlayer_scheduler::Assignment;
+use zlayer_model::Assignment;
 use zlayer_state::{Command, Response, TypeConfig};
 
 fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {

@@ -5,7 +5,6 @@
 mod cli;
 mod commands;
 mod output;
-mod wiring;
 
 use clap::Parser;
 

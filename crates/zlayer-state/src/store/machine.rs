@@ -24,6 +24,7 @@ const SNAPSHOT: &[u8] = b"m/snapshot";
 const CA: &[u8] = b"ca";
 const NEXT_GENERATION: &[u8] = b"gen";
 const NODE: &str = "node/";
+const LIVENESS: &str = "live/";
 const DEPLOYMENT: &str = "dep/";
 const ASSIGNMENT: &str = "asg/";
 const TOKEN: &str = "tok/";
@@ -59,6 +60,7 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::NextGeneration => NEXT_GENERATION.to_vec(),
         Touched::Pending => PENDING.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
+        Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
         Touched::Token(id) => format!("{TOKEN}{id}").into_bytes(),
         Touched::Assignment(k) => [
@@ -81,6 +83,7 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::NextGeneration => json(Some(&data.next_generation)),
         Touched::Pending => json(Some(&data.pending)),
         Touched::Node(id) => json(data.nodes.get(id)),
+        Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
         Touched::Token(id) => json(data.tokens.get(id)),
         Touched::Assignment(k) => json(data.assignments.get(k)),
@@ -91,6 +94,7 @@ impl StateMachine {
     /// Reads every record back from sled.
     pub(crate) fn load(tree: sled::Tree) -> Result<StateMachine, StorageError<u64>> {
         let mut m = Machine::default();
+        let mut liveness: Vec<(u64, crate::Liveness)> = Vec::new();
         for kv in tree.iter() {
             let (k, v) = kv.map_err(read_err)?;
             let k = k.as_ref();
@@ -108,6 +112,14 @@ impl StateMachine {
                 d.pending = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
                 d.next_generation = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if let Some(id) = k.strip_prefix(LIVENESS.as_bytes()) {
+                let id = u64::from_be_bytes(id.try_into().map_err(|_| {
+                    read_err(format!(
+                        "record {}: bad node id",
+                        String::from_utf8_lossy(k)
+                    ))
+                })?);
+                liveness.push((id, serde_json::from_slice(&v).map_err(parse_err)?));
             } else if k.starts_with(NODE.as_bytes()) {
                 let n: crate::NodeRecord = serde_json::from_slice(&v).map_err(parse_err)?;
                 d.nodes.insert(n.id, n);
@@ -115,12 +127,20 @@ impl StateMachine {
                 let r: crate::DeploymentRecord = serde_json::from_slice(&v).map_err(parse_err)?;
                 d.deployments.insert(r.name.clone(), r);
             } else if k.starts_with(ASSIGNMENT.as_bytes()) {
-                let a: zlayer_scheduler::Assignment =
-                    serde_json::from_slice(&v).map_err(parse_err)?;
+                let a: zlayer_model::Assignment = serde_json::from_slice(&v).map_err(parse_err)?;
                 d.assignments.insert(crate::AssignmentKey::of(&a), a);
             } else if k.starts_with(TOKEN.as_bytes()) {
                 let t: crate::TokenRecord = serde_json::from_slice(&v).map_err(parse_err)?;
                 d.tokens.insert(t.id.clone(), t);
+            }
+        }
+        // A node's record holds its liveness as of its last full write; the
+        // liveness record is newer when heartbeats came since.
+        for (id, l) in liveness {
+            if let Some(n) = m.data.nodes.get_mut(&id) {
+                if l.heartbeats >= n.heartbeats {
+                    n.set_liveness(l);
+                }
             }
         }
         let applied = m.applied.map_or(0, |l| l.index);

@@ -105,7 +105,7 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// replicas `start..start+count`, as one batched scheduler decision.
 pub fn placements(dep: &str, start: u32, count: u32, first_generation: u64) -> Command {
     let place = (start..start + count)
-        .map(|i| zlayer_scheduler::Assignment {
+        .map(|i| zlayer_model::Assignment {
             workload: format!("{dep}/svc{}", i % 50),
             replica: i,
             node: format!("n{}", i % 3 + 1),

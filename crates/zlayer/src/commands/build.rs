@@ -1,3 +1,5 @@
+//! `zlayer build`: a Dockerfile to an image in the node's store.
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

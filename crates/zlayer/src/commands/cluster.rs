@@ -1,3 +1,6 @@
+//! `zlayer token …` and `zlayer join`: the cluster's tokens, and joining a
+//! node to a cluster with one.
+
 use std::path::Path;
 
 use anyhow::Result;

@@ -1,16 +1,17 @@
+//! `up`, `down`, `ps`, `rollouts` and `events`: sending a spec to the node,
+//! waiting for its replicas, and showing what runs.
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use zlayer_api::{ApplyRequest, ApplyResponse, ReplicaView, RolloutView};
+use zlayer_api::{
+    ApplyRequest, ApplyResponse, ReplicaPhase, ReplicaView, RolloutPhase, RolloutView,
+};
 
 use crate::cli::Format;
 use crate::output::render;
-
-fn ready(r: &ReplicaView) -> bool {
-    r.state == "running" && (r.health == "healthy" || r.health == "none")
-}
 
 pub fn up(
     data: &Path,
@@ -80,9 +81,9 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
         let current = |r: &ReplicaView| resp.revisions.get(&r.service) == Some(&r.revision);
         let up = ps
             .iter()
-            .filter(|r| ready(r) && !r.surge && current(r))
+            .filter(|r| r.is_ready() && !r.surge && current(r))
             .count() as u32;
-        if let Some(bad) = ps.iter().find(|r| r.state == "failed") {
+        if let Some(bad) = ps.iter().find(|r| r.state == ReplicaPhase::Failed) {
             bail!("{}/{} failed: {}", bad.service, bad.replica, bad.message);
         }
         // Each node replaces its own replicas, and reports how it goes.
@@ -98,10 +99,10 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
             } else {
                 String::new()
             };
-            match r.state.as_str() {
-                "failed" => bail!("{dep}/{}: rollout{on} {}", r.service, r.message),
-                "done" => {}
-                _ => rolling += 1,
+            match r.state {
+                RolloutPhase::Failed => bail!("{dep}/{}: rollout{on} {}", r.service, r.message),
+                RolloutPhase::Done => {}
+                RolloutPhase::Rolling => rolling += 1,
             }
         }
         if up >= expected && rolling == 0 {
@@ -114,7 +115,7 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
         if start.elapsed() > Duration::from_secs(timeout) {
             let why: Vec<String> = ps
                 .iter()
-                .filter(|r| !ready(r))
+                .filter(|r| !r.is_ready())
                 .map(|r| {
                     format!(
                         "{}/{}: {} {} {}",
@@ -224,8 +225,8 @@ pub fn ps(data: &Path, output: Format) -> Result<i32> {
                 // A rollout's replacement shows beside the replica it replaces.
                 format!("{}{}", r.replica, if r.surge { "+" } else { "" }),
                 r.node.clone(),
-                r.state.clone(),
-                r.health.clone(),
+                r.state.to_string(),
+                r.health.to_string(),
                 r.restarts.to_string(),
                 r.ip.clone(),
                 age(r.age_secs),
@@ -246,7 +247,7 @@ pub fn rollouts(data: &Path, output: Format) -> Result<i32> {
             vec![
                 format!("{}/{}", r.deployment, r.service),
                 r.revision.clone(),
-                r.state.clone(),
+                r.state.to_string(),
                 r.node.clone(),
                 age(r.age_secs),
                 r.message.clone(),
@@ -260,11 +261,6 @@ pub fn rollouts(data: &Path, output: Format) -> Result<i32> {
 /// worst state any node is in (failed, then rolling, then done), the nodes
 /// in it, and the first such node's message.
 fn summarize_rollouts(rows: Vec<RolloutView>) -> Vec<RolloutView> {
-    let rank = |state: &str| match state {
-        "failed" => 2,
-        "rolling" => 1,
-        _ => 0,
-    };
     let mut by_service: BTreeMap<(String, String, String), Vec<RolloutView>> = BTreeMap::new();
     for r in rows {
         let key = (r.deployment.clone(), r.service.clone(), r.revision.clone());
@@ -274,15 +270,15 @@ fn summarize_rollouts(rows: Vec<RolloutView>) -> Vec<RolloutView> {
         .into_values()
         .filter_map(|mut group| {
             group.sort_by(|a, b| a.node.cmp(&b.node));
-            let worst = group.iter().map(|r| rank(&r.state)).max()?;
+            let worst = group.iter().map(|r| r.state).max()?;
             let nodes: Vec<&str> = group
                 .iter()
-                .filter(|r| rank(&r.state) == worst)
+                .filter(|r| r.state == worst)
                 .map(|r| r.node.as_str())
                 .collect();
             let node = nodes.join(",");
             let age_secs = group.iter().map(|r| r.age_secs).max().unwrap_or(0);
-            let mut first = group.into_iter().find(|r| rank(&r.state) == worst)?;
+            let mut first = group.into_iter().find(|r| r.state == worst)?;
             first.node = node;
             first.age_secs = age_secs;
             Some(first)
@@ -313,13 +309,13 @@ pub fn events(data: &Path, output: Format) -> Result<i32> {
 mod tests {
     use super::*;
 
-    fn on(node: &str, state: &str, message: &str) -> RolloutView {
+    fn on(node: &str, state: RolloutPhase, message: &str) -> RolloutView {
         RolloutView {
             deployment: "d".into(),
             service: "web".into(),
             node: node.into(),
             revision: "r2".into(),
-            state: state.into(),
+            state,
             message: message.into(),
             age_secs: 1,
         }
@@ -328,26 +324,30 @@ mod tests {
     #[test]
     fn a_rollout_stopped_on_one_node_is_the_services_state() {
         let rows = summarize_rollouts(vec![
-            on("n1", "done", ""),
-            on("n3", "failed", "stopped: n3's reason"),
-            on("n2", "rolling", ""),
+            on("n1", RolloutPhase::Done, ""),
+            on("n3", RolloutPhase::Failed, "stopped: n3's reason"),
+            on("n2", RolloutPhase::Rolling, ""),
         ]);
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (
-                rows[0].state.as_str(),
+                rows[0].state,
                 rows[0].node.as_str(),
                 rows[0].message.as_str()
             ),
-            ("failed", "n3", "stopped: n3's reason")
+            (RolloutPhase::Failed, "n3", "stopped: n3's reason")
         );
     }
 
     #[test]
     fn a_rollout_done_everywhere_lists_every_node() {
-        let mut old = on("n2", "done", "");
+        let mut old = on("n2", RolloutPhase::Done, "");
         old.revision = "r1".into();
-        let rows = summarize_rollouts(vec![on("n2", "done", ""), on("n1", "done", ""), old]);
+        let rows = summarize_rollouts(vec![
+            on("n2", RolloutPhase::Done, ""),
+            on("n1", RolloutPhase::Done, ""),
+            old,
+        ]);
         let got: Vec<(&str, &str)> = rows
             .iter()
             .map(|r| (r.revision.as_str(), r.node.as_str()))

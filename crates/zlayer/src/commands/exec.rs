@@ -1,3 +1,5 @@
+//! `zlayer exec`: a command inside a running replica's container.
+
 use std::path::Path;
 
 use anyhow::{bail, Result};

@@ -1,3 +1,5 @@
+//! `zlayer image …`, `pull`, `push`, `login` and `logout`.
+
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 

@@ -1,3 +1,5 @@
+//! `zlayer logs`: a replica's output, followed or tailed.
+
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 

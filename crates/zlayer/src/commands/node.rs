@@ -1,5 +1,7 @@
+//! `zlayer node …`: starting a node in the foreground (`zlayer-node` runs
+//! it), listing, draining and removing nodes, and starting one for `up`.
+
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use zlayer_api::{ClusterReply, ClusterRequest, NodeView};
@@ -51,7 +53,7 @@ pub fn control_config(
         advertise: m.advertise,
         port: m.port,
         name: m.name.clone().unwrap_or_else(host_name),
-        capacity: zlayer_scheduler::Resources {
+        capacity: zlayer_model::Resources {
             cpu_milli,
             memory_bytes,
             gpus,
@@ -88,28 +90,19 @@ fn start(
         )
         .with_writer(std::io::stderr)
         .init();
-    let control_cfg = control_config(data, gpu_root, &member);
-    let metrics_addr = Some(agent.metrics_addr.parse().context("--metrics-addr")?);
+    let cfg = zlayer_node::NodeConfig {
+        control: control_config(data, gpu_root, &member),
+        data_dir: data.to_path_buf(),
+        exe: std::env::current_exe().context("locating the zlayer binary")?,
+        bridge: agent.bridge,
+        cidr: agent.cidr.parse()?,
+        registries: registries.clone(),
+        gpu_root: gpu_root.to_path_buf(),
+        metrics_addr: Some(agent.metrics_addr.parse().context("--metrics-addr")?),
+    };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let control = zlayer_control::Control::start(control_cfg).await?;
-        let cfg = zlayer_agent::node::NodeConfig {
-            data_dir: data.to_path_buf(),
-            exe: std::env::current_exe().context("locating the zlayer binary")?,
-            bridge: agent.bridge,
-            cidr: agent.cidr.parse()?,
-            metrics_addr,
-            registries: registries.clone(),
-            gpu_root: gpu_root.to_path_buf(),
-            cluster: Arc::new(crate::wiring::ControlPort(control.clone())),
-            node_name: control.name().to_string(),
-        };
-        let node = zlayer_agent::node::Node::open(&cfg).map_err(anyhow::Error::msg)?;
-        control.serve_api(node.clone());
-        let ran = node.run(cfg.metrics_addr).await.map_err(anyhow::Error::msg);
-        control.stop().await;
-        ran
-    })?;
+    rt.block_on(zlayer_node::run(cfg))
+        .map_err(anyhow::Error::msg)?;
     Ok(0)
 }
 

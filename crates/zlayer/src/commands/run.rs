@@ -1,3 +1,5 @@
+//! `zlayer run`: a one-off container in the foreground.
+
 use std::path::Path;
 
 use anyhow::{Context, Result};

@@ -1,3 +1,5 @@
+//! `zlayer validate` and `zlayer spec schema`.
+
 use std::path::Path;
 
 use anyhow::Result;

@@ -1,0 +1,267 @@
+//! The agent: its parts (state store, images, GPUs, DNS, publishers, the
+//! launcher) and the loop that runs a reconcile round every 250 ms, sooner
+//! when the cluster's state changes or a replica waits for its first probe.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use zlayer_api::Event;
+use zlayer_image::{ImageStore, RegistryOptions};
+use zlayer_net::{DnsTable, PortPublisher};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::launcher::{ContainerLauncher, Launcher};
+use crate::replica::NodePaths;
+use crate::state::{Health, Replica, Store};
+use crate::template::Template;
+
+pub struct AgentConfig {
+    pub data_dir: PathBuf,
+    pub exe: PathBuf,
+    pub bridge: String,
+    pub cidr: zlayer_net::Cidr,
+    /// How to reach registries for `pull_policy` pulls.
+    pub registries: RegistryOptions,
+    /// Where the NVIDIA driver is found (`/` on a real host).
+    pub gpu_root: PathBuf,
+    /// What the cluster wants of this node.
+    pub cluster: Arc<dyn crate::desired::Cluster>,
+    /// The node's name in the cluster.
+    pub node_name: String,
+}
+
+pub struct Agent {
+    pub(crate) paths: NodePaths,
+    pub(crate) store: Store,
+    pub(crate) images: ImageStore,
+    /// This node's GPUs, found once at start.
+    pub(crate) gpus: zlayer_runtime::GpuInventory,
+    pub(crate) launcher: Arc<dyn Launcher>,
+    pub(crate) registries: RegistryOptions,
+    pub(crate) dns: DnsTable,
+    pub(crate) events: Mutex<VecDeque<Event>>,
+    pub(crate) publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
+    pub(crate) depends_since: Mutex<HashMap<String, u64>>,
+    /// Ports whose bind failure was already logged (the loop retries every tick).
+    pub(crate) publish_errors: Mutex<HashSet<u16>>,
+    /// When each replica was last probed, by replica key.
+    pub(crate) last_probe: Mutex<HashMap<String, u64>>,
+    /// Templates by `deployment/service/revision`, as stored.
+    pub(crate) templates: Mutex<HashMap<String, Arc<Template>>>,
+    /// Committed revisions this node's parser refused, by deployment.
+    pub(crate) spec_errors: Mutex<HashMap<String, SpecError>>,
+    /// Writes to the node's state store that failed (see `persist`).
+    pub(crate) store_errors: AtomicU64,
+    /// Counts reconcile rounds, so clients can wait for the next one.
+    pub(crate) generation: tokio::sync::watch::Sender<u64>,
+    pub(crate) wake: Notify,
+    pub(crate) quit: Notify,
+    pub(crate) node_name: String,
+    pub(crate) cluster: Arc<dyn crate::desired::Cluster>,
+    /// Whether the last round ran fenced.
+    pub(crate) fenced: std::sync::atomic::AtomicBool,
+}
+
+/// A committed revision this node cannot run, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecError {
+    pub deployment: String,
+    pub revision: u64,
+    pub message: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn backoff_ms(restarts: u32) -> u64 {
+    (250u64 << restarts.min(7)).min(30_000)
+}
+
+impl Agent {
+    /// Opens the node's state and image stores; containers start through
+    /// the real [`ContainerLauncher`].
+    pub fn open(cfg: &AgentConfig) -> Result<Arc<Agent>, String> {
+        let images = open_images(cfg)?;
+        let launcher = Arc::new(ContainerLauncher {
+            paths: paths(cfg),
+            images: images.clone(),
+            gpus: zlayer_runtime::GpuInventory::discover(&cfg.gpu_root),
+        });
+        Agent::with_launcher(cfg, launcher)
+    }
+
+    /// Opens the agent with `launcher` in front of every container.
+    pub fn with_launcher(
+        cfg: &AgentConfig,
+        launcher: Arc<dyn Launcher>,
+    ) -> Result<Arc<Agent>, String> {
+        let store = Store::open(&cfg.data_dir.join("state")).map_err(|e| e.to_string())?;
+        Ok(Arc::new(Agent {
+            paths: paths(cfg),
+            gpus: zlayer_runtime::GpuInventory::discover(&cfg.gpu_root),
+            store,
+            images: open_images(cfg)?,
+            launcher,
+            registries: cfg.registries.clone(),
+            dns: DnsTable::default(),
+            events: Mutex::new(VecDeque::new()),
+            publishers: tokio::sync::Mutex::new(HashMap::new()),
+            depends_since: Mutex::new(HashMap::new()),
+            publish_errors: Mutex::new(HashSet::new()),
+            last_probe: Mutex::new(HashMap::new()),
+            templates: Mutex::new(HashMap::new()),
+            spec_errors: Mutex::new(HashMap::new()),
+            store_errors: AtomicU64::new(0),
+            generation: tokio::sync::watch::Sender::new(0),
+            wake: Notify::new(),
+            quit: Notify::new(),
+            node_name: cfg.node_name.clone(),
+            cluster: cfg.cluster.clone(),
+            fenced: Default::default(),
+        }))
+    }
+
+    /// Brings up the node bridge, masquerading and DNS, then reconciles
+    /// until [`Agent::shutdown`]. Containers keep running afterwards.
+    pub async fn run(self: Arc<Self>) -> Result<(), String> {
+        let p = &self.paths;
+        zlayer_net::ensure_bridge(&zlayer_net::BridgeConfig {
+            name: p.bridge.clone(),
+            cidr: p.cidr,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        zlayer_net::ensure_masquerade(&format!("zlayer_{}", p.bridge), &p.bridge, &p.cidr)
+            .map_err(|e| e.to_string())?;
+        let _dns =
+            zlayer_net::DnsServer::bind(SocketAddr::from((p.cidr.gateway(), 53)), self.dns.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        tracing::info!(data_dir = %p.data_dir.display(), "agent started");
+        let mut changes = self.cluster.changes();
+        loop {
+            self.round().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(self.next_tick()) => {}
+                _ = self.quit.notified() => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// One reconcile round, then the node's report for the other members.
+    pub async fn round(self: &Arc<Self>) {
+        self.reconcile().await;
+        self.cluster
+            .report(self.local_reports(), self.local_rollout_reports());
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Ends [`Agent::run`] after its current round.
+    pub fn shutdown(&self) {
+        self.quit.notify_one();
+    }
+
+    /// Runs a round soon instead of at the next tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Logs and counts a failed write to the node's state store, and tells
+    /// the replica's events: its record on disk is older than what runs.
+    pub(crate) fn persist(&self, written: Result<(), crate::state::StoreError>, r: &Replica) {
+        if let Err(e) = written {
+            self.store_failed(&format!("replica {}", r.key()), &e);
+            self.event(
+                r,
+                "store-error",
+                format!("could not record this replica's state on disk: {e}"),
+            );
+        }
+    }
+
+    /// Logs and counts a failed write of `what` to the node's state store;
+    /// `zlayer_node_state_write_errors_total` shows the count.
+    pub(crate) fn store_failed(&self, what: &str, e: &crate::state::StoreError) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("state store: writing {what} failed: {e}");
+    }
+
+    pub(crate) fn event(&self, r: &Replica, kind: &str, message: String) {
+        self.event_for(&r.deployment, &r.service, r.index, kind, message);
+    }
+
+    pub(crate) fn event_for(
+        &self,
+        deployment: &str,
+        service: &str,
+        replica: u32,
+        kind: &str,
+        message: String,
+    ) {
+        tracing::info!(deployment, service, replica, kind, "{message}");
+        if let Ok(mut ev) = self.events.lock() {
+            if ev.len() >= 1000 {
+                ev.pop_front();
+            }
+            ev.push_back(Event {
+                time_ms: now_ms(),
+                deployment: deployment.into(),
+                service: service.into(),
+                replica,
+                kind: kind.into(),
+                message,
+            });
+        }
+    }
+
+    /// How long the loop may sleep: 250 ms, or less while a replica waits for
+    /// its first passing probe, so short health intervals are honoured.
+    fn next_tick(&self) -> Duration {
+        let idle = Duration::from_millis(250);
+        self.store
+            .replicas()
+            .into_iter()
+            .filter(|r| r.health == Health::Starting)
+            .filter_map(|r| {
+                let h = self.template_of(&r)?.service.health.clone()?;
+                Some(h.start_interval.unwrap_or(h.interval).0)
+            })
+            .min()
+            .map_or(idle, |i| i.clamp(Duration::from_millis(5), idle))
+    }
+
+    /// The round count once it passes `after`; at most 2 s later, whatever it is.
+    pub async fn watch(&self, after: u64) -> u64 {
+        let mut rx = self.generation.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|g| *g > after)).await;
+        let now = *rx.borrow();
+        now
+    }
+}
+
+fn paths(cfg: &AgentConfig) -> NodePaths {
+    NodePaths {
+        data_dir: cfg.data_dir.clone(),
+        exe: cfg.exe.clone(),
+        bridge: cfg.bridge.clone(),
+        cidr: cfg.cidr,
+    }
+}
+
+fn open_images(cfg: &AgentConfig) -> Result<ImageStore, String> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    ImageStore::open(cfg.data_dir.join("images")).map_err(|e| e.to_string())
+}

@@ -1,0 +1,158 @@
+//! What reconcile asks of containers, behind one trait: start a replica,
+//! signal and stop it, read its status, release what it held, and find
+//! container directories no record names. [`ContainerLauncher`] does it for
+//! real (images, netns, veth, the shim); tests put a recording fake in its
+//! place, so reconcile runs without root.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use zlayer_image::ImageStore;
+use zlayer_runtime::{ContainerDir, GpuInventory, Status};
+
+use crate::agent::{backoff_ms, now_ms, Agent};
+use crate::replica::{self, NodePaths, ReplicaRequest};
+use crate::state::{Health, Replica, ReplicaState};
+use crate::template::Template;
+
+/// One replica to start from its revision's template.
+pub struct StartRequest {
+    pub template: Arc<Template>,
+    pub index: u32,
+    pub ip: std::net::Ipv4Addr,
+    /// The node's GPUs (by index) it holds.
+    pub gpus: Vec<u32>,
+}
+
+pub trait Launcher: Send + Sync + 'static {
+    /// Starts the replica's container and returns its id; on failure it has
+    /// released everything it acquired.
+    fn start(&self, req: StartRequest) -> BoxFuture<'_, Result<String, String>>;
+    /// Sends `signal`, waits up to `grace`, then SIGKILL; returns once the
+    /// container has exited.
+    fn stop<'a>(&'a self, container_id: &'a str, signal: i32, grace: Duration)
+        -> BoxFuture<'a, ()>;
+    /// Sends one signal, without waiting.
+    fn signal(&self, container_id: &str, signal: i32);
+    fn status(&self, container_id: &str) -> Status;
+    /// Releases everything the container held on this node; safe to repeat.
+    fn cleanup<'a>(&'a self, container_id: &'a str) -> BoxFuture<'a, ()>;
+    /// Containers on this node that no id in `recorded` names.
+    fn unrecorded(&self, recorded: &HashSet<String>) -> Vec<String>;
+}
+
+/// Containers for real: images to snapshots, netns and veth, the shim.
+pub struct ContainerLauncher {
+    pub paths: NodePaths,
+    pub images: ImageStore,
+    pub gpus: GpuInventory,
+}
+
+impl Launcher for ContainerLauncher {
+    fn start(&self, req: StartRequest) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            let t = &req.template;
+            let search = format!("{}.zlayer", t.deployment);
+            let started = replica::start(
+                &self.paths,
+                &self.images,
+                &ReplicaRequest {
+                    deployment: &t.deployment,
+                    service: &t.service_name,
+                    svc: &t.service,
+                    index: req.index,
+                    env: &t.env,
+                    ip: req.ip,
+                    dns_search: &search,
+                    gpus: &req.gpus,
+                    inventory: &self.gpus,
+                },
+            )
+            .await?;
+            Ok(started.container_id)
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        container_id: &'a str,
+        signal: i32,
+        grace: Duration,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(replica::stop(&self.paths, container_id, signal, grace))
+    }
+
+    fn signal(&self, container_id: &str, signal: i32) {
+        if let Err(e) = ContainerDir::new(&self.paths.data_dir, container_id).signal(signal) {
+            tracing::debug!(container = container_id, "signal {signal}: {e}");
+        }
+    }
+
+    fn status(&self, container_id: &str) -> Status {
+        ContainerDir::new(&self.paths.data_dir, container_id).status()
+    }
+
+    fn cleanup<'a>(&'a self, container_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(replica::cleanup(&self.paths, &self.images, container_id))
+    }
+
+    fn unrecorded(&self, recorded: &HashSet<String>) -> Vec<String> {
+        replica::unrecorded(&self.paths, recorded)
+    }
+}
+
+impl Agent {
+    /// Starts a planned replica (its IP already reserved) from its revision's
+    /// template and records the outcome.
+    pub(crate) async fn launch(&self, mut r: Replica) -> Replica {
+        let Some(t) = self.template_of(&r) else {
+            r.state = ReplicaState::Exited;
+            r.ip = None;
+            r.message = format!("revision {} is no longer known", r.revision);
+            r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+            self.persist(self.store.put_replica(&r), &r);
+            return r;
+        };
+        let ip = r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let req = StartRequest {
+            template: t.clone(),
+            index: r.index,
+            ip,
+            gpus: r.gpus.clone(),
+        };
+        match self.launcher.start(req).await {
+            Ok(container_id) => {
+                let svc = &t.service;
+                r.container_id = container_id;
+                r.ip = Some(ip);
+                r.state = ReplicaState::Running;
+                r.health = if svc.health.is_some() {
+                    Health::Starting
+                } else {
+                    Health::None
+                };
+                r.started_ms = now_ms();
+                r.failed_checks = 0;
+                r.stop_signal = svc
+                    .stop
+                    .signal
+                    .as_deref()
+                    .and_then(zlayer_runtime::signal_number);
+                r.stop_grace_ms = svc.stop.grace.0.as_millis() as u64;
+                r.message.clear();
+                self.event(&r, "started", format!("{} started at {ip}", r.container_id));
+            }
+            Err(e) => {
+                r.state = ReplicaState::Exited;
+                r.ip = None;
+                r.message = format!("start failed: {e}");
+                r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+                self.event(&r, "start-failed", e);
+            }
+        }
+        self.persist(self.store.put_replica(&r), &r);
+        r
+    }
+}

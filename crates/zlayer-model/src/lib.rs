@@ -1,0 +1,21 @@
+//! zlayer-model owns the typed vocabulary that crosses crate boundaries:
+//! replica state, health and the report a node sends about each replica;
+//! rollout state and reports; resources, node state, health and network
+//! facts; and assignments (which node runs which replica slot).
+//!
+//! Every crate that decides something from these values compares these
+//! types, never display strings; `zlayer-api` turns them into views only at
+//! its edge. It must not do I/O or hold logic beyond plain accessors: it
+//! depends on serde alone.
+
+mod cluster;
+mod node;
+mod placement;
+mod replica;
+mod rollout;
+
+pub use cluster::{ClusterReplica, NodeRollout};
+pub use node::{NodeHealth, NodeNetwork, NodeState, Resources};
+pub use placement::{split_workload, Assignment};
+pub use replica::{Health, ReplicaReport, ReplicaState};
+pub use rollout::{RolloutReport, RolloutState};

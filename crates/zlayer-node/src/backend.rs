@@ -1,0 +1,130 @@
+//! The node API, each request sent to the part that owns it: specs are
+//! admitted by the agent and committed by the control plane, cluster
+//! requests go straight to the control plane, and `ps` joins this node's
+//! replicas with what the other nodes reported.
+
+use zlayer_api::{
+    ApiError, ApplyRequest, ApplyResponse, Backend, ClusterReply, ClusterRequest, Event,
+    ReplicaLocation, ReplicaView, RolloutView,
+};
+
+use crate::errors;
+use crate::run::Node;
+
+impl Backend for Node {
+    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, ApiError> {
+        let admitted = self
+            .agent
+            .admit(&req.file, &req.text, &req.env)
+            .await
+            .map_err(ApiError::Invalid)?;
+        let changed = self
+            .control
+            .put_deployment(
+                &admitted.name,
+                &admitted.file,
+                &admitted.text,
+                &admitted.env,
+            )
+            .await
+            .map_err(errors::control)?;
+        let revisions = self.agent.note_applied(&admitted);
+        let services = match &admitted.parsed {
+            Ok(spec) => spec.services.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(ApplyResponse {
+            deployment: admitted.name,
+            services,
+            changed,
+            revisions,
+        })
+    }
+
+    async fn down(&self, deployment: String) -> Result<(), ApiError> {
+        let removed = self
+            .control
+            .remove_deployment(&deployment)
+            .await
+            .map_err(errors::control)?;
+        if !removed {
+            return Err(ApiError::NotFound(format!(
+                "no deployment named `{deployment}`"
+            )));
+        }
+        self.agent
+            .wait_gone(&deployment)
+            .await
+            .map_err(ApiError::Unavailable)
+    }
+
+    async fn ps(&self) -> Vec<ReplicaView> {
+        let now = zlayer_state::now_ms();
+        let me = self.agent.node_name();
+        let mut out: Vec<ReplicaView> = self
+            .agent
+            .local_reports()
+            .iter()
+            .map(|r| ReplicaView::reported(me, r, now))
+            .collect();
+        out.extend(self.agent.spec_errors().into_iter().map(|e| {
+            ReplicaView::spec_refused(
+                &e.deployment,
+                me,
+                format!(
+                    "revision {} does not parse on this node: {}",
+                    e.revision, e.message
+                ),
+            )
+        }));
+        out.extend(
+            self.control
+                .elsewhere()
+                .iter()
+                .map(|c| ReplicaView::of(c, now)),
+        );
+        out
+    }
+
+    async fn events(&self) -> Vec<Event> {
+        self.agent.events()
+    }
+
+    async fn rollouts(&self) -> Vec<RolloutView> {
+        let now = zlayer_state::now_ms();
+        let me = self.agent.node_name();
+        let mut out: Vec<RolloutView> = self
+            .agent
+            .local_rollout_reports()
+            .iter()
+            .map(|r| RolloutView::reported(me, r, now))
+            .collect();
+        out.extend(
+            self.control
+                .rollouts_elsewhere()
+                .iter()
+                .map(|r| RolloutView::of(r, now)),
+        );
+        out
+    }
+
+    async fn watch(&self, after: u64) -> u64 {
+        self.agent.watch(after).await
+    }
+
+    async fn locate(&self, target: String) -> Result<Vec<ReplicaLocation>, ApiError> {
+        self.agent.locate(&target).map_err(ApiError::NotFound)
+    }
+
+    async fn metrics(&self) -> String {
+        zlayer_agent::metrics::render(&self.agent)
+    }
+
+    async fn cluster(&self, req: ClusterRequest) -> Result<ClusterReply, ApiError> {
+        self.control.admin(req).await.map_err(errors::control)
+    }
+
+    fn shutdown(&self) {
+        self.agent.shutdown();
+    }
+}

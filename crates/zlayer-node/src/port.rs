@@ -1,0 +1,32 @@
+//! The agent's view of the cluster ([`zlayer_agent::desired::Cluster`]),
+//! served from this node's control plane.
+
+use std::sync::Arc;
+
+use zlayer_agent::desired::{Cluster, Slots};
+use zlayer_control::Control;
+use zlayer_model::{ReplicaReport, RolloutReport};
+use zlayer_spec::DeploymentRevision;
+
+pub struct ControlPort(pub Arc<Control>);
+
+impl Cluster for ControlPort {
+    fn deployments(&self) -> Vec<Arc<DeploymentRevision>> {
+        self.0.specs()
+    }
+    fn assigned(&self) -> Slots {
+        self.0.assigned_here()
+    }
+    fn fenced(&self) -> bool {
+        self.0.fenced()
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+    fn report(&self, replicas: Vec<ReplicaReport>, rollouts: Vec<RolloutReport>) {
+        self.0.report_local(replicas, rollouts);
+    }
+    fn reported_elsewhere(&self) -> Vec<ReplicaReport> {
+        self.0.reported_elsewhere()
+    }
+}

@@ -1,0 +1,84 @@
+//! Starting a node's parts in order and stopping them: the control plane
+//! first (it founds, joins or resumes the cluster), then the agent on top
+//! of it, the API on the unix socket, `/metrics` on TCP, and the API for
+//! remote CLIs on the control plane's mTLS endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zlayer_agent::{Agent, AgentConfig};
+use zlayer_control::{Control, ControlConfig};
+
+use crate::ControlPort;
+
+pub struct NodeConfig {
+    pub control: ControlConfig,
+    /// The agent's settings; its `cluster` and `node_name` are filled in
+    /// from the control plane.
+    pub data_dir: PathBuf,
+    pub exe: PathBuf,
+    pub bridge: String,
+    pub cidr: zlayer_net::Cidr,
+    pub registries: zlayer_image::RegistryOptions,
+    pub gpu_root: PathBuf,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A node's parts, as the API reaches them.
+pub struct Node {
+    pub agent: Arc<Agent>,
+    pub control: Arc<Control>,
+}
+
+/// Runs a node until `zlayer` asks it to shut down. Containers keep running.
+pub async fn run(cfg: NodeConfig) -> Result<(), String> {
+    let control = Control::start(cfg.control)
+        .await
+        .map_err(|e| e.to_string())?;
+    let agent = Agent::open(&AgentConfig {
+        data_dir: cfg.data_dir.clone(),
+        exe: cfg.exe,
+        bridge: cfg.bridge,
+        cidr: cfg.cidr,
+        registries: cfg.registries,
+        gpu_root: cfg.gpu_root,
+        cluster: Arc::new(ControlPort(control.clone())),
+        node_name: control.name().to_string(),
+    });
+    let agent = match agent {
+        Ok(a) => a,
+        Err(e) => {
+            control.stop().await;
+            return Err(e);
+        }
+    };
+    let node = Arc::new(Node {
+        agent: agent.clone(),
+        control: control.clone(),
+    });
+    let sock = cfg.data_dir.join("zlayer.sock");
+    let api = {
+        let (sock, node) = (sock.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Err(e) = zlayer_api::serve(sock.clone(), node).await {
+                tracing::error!("api on {}: {e}", sock.display());
+            }
+        })
+    };
+    if let Some(addr) = cfg.metrics_addr {
+        // Metrics stay available on the unix socket when the TCP port is
+        // taken (for example by a second node on the same host).
+        if let Err(e) = zlayer_agent::metrics::serve_tcp(agent.clone(), addr).await {
+            tracing::warn!("{e}; /metrics is still served on {}", sock.display());
+        }
+    }
+    control.serve_api(node);
+    let ran = agent.run().await;
+    api.abort();
+    if let Err(e) = std::fs::remove_file(&sock) {
+        tracing::debug!("removing {}: {e}", sock.display());
+    }
+    control.stop().await;
+    ran
+}
