@@ -15,6 +15,7 @@ use zlayer_net::{DnsTable, PortPublisher};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::clock::now_ms;
 use crate::launcher::{ContainerLauncher, Launcher};
 use crate::replica::NodePaths;
 use crate::state::{Health, Replica, Store};
@@ -73,17 +74,6 @@ pub struct SpecError {
     pub deployment: String,
     pub revision: u64,
     pub message: String,
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn backoff_ms(restarts: u32) -> u64 {
-    (250u64 << restarts.min(7)).min(30_000)
 }
 
 impl Agent {

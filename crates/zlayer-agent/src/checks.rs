@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::agent::{now_ms, Agent};
+use crate::agent::Agent;
+use crate::clock::now_ms;
 use crate::state::{Health, Replica, ReplicaState};
 
 const FAILED: &str = "health check failed";

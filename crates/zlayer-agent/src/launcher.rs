@@ -12,9 +12,7 @@ use futures::future::BoxFuture;
 use zlayer_image::ImageStore;
 use zlayer_runtime::{ContainerDir, GpuInventory, Status};
 
-use crate::agent::{backoff_ms, now_ms, Agent};
 use crate::replica::{self, NodePaths, ReplicaRequest};
-use crate::state::{Health, Replica, ReplicaState};
 use crate::template::Template;
 
 /// One replica to start from its revision's template.
@@ -100,59 +98,5 @@ impl Launcher for ContainerLauncher {
 
     fn unrecorded(&self, recorded: &HashSet<String>) -> Vec<String> {
         replica::unrecorded(&self.paths, recorded)
-    }
-}
-
-impl Agent {
-    /// Starts a planned replica (its IP already reserved) from its revision's
-    /// template and records the outcome.
-    pub(crate) async fn launch(&self, mut r: Replica) -> Replica {
-        let Some(t) = self.template_of(&r) else {
-            r.state = ReplicaState::Exited;
-            r.ip = None;
-            r.message = format!("revision {} is no longer known", r.revision);
-            r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
-            self.persist(self.store.put_replica(&r), &r);
-            return r;
-        };
-        let ip = r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-        let req = StartRequest {
-            template: t.clone(),
-            index: r.index,
-            ip,
-            gpus: r.gpus.clone(),
-        };
-        match self.launcher.start(req).await {
-            Ok(container_id) => {
-                let svc = &t.service;
-                r.container_id = container_id;
-                r.ip = Some(ip);
-                r.state = ReplicaState::Running;
-                r.health = if svc.health.is_some() {
-                    Health::Starting
-                } else {
-                    Health::None
-                };
-                r.started_ms = now_ms();
-                r.failed_checks = 0;
-                r.stop_signal = svc
-                    .stop
-                    .signal
-                    .as_deref()
-                    .and_then(zlayer_runtime::signal_number);
-                r.stop_grace_ms = svc.stop.grace.0.as_millis() as u64;
-                r.message.clear();
-                self.event(&r, "started", format!("{} started at {ip}", r.container_id));
-            }
-            Err(e) => {
-                r.state = ReplicaState::Exited;
-                r.ip = None;
-                r.message = format!("start failed: {e}");
-                r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
-                self.event(&r, "start-failed", e);
-            }
-        }
-        self.persist(self.store.put_replica(&r), &r);
-        r
     }
 }

@@ -13,6 +13,7 @@
 pub mod agent;
 mod apply;
 mod checks;
+mod clock;
 mod depends;
 pub mod desired;
 pub mod facts;
@@ -31,6 +32,7 @@ mod revisions;
 mod rollout;
 mod rollout_turn;
 mod serve;
+mod starting;
 pub mod state;
 pub mod template;
 mod views;

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use zlayer_spec::{OnTimeout, ResourceType, Service, Spec};
 
-use crate::agent::{now_ms, Agent};
+use crate::agent::Agent;
+use crate::clock::now_ms;
 use crate::state::{Replica, ReplicaState};
 use crate::template::Template;
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use zlayer_runtime::Status;
 use zlayer_spec::{DeploymentRevision, ResourceType, Spec};
 
-use crate::agent::{backoff_ms, now_ms, Agent, SpecError};
+use crate::agent::{Agent, SpecError};
+use crate::clock::{backoff_ms, now_ms};
 use crate::planning::Plan;
 use crate::state::{Health, Replica, ReplicaState, RolloutState};
 

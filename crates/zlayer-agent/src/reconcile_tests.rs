@@ -16,7 +16,8 @@ use zlayer_model::{Health, ReplicaReport, ReplicaState, RolloutReport};
 use zlayer_runtime::{ExitInfo, Status};
 use zlayer_spec::DeploymentRevision;
 
-use crate::agent::{now_ms, Agent, AgentConfig};
+use crate::agent::{Agent, AgentConfig};
+use crate::clock::now_ms;
 use crate::desired::{Cluster, Slots};
 use crate::launcher::{Launcher, StartRequest};
 use crate::state::Replica;

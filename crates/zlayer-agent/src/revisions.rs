@@ -58,7 +58,9 @@ impl Agent {
                 .values()
                 .map(|r| crate::template::key(&r.deployment, &r.service, &r.revision)),
         );
-        self.store.retain_templates(&keep);
+        if let Err(e) = self.store.retain_templates(&keep) {
+            self.store_failed("dropping unused templates", &e);
+        }
         if let Ok(mut cache) = self.templates.lock() {
             cache.retain(|k, _| keep.contains(k));
         }
@@ -67,7 +69,9 @@ impl Agent {
                 .iter()
                 .any(|(_, s)| s.deployment == r.deployment && s.services.contains_key(&r.service));
             if !live {
-                self.store.remove_rollout(&r.deployment, &r.service);
+                if let Err(e) = self.store.remove_rollout(&r.deployment, &r.service) {
+                    self.store_failed(&format!("rollout {}/{}", r.deployment, r.service), &e);
+                }
             }
         }
     }

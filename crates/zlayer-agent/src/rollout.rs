@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 use zlayer_model::ReplicaReport;
 use zlayer_spec::{ResourceType, Service};
 
-use crate::agent::{now_ms, Agent};
+use crate::agent::Agent;
+use crate::clock::now_ms;
 use crate::rollout_turn::{slots_to_start, Local};
 use crate::state::{surge_key, Health, Replica, ReplicaState, Rollout, RolloutState};
 use crate::template::Template;

@@ -56,7 +56,7 @@ impl Replica {
             state: ReplicaState::Pending,
             health: Health::None,
             restarts: 0,
-            created_ms: crate::agent::now_ms(),
+            created_ms: crate::clock::now_ms(),
             started_ms: 0,
             last_exit: None,
             restart_at_ms: 0,
@@ -181,20 +181,24 @@ impl Store {
         serde_json::from_slice(&self.templates.get(key).ok()??).ok()
     }
     /// Drops templates no longer named by `keep`.
-    pub fn retain_templates(&self, keep: &std::collections::HashSet<String>) {
-        let stale: Vec<sled::IVec> = self
-            .templates
-            .iter()
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !keep.contains(String::from_utf8_lossy(k).as_ref()))
-            .collect();
+    pub fn retain_templates(
+        &self,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let mut stale = Vec::new();
+        for k in self.templates.iter().keys() {
+            let k = k.map_err(e)?;
+            if !keep.contains(String::from_utf8_lossy(&k).as_ref()) {
+                stale.push(k);
+            }
+        }
         for k in &stale {
-            let _ = self.templates.remove(k);
+            self.templates.remove(k).map_err(e)?;
         }
         if !stale.is_empty() {
-            let _ = self.db.flush();
+            self.db.flush().map_err(e)?;
         }
+        Ok(())
     }
     pub fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
         let key = format!("{}/{}", r.deployment, r.service);
@@ -221,9 +225,15 @@ impl Store {
             .filter_map(|v| serde_json::from_slice(&v).ok())
             .collect()
     }
-    pub fn remove_rollout(&self, deployment: &str, service: &str) {
-        if let Ok(Some(_)) = self.rollouts.remove(format!("{deployment}/{service}")) {
-            let _ = self.db.flush();
+    pub fn remove_rollout(&self, deployment: &str, service: &str) -> Result<(), StoreError> {
+        if self
+            .rollouts
+            .remove(format!("{deployment}/{service}"))
+            .map_err(e)?
+            .is_some()
+        {
+            self.db.flush().map_err(e)?;
         }
+        Ok(())
     }
 }

@@ -23,7 +23,7 @@ mod views;
 pub use control::{Control, ControlConfig, ControlError, Liveness};
 pub use files::{ClusterFiles, NodeFile};
 pub use remote::remote_client;
-pub use zlayer_state::{ClusterState, PendingRecord};
+pub use zlayer_state::{ClusterState, PendingRecord, Timing};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.
 pub const DEFAULT_PORT: u16 = 7443;

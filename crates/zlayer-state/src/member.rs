@@ -33,6 +33,9 @@ pub struct Timing {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
+    /// A snapshot is taken after this many entries; half as many stay in
+    /// the log behind it (for followers catching up), the rest is purged.
+    pub snapshot_every: u64,
 }
 
 impl Default for Timing {
@@ -41,6 +44,7 @@ impl Default for Timing {
             heartbeat_ms: 100,
             election_min_ms: 400,
             election_max_ms: 800,
+            snapshot_every: 1_000,
         }
     }
 }
@@ -115,8 +119,8 @@ impl Member {
             heartbeat_interval: cfg.timing.heartbeat_ms,
             election_timeout_min: cfg.timing.election_min_ms,
             election_timeout_max: cfg.timing.election_max_ms,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.timing.snapshot_every),
+            max_in_snapshot_log_to_keep: cfg.timing.snapshot_every / 2,
             ..Default::default()
         }
         .validate()

@@ -322,6 +322,10 @@ pub struct MemberArgs {
     /// How the leader places replicas.
     #[arg(long, value_enum, default_value_t)]
     pub placement: Placement,
+    /// Raft log entries between snapshots; half as many stay in the log
+    /// after one, the rest is purged, so the store stays bounded.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub raft_snapshot_every: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]

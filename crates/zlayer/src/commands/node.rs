@@ -63,7 +63,10 @@ pub fn control_config(
             down_after: m.down_after,
             ..Default::default()
         },
-        timing: Default::default(),
+        timing: zlayer_control::Timing {
+            snapshot_every: m.raft_snapshot_every,
+            ..Default::default()
+        },
         strategy: match m.placement {
             Placement::Spread => zlayer_scheduler::Strategy::Spread,
             Placement::BinPack => zlayer_scheduler::Strategy::BinPack,
