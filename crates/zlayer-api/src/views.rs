@@ -2,11 +2,13 @@
 //! `rollouts` print.
 
 use zlayer_model::{
-    split_workload, ClusterReplica, Health, NodeRollout, ReplicaReport, ReplicaState,
-    RolloutReport, RolloutState,
+    split_workload, ClusterReplica, Health, NodeRole, NodeRollout, NodeSummary, ReplicaReport,
+    ReplicaState, RolloutReport, RolloutState, TokenStatus, TokenSummary,
 };
 
-use crate::types::{HealthView, ReplicaPhase, ReplicaView, RolloutPhase, RolloutView};
+use crate::types::{
+    Amount, HealthView, NodeView, ReplicaPhase, ReplicaView, RolloutPhase, RolloutView, TokenView,
+};
 
 impl From<Health> for HealthView {
     fn from(h: Health) -> HealthView {
@@ -168,5 +170,58 @@ impl RolloutView {
 
     pub fn of(r: &NodeRollout, now_ms: u64) -> RolloutView {
         RolloutView::reported(&r.node, &r.report, now_ms)
+    }
+}
+
+impl NodeView {
+    pub fn of(n: &NodeSummary) -> NodeView {
+        let amount = |free: u64, total: u64| Amount { free, total };
+        NodeView {
+            id: n.id,
+            name: n.name.clone(),
+            addr: n.addr.clone(),
+            role: match n.role {
+                NodeRole::Leader => "leader",
+                NodeRole::Voter => "voter",
+                NodeRole::Learner => "learner",
+                NodeRole::Outside => "-",
+            }
+            .into(),
+            state: n.state.as_str().into(),
+            cpu_milli: amount(n.free.cpu_milli, n.capacity.cpu_milli),
+            memory_bytes: amount(n.free.memory_bytes, n.capacity.memory_bytes),
+            gpus: amount(u64::from(n.free.gpus), u64::from(n.capacity.gpus)),
+            labels: n.labels.clone(),
+            last_heartbeat_ms: n.since_heard_ms,
+            replicas: n.replicas,
+            health: [
+                ("bandwidth", n.health.bandwidth),
+                ("latency", n.health.latency),
+                ("efficiency", n.health.efficiency),
+                ("reputation", n.health.reputation),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }
+    }
+}
+
+impl TokenView {
+    pub fn of(t: &TokenSummary) -> TokenView {
+        TokenView {
+            id: t.id.clone(),
+            expires_ms: t.expires_ms,
+            uses: t.uses,
+            used: t.used,
+            kind: if t.api { "api" } else { "join" }.into(),
+            status: match t.status {
+                TokenStatus::Valid => "valid",
+                TokenStatus::Expired => "expired",
+                TokenStatus::Revoked => "revoked",
+                TokenStatus::UsedUp => "used up",
+            }
+            .into(),
+        }
     }
 }

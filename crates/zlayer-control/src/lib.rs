@@ -6,9 +6,13 @@
 //! down) and the scheduling loop (`zlayer-scheduler`'s `plan`, committed as
 //! `Placements`).
 //!
+//! It answers in `zlayer-model` types (reports, summaries of nodes and
+//! tokens); `zlayer-node` turns them into API views.
+//!
 //! It must not run containers or touch the node's network (the agent does,
-//! from what this crate's state says), and it makes no placement decision of
-//! its own: it only feeds the scheduler and commits its answer.
+//! from what this crate's state says), know the node API, or make a
+//! placement decision of its own: it only feeds the scheduler and commits
+//! its answer.
 
 mod control;
 mod desired;
@@ -16,13 +20,11 @@ mod files;
 mod health;
 mod heartbeat;
 mod leader;
-mod remote;
 mod specs;
 mod views;
 
 pub use control::{Control, ControlConfig, ControlError, Liveness};
 pub use files::{ClusterFiles, NodeFile};
-pub use remote::remote_client;
 pub use zlayer_state::{ClusterState, PendingRecord, Timing};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.

@@ -1,39 +1,16 @@
-//! The cluster as `zlayer node ls`, `token ls` and `ps` show it, and the
-//! operator's commands on nodes and tokens.
+//! The cluster's nodes and tokens as typed summaries, and the operator's
+//! commands on them.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use zlayer_api::{Amount, ClusterReply, ClusterRequest, NodeView, TokenView};
-use zlayer_model::{NodeState, Resources};
+use zlayer_model::{NodeRole, NodeState, NodeSummary, Resources, TokenStatus, TokenSummary};
 use zlayer_state::{Command, Response};
 
 use crate::{Control, ControlError};
 
 impl Control {
-    /// Answers `zlayer node …` and `zlayer token …`.
-    pub async fn admin(&self, req: ClusterRequest) -> Result<ClusterReply, ControlError> {
-        Ok(match req {
-            ClusterRequest::Nodes => ClusterReply::Nodes(self.nodes()),
-            ClusterRequest::Drain(n) => self.drain(&n).await.map(|()| ClusterReply::Done)?,
-            ClusterRequest::Uncordon(n) => self.uncordon(&n).await.map(|()| ClusterReply::Done)?,
-            ClusterRequest::Remove(n) => self.remove(&n).await.map(|()| ClusterReply::Done)?,
-            ClusterRequest::TokenCreate {
-                ttl_secs,
-                uses,
-                api,
-            } => ClusterReply::Token(
-                self.create_token(Duration::from_secs(ttl_secs), uses, api)
-                    .await?,
-            ),
-            ClusterRequest::Tokens => ClusterReply::Tokens(self.tokens()),
-            ClusterRequest::TokenRevoke(id) => {
-                self.revoke_token(&id).await.map(|()| ClusterReply::Done)?
-            }
-        })
-    }
-
-    pub fn nodes(&self) -> Vec<NodeView> {
+    pub fn nodes(&self) -> Vec<NodeSummary> {
         let metrics = self.member.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<u64> = membership.voter_ids().collect();
@@ -52,53 +29,33 @@ impl Control {
                     let mut free = n.capacity;
                     for a in s.assignments_on(&n.name) {
                         if let Some(r) = requests.get(&a.workload) {
-                            free.cpu_milli = free.cpu_milli.saturating_sub(r.cpu_milli);
-                            free.memory_bytes = free.memory_bytes.saturating_sub(r.memory_bytes);
-                            free.gpus = free.gpus.saturating_sub(r.gpus);
+                            free.take(r);
                         }
                     }
                     let role = if metrics.current_leader == Some(n.id) {
-                        "leader"
+                        NodeRole::Leader
                     } else if voters.contains(&n.id) {
-                        "voter"
+                        NodeRole::Voter
                     } else if learners.contains(&n.id) {
-                        "learner"
+                        NodeRole::Learner
                     } else {
-                        "-"
+                        NodeRole::Outside
                     };
-                    NodeView {
+                    NodeSummary {
                         id: n.id,
                         name: n.name.clone(),
                         addr: n.addr.clone(),
-                        role: role.into(),
-                        state: state_word(n.state).into(),
-                        cpu_milli: Amount {
-                            free: free.cpu_milli,
-                            total: n.capacity.cpu_milli,
-                        },
-                        memory_bytes: Amount {
-                            free: free.memory_bytes,
-                            total: n.capacity.memory_bytes,
-                        },
-                        gpus: Amount {
-                            free: free.gpus as u64,
-                            total: n.capacity.gpus as u64,
-                        },
+                        role,
+                        state: n.state,
+                        capacity: n.capacity,
+                        free,
                         labels: n.labels.clone(),
-                        last_heartbeat_ms: self.since_heard(n, now, leading),
+                        since_heard_ms: self.since_heard(n, now, leading),
                         replicas: s.assignments_on(&n.name).count(),
-                        health: [
-                            ("bandwidth", n.health.bandwidth),
-                            ("latency", n.health.latency),
-                            ("efficiency", n.health.efficiency),
-                            ("reputation", n.health.reputation),
-                        ]
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
+                        health: n.health,
                     }
                 })
-                .collect::<Vec<NodeView>>()
+                .collect::<Vec<NodeSummary>>()
         });
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -128,29 +85,23 @@ impl Control {
         Ok(self.member.create_token(ttl, uses, kind).await?)
     }
 
-    pub fn tokens(&self) -> Vec<TokenView> {
+    pub fn tokens(&self) -> Vec<TokenSummary> {
         let now = zlayer_state::now_ms();
         self.read(|s| {
             s.tokens
                 .values()
-                .map(|t| TokenView {
+                .map(|t| TokenSummary {
                     id: t.id.clone(),
                     expires_ms: t.expires_ms,
                     uses: t.uses,
                     used: t.used,
-                    kind: match t.kind {
-                        zlayer_state::TokenKind::Join => "join",
-                        zlayer_state::TokenKind::Api => "api",
-                    }
-                    .into(),
+                    api: t.kind == zlayer_state::TokenKind::Api,
                     status: match t.check(&t.secret_sha256, now) {
-                        zlayer_state::TokenUse::Accepted => "valid",
-                        zlayer_state::TokenUse::Expired => "expired",
-                        zlayer_state::TokenUse::Revoked => "revoked",
-                        zlayer_state::TokenUse::UsedUp => "used up",
-                        _ => "invalid",
-                    }
-                    .into(),
+                        zlayer_state::TokenUse::Expired => TokenStatus::Expired,
+                        zlayer_state::TokenUse::Revoked => TokenStatus::Revoked,
+                        zlayer_state::TokenUse::UsedUp => TokenStatus::UsedUp,
+                        _ => TokenStatus::Valid,
+                    },
                 })
                 .collect()
         })
@@ -218,13 +169,5 @@ fn done(r: Response) -> Result<(), ControlError> {
     match r {
         Response::Refused(why) => Err(ControlError::Refused(why)),
         _ => Ok(()),
-    }
-}
-
-fn state_word(s: NodeState) -> &'static str {
-    match s {
-        NodeState::Ready => "ready",
-        NodeState::Draining => "draining",
-        NodeState::Down => "down",
     }
 }

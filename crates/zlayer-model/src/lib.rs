@@ -1,7 +1,8 @@
 //! zlayer-model owns the typed vocabulary that crosses crate boundaries:
 //! replica state, health and the report a node sends about each replica;
 //! rollout state and reports; resources, node state, health and network
-//! facts; and assignments (which node runs which replica slot).
+//! facts; assignments (which node runs which replica slot); and the node
+//! and token summaries the control plane answers with.
 //!
 //! Every crate that decides something from these values compares these
 //! types, never display strings; `zlayer-api` turns them into views only at
@@ -13,9 +14,11 @@ mod node;
 mod placement;
 mod replica;
 mod rollout;
+mod summary;
 
 pub use cluster::{ClusterReplica, NodeRollout};
 pub use node::{NodeHealth, NodeNetwork, NodeState, Resources};
 pub use placement::{split_workload, Assignment};
 pub use replica::{Health, ReplicaReport, ReplicaState};
 pub use rollout::{RolloutReport, RolloutState};
+pub use summary::{NodeRole, NodeSummary, TokenStatus, TokenSummary};

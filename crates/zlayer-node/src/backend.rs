@@ -3,9 +3,11 @@
 //! requests go straight to the control plane, and `ps` joins this node's
 //! replicas with what the other nodes reported.
 
+use std::time::Duration;
+
 use zlayer_api::{
-    ApiError, ApplyRequest, ApplyResponse, Backend, ClusterReply, ClusterRequest, Event,
-    ReplicaLocation, ReplicaView, RolloutView,
+    ApiError, ApplyRequest, ApplyResponse, Backend, ClusterReply, ClusterRequest, Event, NodeView,
+    ReplicaLocation, ReplicaView, RolloutView, TokenView,
 };
 
 use crate::errors;
@@ -121,7 +123,29 @@ impl Backend for Node {
     }
 
     async fn cluster(&self, req: ClusterRequest) -> Result<ClusterReply, ApiError> {
-        self.control.admin(req).await.map_err(errors::control)
+        let c = &self.control;
+        let done = |r: Result<(), _>| r.map(|()| ClusterReply::Done).map_err(errors::control);
+        match req {
+            ClusterRequest::Nodes => Ok(ClusterReply::Nodes(
+                c.nodes().iter().map(NodeView::of).collect(),
+            )),
+            ClusterRequest::Drain(n) => done(c.drain(&n).await),
+            ClusterRequest::Uncordon(n) => done(c.uncordon(&n).await),
+            ClusterRequest::Remove(n) => done(c.remove(&n).await),
+            ClusterRequest::TokenCreate {
+                ttl_secs,
+                uses,
+                api,
+            } => c
+                .create_token(Duration::from_secs(ttl_secs), uses, api)
+                .await
+                .map(ClusterReply::Token)
+                .map_err(errors::control),
+            ClusterRequest::Tokens => Ok(ClusterReply::Tokens(
+                c.tokens().iter().map(TokenView::of).collect(),
+            )),
+            ClusterRequest::TokenRevoke(id) => done(c.revoke_token(&id).await),
+        }
     }
 
     fn shutdown(&self) {

@@ -73,7 +73,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             tracing::warn!("{e}; /metrics is still served on {}", sock.display());
         }
     }
-    control.serve_api(node);
+    crate::remote::serve_api(&control, node);
     let ran = agent.run().await;
     api.abort();
     if let Err(e) = std::fs::remove_file(&sock) {

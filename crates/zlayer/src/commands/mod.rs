@@ -23,7 +23,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let data = cli.data_dir.clone();
     if let Some(token) = cli.api_token.clone() {
         // Checked now, so a damaged token is reported before anything else.
-        zlayer_control::remote_client(&token, cli.remote.as_deref())?;
+        zlayer_node::remote_client(&token, cli.remote.as_deref())?;
         let _ = REMOTE.set((token, cli.remote.clone()));
         let remote_ok = match &cli.command {
             Command::Up { detach, .. } => *detach,
@@ -127,7 +127,7 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// local node's unix socket.
 pub(crate) fn client(data: &std::path::Path) -> zlayer_api::Client {
     match REMOTE.get() {
-        Some((token, addr)) => zlayer_control::remote_client(token, addr.as_deref())
+        Some((token, addr)) => zlayer_node::remote_client(token, addr.as_deref())
             .unwrap_or_else(|_| local_client(data)),
         None => local_client(data),
     }

@@ -10,7 +10,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use zlayer_state::token::JoinToken;
 
-use crate::{Control, ControlError, DEFAULT_PORT};
+use zlayer_control::{Control, ControlError, DEFAULT_PORT};
 
 struct NodeApi<B>(Arc<B>);
 
@@ -23,12 +23,10 @@ impl<B: zlayer_api::Backend> zlayer_state::RemoteApi for NodeApi<B> {
     }
 }
 
-impl Control {
-    /// Serves `backend` (the node API) under `/api/` on this node's
-    /// endpoint, for remote CLIs with an API token.
-    pub fn serve_api<B: zlayer_api::Backend>(&self, backend: Arc<B>) {
-        self.member.serve_api(Arc::new(NodeApi(backend)));
-    }
+/// Serves `backend` (the node API) under `/api/` on the control plane's
+/// endpoint, for remote CLIs with an API token.
+pub(crate) fn serve_api<B: zlayer_api::Backend>(control: &Control, backend: Arc<B>) {
+    control.member.serve_api(Arc::new(NodeApi(backend)));
 }
 
 /// A client for the node API over HTTPS, authenticated by an API token
