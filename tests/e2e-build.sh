@@ -98,6 +98,9 @@ check "--build-arg overrides an ARG default; an unused one is warned about" bash
 check "RUN --network none sees only loopback" bash -c "
   printf 'FROM busybox\nRUN ls /sys/class/net > /nets\n' > $T/Dockerfile.net &&
   '$Z' build --network none -f $T/Dockerfile.net -t nets $T/ctx >/dev/null && [ \"\$('$Z' run nets -- cat /nets)\" = lo ]"
+check "RUN gets a private network namespace by default; the host's only with --network host" bash -c "
+  '$Z' build -f $T/Dockerfile.net -t netdefault $T/ctx >/dev/null && [ \"\$('$Z' run netdefault -- cat /nets)\" = lo ] &&
+  '$Z' build --no-cache --network host -f $T/Dockerfile.net -t nethost $T/ctx >/dev/null && [ \"\$('$Z' run nethost -- cat /nets)\" != lo ]"
 check "a failing RUN: file:line:col, its exit code, no tag and nothing left behind" bash -c "
   printf 'FROM busybox\nRUN echo partial > /p\n  RUN echo boom >&2; exit 3\n' > $T/Dockerfile.fail
   ! '$Z' build -f $T/Dockerfile.fail -t failed $T/ctx > $T/f 2>&1 || exit 1; cat $T/f

@@ -11,17 +11,11 @@ cd "$(dirname "$0")/.."
 export ZLC_DIR=$(mktemp -d /tmp/zlc.XXXX)
 export ZLAYER=${ZLAYER:-$(pwd)/target/release/zlayer}
 [ -x "$ZLAYER" ] || ZLAYER=$(command -v zlayer)
-NC=scripts/netns-cluster
-pass=0; fail=0
-ok() { echo "PASS $1"; pass=$((pass+1)); }
-ko() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { local name=$1; shift; if "$@" >/tmp/e2e-cluster.out 2>&1; then ok "$name"; else ko "$name"; sed 's/^/    /' /tmp/e2e-cluster.out | tail -25; fi; }
+CHECK_OUT=/tmp/e2e-cluster.out
+source tests/lib/netns-checks.sh
 cleanup() { $NC down >/dev/null 2>&1; rm -rf "$ZLC_DIR"; }
 trap cleanup EXIT
 
-z() { $NC z "$@"; }
-# Retries `cmd` every 0.2 s, at most N times: a bound against hanging, not a timing assertion.
-eventually() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 # Counts rows of node $1's `ps -o json` that match the jq filter $2.
 count() { z "$1" ps -o json | jq "[.[] | select($2)] | length"; }
 is() { [ "$(count "$1" "$2")" -eq "$3" ]; }
@@ -82,6 +76,99 @@ check "token for an unreachable cluster refused" refused "$(token_edit "$good" '
 check "not a token at all refused" refused "not-a-token" "token"
 check "used-up token refused" used_up
 
+# A member's certificate is authority only for what its node record allows.
+# member_call NODE PATH BODY: POST with NODE's certificate to the leader;
+# prints the status and the body.
+member_call() {
+  local d=$ZLC_DIR/$1/cluster l; l=$(leader 1)
+  nsenter --net=/run/netns/zlc5 curl -s --cacert "$d/ca.pem" --cert "$d/node.pem" --key "$d/node.key" \
+    -o "$ZLC_DIR/mc.out" -w '%{http_code} ' -X POST -d "$3" "https://10.77.0.$l:7443$2"
+  cat "$ZLC_DIR/mc.out"; echo
+}
+# Member ids are u64s, which jq would round: read the hex column of `node ls`.
+id_of() { printf '%d' "0x$(z 1 node ls | awk -v n="$1" '$2 == n { print $1 }')"; }
+mint() { echo '{"CreateToken":{"id":"'"$1"'","secret_sha256":"00","created_ms":0,"expires_ms":99999999999999,"uses":null,"used":0,"revoked":false,"kind":"api"}}'; }
+heartbeat_for() { echo '{"Heartbeat":{"id":'"$(id_of "$1")"',"at_ms":1}}'; }
+expect() { # $1: output of member_call, $2: status, $3: the exact refusal
+  echo "$1"; [ "${1%% *}" = "$2" ] && { [ -z "${3:-}" ] || [ "${1#* }" = "$3" ]; }
+}
+stop5() { z 1 node rm n5 >/dev/null; pkill -9 -f "data-dir $ZLC_DIR/n5 node start"; sleep 0.5; }
+worker_bounds() {
+  local t out w; t=$(z 1 token create) || return 1
+  join5 "$t" || return 1
+  z 1 node ls | grep -E ' n5 .* worker ' || return 1
+  w=$(id_of n5)
+  expect "$(member_call n5 /cluster/write "$(mint w0rker01)")" 403 \
+    "node n5 is a worker and may not commit CreateToken: only managers change tokens, specs, placements and nodes (join a manager with \`zlayer token create --role manager\`)" &&
+  expect "$(member_call n5 /cluster/write "$(heartbeat_for n2)")" 403 \
+    "node n5 (member $w) may not send a heartbeat for member $(id_of n2): a node speaks only for itself" &&
+  expect "$(member_call n3 /cluster/write "$(heartbeat_for n2)")" 403 \
+    "node n3 (member $(id_of n3)) may not send a heartbeat for member $(id_of n2): a node speaks only for itself" &&
+  expect "$(member_call n5 /raft/vote '{"vote":{"leader_id":{"term":999,"node_id":'"$(id_of n1)"'},"committed":false},"last_log_id":null}')" 403 \
+    "the certificate of member $w sent a Raft RPC as member $(id_of n1); a member speaks only for itself" &&
+  expect "$(member_call n5 /raft/vote '{"vote":{"leader_id":{"term":999,"node_id":'"$w"'},"committed":false},"last_log_id":null}')" 403 \
+    "node n5 is a worker; only managers take part in Raft" &&
+  expect "$(member_call n5 /api/v1/exec '{"target":"x/1","command":["id"]}')" 403 \
+    "node n5 is a worker: only a manager may reach replicas on other nodes (use a manager, or an API token)" &&
+  expect "$(member_call n3 /api/v1/down/x '')" 404 \
+    '{"error":"a node forwards only logs and exec to another node"}' &&
+  ! z 1 token ls | grep -q w0rker01 && [ "$(z 1 node ls -o json | jq -r '.[] | select(.name == "n5") | .role')" = learner ]
+}
+check "a worker's certificate: no CreateToken, no heartbeat for another node (nor from a manager), no Raft RPC as another or as itself, no forwarded exec; a manager's forwards only logs and exec" worker_bounds
+removed_manager() {
+  stop5; rm -rf "$ZLC_DIR/n5"
+  local t m; t=$(z 1 token create --role manager) || return 1
+  join5 "$t" || return 1
+  z 1 node ls | grep -E ' n5 .* manager ' || return 1
+  m=$(id_of n5)
+  expect "$(member_call n5 /cluster/write "$(mint m4nager1)")" 200 && z 1 token ls | grep -q m4nager1 || return 1
+  stop5
+  expect "$(member_call n5 /cluster/write "$(mint m4nager2)")" 403 \
+    "the certificate of member $m belongs to a removed node; it is refused for good" &&
+  expect "$(member_call n5 /raft/vote '{"vote":{"leader_id":{"term":999,"node_id":'"$m"'},"committed":false},"last_log_id":null}')" 403 \
+    "member $m was removed; its Raft RPCs are refused for good" &&
+  ! z 1 token ls | grep -q m4nager2 && z 1 token revoke m4nager1 >/dev/null
+}
+check "a manager may commit a token; once removed, its certificate is refused on writes and Raft" removed_manager
+duplicate_address() {
+  rm -rf "$ZLC_DIR/n5"
+  local t t2 out; t=$(z 1 token create) && t2=$(z 1 token create) || return 1
+  join5 "$t" || return 1
+  out=$(nsenter --net=/run/netns/zlc5 "$ZLAYER" --data-dir "$ZLC_DIR/n6" join 10.77.0.1 --token "$t2" --advertise 10.77.0.5 --name n6 2>&1)
+  echo "$out"; stop5; rm -rf "$ZLC_DIR/n5"
+  echo "$out" | grep -qF "address 10.77.0.5:7443 is already advertised by node n5" && [ ! -e "$ZLC_DIR/n6/cluster/node.json" ]
+}
+check "a join that advertises another member's address is refused" duplicate_address
+# Renewal: n5 joins as a worker, then restarts with --cert-renew-before longer than a
+# certificate's life, so it renews at its first check. Its new certificate is on disk, served
+# (openssl s_client), and heartbeats keep it ready; the one it renewed from still counts.
+fingerprint() { openssl x509 -noout -fingerprint -sha256 | cut -d= -f2; }
+served_by5() { nsenter --net=/run/netns/zlc5 openssl s_client -connect 10.77.0.5:7443 -CAfile "$ZLC_DIR/n5/cluster/ca.pem" </dev/null 2>/dev/null | fingerprint; }
+renewal() {
+  rm -rf "$ZLC_DIR/n5"
+  local t d=$ZLC_DIR/n5/cluster first; t=$(z 1 token create) || return 1
+  join5 "$t" || return 1
+  pkill -9 -f "data-dir $ZLC_DIR/n5 node start"; sleep 0.5
+  cp "$d/node.pem" "$ZLC_DIR/n5-first.pem"; cp "$d/node.key" "$ZLC_DIR/n5-first.key"
+  first=$(fingerprint < "$d/node.pem")
+  setsid nsenter --net=/run/netns/zlc5 "$ZLAYER" --data-dir "$ZLC_DIR/n5" node start --advertise 10.77.0.5 \
+    --name n5 --cert-renew-before 400days </dev/null >"$ZLC_DIR/n5.log" 2>&1 &
+  eventually 150 bash -c "[ \"\$(openssl x509 -noout -fingerprint -sha256 < $d/node.pem | cut -d= -f2)\" != $first ]" || return 1
+  local now; now=$(fingerprint < "$d/node.pem")
+  echo "joined with $first, renewed to $now, serving $(served_by5)"
+  grep "renewed this node's certificate" "$ZLC_DIR/n5.log" || return 1
+  [ "$(served_by5)" = "$now" ] || return 1
+  sleep 4  # longer than --down-after: a node whose heartbeats were refused would be down by now
+  node_is 1 5 ready || return 1
+  local l; l=$(leader 1)
+  local out; out=$(nsenter --net=/run/netns/zlc5 curl -s --cacert "$d/ca.pem" --cert "$ZLC_DIR/n5-first.pem" \
+    --key "$ZLC_DIR/n5-first.key" -w ' %{http_code}' -X POST -d "$(heartbeat_for n5)" "https://10.77.0.$l:7443/cluster/write")
+  echo "the first certificate, after the renewal: $out"
+  stop5; rm -rf "$ZLC_DIR/n5"
+  [ "${out##* }" = 200 ]
+}
+check "a node renews its certificate over mTLS, serves the new one and stays ready" renewal
+
 # The remote CLI: HTTPS to a node's endpoint with an API token, from another
 # namespace and without a data dir of its own.
 remote() { nsenter --net=/run/netns/zlc2 "$ZLAYER" --data-dir "$ZLC_DIR/none" --api-token "$@"; }
@@ -92,6 +179,19 @@ remote_cli() {
     remote "$t" --remote 10.77.0.3 ps >/dev/null
 }
 check "remote CLI with an API token works against any node" remote_cli
+remote_local_only() { # raw HTTPS with an API token: the CLI itself would not even send these
+  local t id secret code call
+  t=$(z 1 token create --api --ttl 10m) || return 1
+  id=$(token_json "$t" | jq -r .id); secret=$(token_json "$t" | jq -r .secret)
+  for call in "POST /api/v1/shutdown" "GET /api/v1/locate/x" "GET /api/metrics"; do
+    code=$(nsenter --net=/run/netns/zlc2 curl -s --cacert "$ZLC_DIR/n1/cluster/ca.pem" -H "Authorization: Bearer $id.$secret" \
+      -o "$ZLC_DIR/rl.out" -w '%{http_code}' -X "${call% *}" "https://10.77.0.3:7443${call#* }")
+    echo "$call: $code $(cat "$ZLC_DIR/rl.out")"
+    [ "$code" = 404 ] && grep -q "is served only on the node's own unix socket, not to remote CLIs" "$ZLC_DIR/rl.out" || return 1
+  done
+  sleep 1; z 3 node ls >/dev/null
+}
+check "an API token cannot stop a node, locate replicas or read metrics (local only)" remote_local_only
 api_refused() { # $1: token, $2: words the refusal must contain
   local out; out=$(remote "$1" ps 2>&1); echo "$out"
   ! remote "$1" ps >/dev/null 2>&1 && echo "$out" | grep -qi "$2"
@@ -105,17 +205,27 @@ api_tokens() {
     api_refused "$good" "API tokens" &&
     api_refused "$(token_edit "$t" ".ca = \"$(printf 'cd%.0s' $(seq 32))\"")" "TLS" &&
     z 1 token revoke "$id" && api_refused "$t" revoked || return 1
-  local out; out=$(remote "$(z 1 token create --api --ttl 1m)" logs x 2>&1); echo "$out"
+  local out; out=$(remote "$(z 1 token create --api --ttl 1m)" run --rm x 2>&1); echo "$out"
   echo "$out" | grep -q "works on the node's own files"
 }
-check "API tokens: wrong secret, a join token's secret, a join token, wrong CA, revoked are refused; logs stay local" api_tokens
+check "API tokens: wrong secret, a join token's secret, a join token, wrong CA, revoked are refused; run stays local" api_tokens
 no_credentials() {
-  local api raft
+  local api raft probe
   api=$(nsenter --net=/run/netns/zlc2 curl -sk -o /dev/null -w '%{http_code}' https://10.77.0.1:7443/api/v1/ps)
   raft=$(nsenter --net=/run/netns/zlc2 curl -sk -o /dev/null -w '%{http_code}' -X POST -d '{}' https://10.77.0.1:7443/raft/vote)
-  echo "api $api raft $raft"; [ "$api" = 401 ] && [ "$raft" = 403 ]
+  probe=$(nsenter --net=/run/netns/zlc2 curl -sk -o /dev/null -w '%{http_code}' -X POST -d '{"fill":""}' https://10.77.0.1:7443/cluster/probe)
+  echo "api $api raft $raft probe $probe"; [ "$api" = 401 ] && [ "$raft" = 403 ] && [ "$probe" = 403 ]
 }
-check "without credentials: 401 on the API, 403 on Raft" no_credentials
+check "without credentials: 401 on the API, 403 on Raft and link probes" no_credentials
+big_probe() { # a member's link probe is capped at 4 MiB: 5 MiB is refused before it is kept
+  local d=$ZLC_DIR/n3/cluster code
+  { printf '{"fill":"'; head -c $((5 << 20)) /dev/zero | tr '\0' 0; printf '"}'; } > "$ZLC_DIR/probe.json"
+  code=$(nsenter --net=/run/netns/zlc3 curl -s --cacert "$d/ca.pem" --cert "$d/node.pem" --key "$d/node.key" \
+    -o "$ZLC_DIR/probe.out" -w '%{http_code}' -X POST --data-binary @"$ZLC_DIR/probe.json" https://10.77.0.1:7443/cluster/probe)
+  echo "5 MiB probe: $code $(cat "$ZLC_DIR/probe.out")"; rm -f "$ZLC_DIR/probe.json"
+  [ "$code" = 413 ] && grep -q "limit 4194304 bytes" "$ZLC_DIR/probe.out"
+}
+check "a member's link probe over 4 MiB is refused (413)" big_probe
 
 spreads() {
   z 1 up -d --timeout 60 specs/cluster/spread.yaml || return 1
@@ -202,6 +312,32 @@ partition() {
   is "$P" ".node == \"n$P\" and .container_id != \"\"" 0 && is "$O" '.deployment == "spread" and .state == "running"' 3
 }
 check "a partitioned node fences itself; healed, it runs nothing stale" partition
+
+# The followers' heartbeats were stuck on the cut-off leader for the whole
+# down timeout, so they fenced themselves (stopping every replica) while
+# the new leader took over. A leader's partition stops only its own work.
+ids_here() { z "$1" ps -o json | jq -r "[.[] | select($(here "$1"))] | map(.container_id) | sort | join(\",\")"; }
+leads_not() { local l; l=$(leader "$1"); [ -n "$l" ] && [ "$l" != "$2" ]; }
+leader_partition() {
+  local L F G before after
+  L=$(leader 1); F=$(( L % 3 + 1 )); G=$(( 6 - L - F ))
+  z "$L" down spread >/dev/null 2>&1; z "$L" up -d --timeout 60 specs/cluster/spread.yaml >/dev/null || return 1
+  before="$(ids_here "$F") $(ids_here "$G")"
+  [ "$(echo "$before" | wc -w)" = 2 ] || { echo "followers run nothing to keep: $before"; return 1; }
+  $NC partition "$L"
+  eventually 100 leads_not "$F" "$L" || { echo "no new leader"; $NC heal "$L"; return 1; }
+  eventually 100 node_is "$F" "$L" down || { $NC heal "$L"; return 1; }
+  sleep 2
+  after="$(ids_here "$F") $(ids_here "$G")"
+  $NC heal "$L"
+  eventually 100 node_is "$F" "$L" ready || return 1
+  # The leader's own slot moves to a follower; what the followers ran stays.
+  local id
+  for id in $(echo "$before" | tr ', ' '\n\n'); do
+    case ",${after// /,}," in *",$id,"*) ;; *) echo "the followers' replicas were restarted: $before -> $after"; return 1;; esac
+  done
+}
+check "a partitioned leader: the others elect a new one and keep their replicas running" leader_partition
 
 drain() {
   z 1 node drain n2 || return 1

@@ -207,5 +207,35 @@ YAML
 check "pull_policy: up pulls what the node lacks" bash -c "sk oci:$L:demo docker://$P/demo:oci && ZLAYER_DATA_DIR=$T/policy '$Z' up -d --timeout 60 $T/pulled.yaml && ZLAYER_DATA_DIR=$T/policy '$Z' ps | grep -q running; ZLAYER_DATA_DIR=$T/policy '$Z' down pulled; ZLAYER_DATA_DIR=$T/policy '$Z' node stop"
 check "pull_policy: never refuses a missing image with file, line and key" bash -c "sed 's/if_not_present/never/; s/demo:oci/demo:absent/' $T/pulled.yaml > $T/never.yaml; ZLAYER_DATA_DIR=$T/policy2 '$Z' up -d $T/never.yaml 2>&1 | grep -q '$T/never.yaml:5:13: services.web.image.name: image .$P/demo:absent. is not in the local store'; ZLAYER_DATA_DIR=$T/policy2 '$Z' node stop"
 
+# Hostile layers (tests/make-hostile-layer), pulled from the registry: each
+# is refused with its own message, or confined to the layer, and nothing
+# outside the store changes.
+mkdir -p $T/host/sub && echo keep > $T/host/victim && echo keep > $T/host/sub/inner
+hostile() { # $1: kind, $2: image name, $3: compression
+  tests/make-hostile-layer "$1" $T/$2.tar $T/host &&
+    LAYER_TAR=$T/$2.tar scripts/make-test-image $L $2 1 0 "${3:-gzip}" >/dev/null &&
+    sk oci:$L:$2 docker://$P/$2:1
+}
+host_intact() {
+  [ "$(cat $T/host/victim)" = keep ] && [ "$(cat $T/host/sub/inner)" = keep ] && [ -z "$(find $T/host -name planted)" ] &&
+    [ -z "$(getfattr -m - -d $T/host/sub 2>/dev/null)" ] && [ -z "$(ls -A $ZLAYER_DATA_DIR/images/tmp)" ]
+}
+refused_layer() { # $1: image, $2: the exact refusal
+  local out; out=$("$Z" pull $P/$1:1 2>&1); echo "$out"
+  echo "$out" | grep -qF "$2" && host_intact && ! "$Z" image ls | grep -q "$1"
+}
+export -f hostile host_intact refused_layer
+check "a layer's absolute symlink to a host dir + whiteout + opaque marker: refused, the host dir untouched" bash -c "
+  hostile symlink-whiteout sw && refused_layer sw 'archive entry \`x/.wh.victim\` is under \`x\`, which leads to no directory inside the layer'"
+check "a layer entry named ../../… is refused" bash -c "hostile dotdot dd &&
+  refused_layer dd 'archive entry \`../..$T/host/planted\` escapes the layer (path traversal); refusing to unpack'"
+check "a whiteout with no name is refused" bash -c "hostile bad-whiteout bw &&
+  refused_layer bw 'archive entry \`a/.wh.\` is a whiteout with no name (or \`.\`/\`..\`) after \`.wh.\`; refusing to unpack'"
+check "gzip and zstd bombs fail at the layer limit and leave no partial layer" bash -c "
+  hostile bomb gz gzip && hostile bomb zs zstd && before=\$(ls $ZLAYER_DATA_DIR/images/layers | wc -l) &&
+  ZLAYER_MAX_LAYER_BYTES=8388608 refused_layer gz 'layer exceeds its limit of 8388608 bytes uncompressed; refusing it (nothing of it was kept)' &&
+  ZLAYER_MAX_LAYER_BYTES=8388608 refused_layer zs 'layer exceeds its limit of 8388608 bytes uncompressed' &&
+  [ \$(ls $ZLAYER_DATA_DIR/images/layers | wc -l) = \$before ]"
+
 echo "e2e-images: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -27,11 +27,14 @@ web_revision() { "$Z" rollouts -o json | jq -r '.[] | select(.deployment=="roll"
 
 # v1 -> v2 (1 s slow start): traffic never fails, the replicas are replaced
 # one at a time, the new one healthy before the old one goes, and the
-# unchanged service is left alone.
+# unchanged service is left alone. Two 4 s requests, one on each old
+# replica, are in flight when the first old one is replaced (not before
+# its 1 s slow start): the node lets them finish before it stops it.
 rollout_zero_downtime() {
   roll_apply v1 "" "" >/dev/null || return 1
   local side; side=$("$Z" ps -o json | jq -r '.[] | select(.service=="side") | .container_id')
-  local flag=/tmp/e2e-roll.flag; rm -f "$flag" /tmp/e2e-roll.samples
+  local flag=/tmp/e2e-roll.flag; rm -f "$flag" /tmp/e2e-roll.samples /tmp/e2e-roll.slow*
+  for i in 1 2; do curl -sf -m 20 http://127.0.0.1:18090/slow/4000 > /tmp/e2e-roll.slow$i & done
   ( n=0; f=0; while [ ! -e "$flag" ] && [ $n -lt 3000 ]; do
       curl -sf -m 2 http://127.0.0.1:18090/ >/dev/null || f=$((f+1)); n=$((n+1)); done
     echo "requests=$n failed=$f" > /tmp/e2e-roll.curl ) &
@@ -39,9 +42,10 @@ rollout_zero_downtime() {
   ( n=0; while [ ! -e "$flag" ] && [ $n -lt 600 ]; do web_json >> /tmp/e2e-roll.samples; n=$((n+1)); done ) &
   local ps_pid=$!
   roll_apply v2 1 ""; local rc=$?
-  touch "$flag"; wait $curl_pid $ps_pid
+  touch "$flag"; wait $curl_pid $ps_pid; wait
   cat /tmp/e2e-roll.curl; [ $rc -eq 0 ] || return 1
   grep -q 'failed=0$' /tmp/e2e-roll.curl || return 1
+  grep -q '^v1 from' /tmp/e2e-roll.slow1 && grep -q '^v1 from' /tmp/e2e-roll.slow2 || { echo "a request in flight on an old replica failed"; return 1; }
   # Never fewer than 2 serving, never more than one replacement at a time, and a replacement was seen.
   jq -s -e 'all(.[]; ([.[] | select(.state=="running" and .health=="healthy")] | length) >= 2)' /tmp/e2e-roll.samples || { echo "a sample had fewer than 2 healthy"; return 1; }
   jq -s -e 'all(.[]; ([.[] | select(.surge)] | length) <= 1) and any(.[]; any(.[]; .surge))' /tmp/e2e-roll.samples || { echo "surge count wrong"; return 1; }
@@ -85,6 +89,16 @@ rollout_back_and_scale() {
   local now; now=$(web_json)
   echo "$now" | jq -e 'length == 3' >/dev/null || return 1
   for id in $(echo "$before" | jq -r '.[]'); do echo "$now" | grep -q "$id" || { echo "$id was replaced by a scale change"; return 1; }; done
+  # Scaling 3 -> 1 with a 3 s request in flight on each replica: the two
+  # that go let theirs finish first.
+  rm -f /tmp/e2e-roll.slow*
+  for i in 1 2 3; do curl -sf -m 20 http://127.0.0.1:18090/slow/3000 > /tmp/e2e-roll.slow$i & done
+  sleep 0.5
+  sed 's/replicas: 2/replicas: 1/' /tmp/e2e-roll.yaml > /tmp/e2e-roll1.yaml
+  MSG=v2 SLOW=1 EXIT= "$Z" up -d --timeout 60 /tmp/e2e-roll1.yaml || return 1
+  web_json | jq -e 'length == 1' >/dev/null || { echo "up -d returned before the scale-down finished"; return 1; }
+  wait
+  [ "$(cat /tmp/e2e-roll.slow* | grep -c '^v2 from')" = 3 ] || { echo "a request in flight on a replica scaled away failed"; return 1; }
   "$Z" down roll >/dev/null
 }
 export Z
@@ -92,4 +106,4 @@ export -f roll_apply web_json web_revision rollout_zero_downtime rollout_failure
 check "rolling update: one at a time, new healthy first, no failed request" bash -c rollout_zero_downtime
 check "rolling update: an exiting replacement stops the rollout, old replicas serve" bash -c rollout_failure_stops
 check "rolling update: a replacement not healthy within update.timeout stops it" bash -c rollout_timeout_stops
-check "rolling update: back to the running revision and scale-only changes restart nothing" bash -c rollout_back_and_scale
+check "rolling update: back to the running revision and scale-only changes restart nothing; scale-down drains" bash -c rollout_back_and_scale

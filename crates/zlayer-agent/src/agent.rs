@@ -26,6 +26,9 @@ pub struct AgentConfig {
     pub exe: PathBuf,
     pub bridge: String,
     pub cidr: zlayer_net::Cidr,
+    /// The cluster's container address space: traffic to it crosses the
+    /// mesh with its source kept, never masqueraded.
+    pub cluster_cidr: Option<zlayer_net::Cidr>,
     /// How to reach registries for `pull_policy` pulls.
     pub registries: RegistryOptions,
     /// Where the NVIDIA driver is found (`/` on a real host).
@@ -34,6 +37,12 @@ pub struct AgentConfig {
     pub cluster: Arc<dyn crate::desired::Cluster>,
     /// The node's name in the cluster.
     pub node_name: String,
+    /// Host path prefixes specs may bind-mount (`--allow-host-path`).
+    pub allow_host_paths: Vec<PathBuf>,
+    /// How much of each replica's output is kept (`--log-max-size`, `--log-max-files`).
+    pub log_limit: zlayer_runtime::LogLimit,
+    /// Connections each published port forwards at once (`--port-max-connections`).
+    pub port_max_connections: usize,
 }
 
 pub struct Agent {
@@ -47,9 +56,12 @@ pub struct Agent {
     pub(crate) dns: DnsTable,
     pub(crate) events: Mutex<VecDeque<Event>>,
     pub(crate) publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
+    pub(crate) port_max_connections: usize,
     pub(crate) depends_since: Mutex<HashMap<String, u64>>,
     /// Ports whose bind failure was already logged (the loop retries every tick).
     pub(crate) publish_errors: Mutex<HashSet<u16>>,
+    /// The network policy rules last applied; `None` until they are.
+    pub(crate) applied_policy: Mutex<Option<Vec<zlayer_net::IngressRule>>>,
     /// When each replica was last probed, by replica key.
     pub(crate) last_probe: Mutex<HashMap<String, u64>>,
     /// Templates by `deployment/service/revision`, as stored.
@@ -105,8 +117,10 @@ impl Agent {
             dns: DnsTable::default(),
             events: Mutex::new(VecDeque::new()),
             publishers: tokio::sync::Mutex::new(HashMap::new()),
+            port_max_connections: cfg.port_max_connections,
             depends_since: Mutex::new(HashMap::new()),
             publish_errors: Mutex::new(HashSet::new()),
+            applied_policy: Mutex::new(None),
             last_probe: Mutex::new(HashMap::new()),
             templates: Mutex::new(HashMap::new()),
             spec_errors: Mutex::new(HashMap::new()),
@@ -130,8 +144,13 @@ impl Agent {
         })
         .await
         .map_err(|e| e.to_string())?;
-        zlayer_net::ensure_masquerade(&format!("zlayer_{}", p.bridge), &p.bridge, &p.cidr)
-            .map_err(|e| e.to_string())?;
+        zlayer_net::ensure_masquerade(
+            &format!("zlayer_{}", p.bridge),
+            &p.bridge,
+            &p.cidr,
+            p.cluster_cidr.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
         let _dns =
             zlayer_net::DnsServer::bind(SocketAddr::from((p.cidr.gateway(), 53)), self.dns.clone())
                 .await
@@ -247,6 +266,9 @@ fn paths(cfg: &AgentConfig) -> NodePaths {
         exe: cfg.exe.clone(),
         bridge: cfg.bridge.clone(),
         cidr: cfg.cidr,
+        cluster_cidr: cfg.cluster_cidr,
+        host_paths: crate::host_paths::HostPaths::new(&cfg.allow_host_paths, &cfg.data_dir),
+        log_limit: cfg.log_limit,
     }
 }
 

@@ -35,6 +35,15 @@ impl Agent {
         };
         resolve_env_checked(&d, spec)?;
         for (name, svc) in &spec.services {
+            for (i, s) in svc.storage.iter().enumerate() {
+                if let (zlayer_spec::StorageType::Bind, Some(src)) = (&s.kind, &s.source) {
+                    self.paths.host_paths.check(src).map_err(|e| {
+                        located(&d, &format!("services.{name}.storage[{i}].source"), e)
+                    })?;
+                }
+            }
+        }
+        for (name, svc) in &spec.services {
             crate::images::ensure_image(&self.images, &self.registries, &svc.image)
                 .await
                 .map_err(|e| located(&d, &format!("services.{name}.image.name"), e))?;

@@ -28,18 +28,9 @@ pub async fn probe(
             CheckType::Http => http_probe(check, ip).await,
             CheckType::Command => {
                 let cmd = check.command.clone().unwrap_or_default();
-                let status = tokio::process::Command::new(exe)
-                    .arg("--data-dir")
-                    .arg(data_dir)
-                    .arg("exec")
-                    .arg("--id")
-                    .arg(container_id)
-                    .arg("--")
-                    .args(&cmd)
-                    .stdin(std::process::Stdio::null())
+                let status = exec_child(exe, data_dir, container_id, &cmd)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true)
                     .status()
                     .await
                     .map_err(|e| e.to_string())?;
@@ -54,6 +45,25 @@ pub async fn probe(
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| format!("timed out after {timeout:?}"))?
+}
+
+/// `zlayer exec --id ID -- ARGS` as a child process (libcontainer forks,
+/// which the multi-threaded node must not), with no stdin, killed when
+/// dropped. Command health checks and `exec` through the API use it.
+pub fn exec_child(
+    exe: &Path,
+    data_dir: &Path,
+    container_id: &str,
+    args: &[String],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["exec", "--id", container_id, "--"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 async fn http_probe(check: &HealthCheck, ip: Ipv4Addr) -> Result<(), String> {

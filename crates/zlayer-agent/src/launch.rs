@@ -24,6 +24,7 @@ pub struct LaunchPaths<'a> {
     pub id: String,
     pub rootfs: PathBuf,
     pub log_path: PathBuf,
+    pub log_limit: zlayer_runtime::LogLimit,
     pub netns: Option<PathBuf>,
     pub hostname: String,
     pub gpus: &'a GpuInventory,
@@ -106,6 +107,7 @@ pub fn container_config(
         mounts: o.mounts.clone(),
         devices: Vec::new(),
         log_path: p.log_path,
+        log_limit: p.log_limit,
         cgroup_path: format!("/zlayer/{}", p.id),
     };
     p.gpus.attach(&o.gpus, &mut c)?;

@@ -115,18 +115,27 @@ pub fn render(node: &Agent) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Scrapes served at once; more connections are closed at accept.
+const MAX_SCRAPES: usize = 64;
+/// How long a scraper may take to send its request's headers.
+const SLOW_HEADERS: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `/metrics` over TCP for Prometheus.
 pub async fn serve_tcp(node: Arc<Agent>, addr: SocketAddr) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("metrics on {addr}: {e}"))?;
+    let mut acceptor = zlayer_net::Acceptor::new(listener);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let stream = acceptor.next().await;
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue;
             };
             let node = node.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let svc = hyper::service::service_fn(move |_req| {
                     let body = render(&node);
                     async move {
@@ -141,6 +150,8 @@ pub async fn serve_tcp(node: Arc<Agent>, addr: SocketAddr) -> Result<(), String>
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(SLOW_HEADERS)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;
             });

@@ -44,6 +44,7 @@ pub fn run_oneoff(
                 id: id.clone(),
                 rootfs: snap.rootfs.clone(),
                 log_path: dir.log_path(),
+                log_limit: zlayer_runtime::LogLimit::default(),
                 netns: Some(netns.clone()),
                 hostname: id.chars().take(12).collect(),
                 gpus,

@@ -32,11 +32,15 @@ fn node(dir: &std::path::Path) -> Arc<Agent> {
     Agent::open(&crate::AgentConfig {
         cluster: Arc::new(NoCluster),
         node_name: "test".into(),
+        allow_host_paths: Vec::new(),
+        log_limit: zlayer_runtime::LogLimit::default(),
+        port_max_connections: zlayer_net::DEFAULT_MAX_CONNECTIONS,
         gpu_root: dir.join("gpu"),
         data_dir: dir.to_path_buf(),
         exe: PathBuf::from("/bin/false"),
         bridge: "zltest0".into(),
         cidr: "10.250.0.0/24".parse().expect("cidr"),
+        cluster_cidr: None,
         registries: Default::default(),
     })
     .expect("node opens on a fresh dir")

@@ -68,6 +68,10 @@ impl Agent {
             }
             None => Replica::new(&spec.deployment, name, idx, &t.revision),
         };
+        if let Some(why) = self.still_runs_elsewhere(&spec.deployment, name, idx) {
+            r.message = why;
+            return Plan::Record(r);
+        }
         if let Err(why) =
             crate::depends::check(spec, name, all, || self.cluster.reported_elsewhere())
         {
@@ -95,6 +99,29 @@ impl Agent {
             }
         }
         self.start_with_ip(r, svc, all)
+    }
+
+    /// Why a slot moved here must not start yet: a live node still reports
+    /// it running, because it was placed there before (the scheduler moved
+    /// it while that node was marked down, or drained it) and is stopping it
+    /// now. A slot runs on one live node at a time; a node marked down is
+    /// not waited for, since it fenced itself.
+    fn still_runs_elsewhere(&self, deployment: &str, service: &str, idx: u32) -> Option<String> {
+        let workload = format!("{deployment}/{service}");
+        self.cluster
+            .reported_elsewhere()
+            .iter()
+            .any(|o| {
+                o.workload == workload
+                    && o.replica == idx
+                    && !o.surge
+                    && o.state == ReplicaState::Running
+            })
+            .then(|| {
+                format!(
+                    "waiting for replica {idx} to stop on the node it ran on before it moved here"
+                )
+            })
     }
 
     /// A cron service has one slot. Its run starts at each fire time of the
@@ -138,7 +165,7 @@ impl Agent {
         if now < r.restart_at_ms {
             return Plan::Keep;
         }
-        r.restart_at_ms = 0;
+        r.due_ms = std::mem::take(&mut r.restart_at_ms);
         self.start_with_ip(r, &spec.services[&t.service_name], all)
     }
 

@@ -196,11 +196,13 @@ impl Agent {
         }
     }
 
-    /// Stops a replica with its own stop sequence, releases what it held and
-    /// drops its record.
+    /// Takes a replica out of service discovery, lets the connections the
+    /// node forwards to it finish (up to its stop grace), stops it with its
+    /// own stop sequence, releases what it held and drops its record.
     pub(crate) async fn retire(&self, r: &Replica) {
         if r.state == ReplicaState::Running {
             let (sig, grace) = r.stop_params();
+            self.unpublish(r, grace).await;
             self.launcher.stop(&r.container_id, sig, grace).await;
         }
         self.launcher.cleanup(&r.container_id).await;

@@ -193,10 +193,14 @@ impl Rig {
                 exe: PathBuf::from("/bin/false"),
                 bridge: "zltest0".into(),
                 cidr: "10.250.0.0/24".parse().expect("cidr"),
+                cluster_cidr: None,
                 registries: Default::default(),
                 gpu_root: dir.path().join("gpu"),
                 cluster: cluster.clone(),
                 node_name: "n1".into(),
+                allow_host_paths: Vec::new(),
+                log_limit: zlayer_runtime::LogLimit::default(),
+                port_max_connections: zlayer_net::DEFAULT_MAX_CONNECTIONS,
             },
             launcher.clone(),
         )
@@ -364,6 +368,39 @@ async fn a_dependency_on_another_node_is_waited_for_then_met() {
     );
 }
 
+/// The chaos run caught slot 1 running on two live nodes: the scheduler
+/// moved it while its node was marked down, and the node, back, was still
+/// stopping it when the new one started. A slot waits for that stop.
+#[tokio::test]
+async fn a_slot_moved_here_waits_until_the_live_node_it_left_stops_it() {
+    let rig = Rig::new();
+    rig.cluster.commit(&spec(&[service("web", "")]));
+    let old = ReplicaReport::new("d/web", 1, ReplicaState::Running, Health::None, "r");
+    let surge = ReplicaReport {
+        replica: 2,
+        surge: true,
+        ..old.clone()
+    };
+    rig.cluster.elsewhere.lock().unwrap().extend([old, surge]);
+    rig.cluster.assign("d/web", &[1]);
+    rig.round().await;
+    assert!(
+        rig.launcher.starts().is_empty(),
+        "started beside the old one"
+    );
+    let waiting = rig.replica("web", 1);
+    assert_eq!(waiting.state, ReplicaState::Pending);
+    assert_eq!(
+        waiting.message,
+        "waiting for replica 1 to stop on the node it ran on before it moved here"
+    );
+
+    rig.cluster.elsewhere.lock().unwrap()[0].state = ReplicaState::Exited;
+    rig.round().await;
+    assert_eq!(rig.launcher.starts().len(), 1);
+    assert_eq!(rig.replica("web", 1).state, ReplicaState::Running);
+}
+
 #[tokio::test]
 async fn a_rollout_replaces_one_slot_at_a_time_and_waits_for_a_turn_elsewhere() {
     let rig = Rig::new();
@@ -437,8 +474,15 @@ async fn a_cron_run_starts_at_its_fire_time_and_never_overlaps() {
     assert!(rig.replica("tick", 1).message.starts_with("next run at "));
 
     rig.due("tick", 1);
+    let due = rig.replica("tick", 1).restart_at_ms;
     rig.round().await;
     assert_eq!(rig.launcher.starts().len(), 1);
+    let due_at = zlayer_spec::format_utc(due);
+    let started = rig.agent.events().into_iter().find(|e| e.kind == "started");
+    assert!(
+        started.is_some_and(|e| e.message.ends_with(&format!("(the run due at {due_at})"))),
+        "the start event names its fire time"
+    );
     // A fire time that passes while the run still runs is skipped.
     rig.due("tick", 1);
     rig.round().await;

@@ -15,6 +15,10 @@ pub struct NodePaths {
     pub exe: PathBuf,
     pub bridge: String,
     pub cidr: zlayer_net::Cidr,
+    pub cluster_cidr: Option<zlayer_net::Cidr>,
+    pub host_paths: crate::host_paths::HostPaths,
+    /// How much of each replica's output is kept.
+    pub log_limit: zlayer_runtime::LogLimit,
 }
 
 impl NodePaths {
@@ -29,7 +33,12 @@ impl NodePaths {
     }
 }
 
-fn overrides(svc: &Service, env: &[(String, String)], data_dir: &Path) -> Overrides {
+fn overrides(
+    svc: &Service,
+    env: &[(String, String)],
+    data_dir: &Path,
+    host_paths: &crate::host_paths::HostPaths,
+) -> Result<Overrides, String> {
     let mut mounts = Vec::new();
     for s in &svc.storage {
         mounts.push(match s.kind {
@@ -37,8 +46,9 @@ fn overrides(svc: &Service, env: &[(String, String)], data_dir: &Path) -> Overri
                 target: s.target.clone(),
                 size_bytes: s.size.map(|x| x.0),
             },
+            // Checked again here: the spec may have been admitted on another node.
             StorageType::Bind => MountSpec::Bind {
-                source: PathBuf::from(s.source.clone().unwrap_or_default()),
+                source: host_paths.check(s.source.as_deref().unwrap_or_default())?,
                 target: s.target.clone(),
                 readonly: s.readonly,
             },
@@ -56,7 +66,7 @@ fn overrides(svc: &Service, env: &[(String, String)], data_dir: &Path) -> Overri
         });
     }
     let cmd = svc.command.clone().unwrap_or_default();
-    Overrides {
+    Ok(Overrides {
         entrypoint: cmd.entrypoint,
         args: cmd.args,
         workdir: cmd.workdir,
@@ -69,7 +79,7 @@ fn overrides(svc: &Service, env: &[(String, String)], data_dir: &Path) -> Overri
         },
         mounts,
         gpus: Vec::new(),
-    }
+    })
 }
 
 /// Everything a started replica holds, for the record.
@@ -169,7 +179,7 @@ async fn start_inner(
     )
     .map_err(|e| e.to_string())?;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
-    let mut o = overrides(svc, env, &p.data_dir);
+    let mut o = overrides(svc, env, &p.data_dir, &p.host_paths)?;
     o.gpus = gpus.to_vec();
     for f in ["resolv.conf", "hosts", "hostname"] {
         o.mounts.push(MountSpec::Bind {
@@ -189,6 +199,7 @@ async fn start_inner(
             id: cid.to_string(),
             rootfs: snap.rootfs,
             log_path: log,
+            log_limit: p.log_limit,
             netns: Some(netns),
             hostname,
             gpus: inventory,

@@ -210,7 +210,6 @@ impl Agent {
     async fn promote(&self, surge: Replica, replicas: &mut BTreeMap<String, Replica>) {
         let slot = crate::state::key(&surge.deployment, &surge.service, surge.index);
         if let Some(old) = replicas.remove(&slot) {
-            self.unpublish(&old).await;
             self.retire(&old).await;
         }
         let from = surge.key();

@@ -1,5 +1,7 @@
 //! Service discovery on the node: DNS names and published ports follow the
-//! replicas that may serve (running, and healthy or without a check).
+//! replicas that may serve (running, and healthy or without a check). DNS
+//! names every such replica in the cluster, from the other nodes' reports
+//! (reached through the mesh); published ports forward to this node's own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,13 +19,31 @@ fn serving(r: &Replica) -> bool {
 
 impl Agent {
     pub(crate) async fn publish(&self, specs: &Specs, replicas: &BTreeMap<String, Replica>) {
-        self.dns.replace(dns_names(replicas));
+        let here = replicas
+            .values()
+            .filter(|r| serving(r))
+            .filter_map(|r| Some((r.deployment.clone(), r.service.clone(), r.index, r.ip?)));
+        let reports = self.cluster.reported_elsewhere();
+        self.enforce_policy(specs, replicas, &reports);
+        let elsewhere = reports
+            .into_iter()
+            .filter(|r| r.is_serving())
+            .filter_map(|r| {
+                let (dep, svc) = r.workload.split_once('/')?;
+                Some((dep.to_string(), svc.to_string(), r.replica, r.ip?))
+            });
+        self.dns.replace(dns_names(here.chain(elsewhere)));
         let wanted = self.port_backends(specs, replicas);
         let mut pubs = self.publishers.lock().await;
         pubs.retain(|port, _| wanted.contains_key(port));
         for (port, backends) in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = pubs.entry(port) {
-                match PortPublisher::bind(SocketAddr::from(([0, 0, 0, 0], port))).await {
+                match PortPublisher::bind(
+                    SocketAddr::from(([0, 0, 0, 0], port)),
+                    self.port_max_connections,
+                )
+                .await
+                {
                     Ok(p) => {
                         slot.insert(p);
                     }
@@ -49,17 +69,35 @@ impl Agent {
         }
     }
 
-    /// Takes a replica out of DNS and every published port before it is
-    /// stopped, so no new connection reaches it while it drains.
-    pub(crate) async fn unpublish(&self, r: &Replica) {
-        let Some(ip) = r.ip else { return };
-        self.dns.forget(ip);
-        for p in self.publishers.lock().await.values() {
-            p.backends.send_if_modified(|cur| {
-                let before = cur.len();
-                cur.retain(|a| a.ip() != std::net::IpAddr::V4(ip));
-                cur.len() != before
-            });
+    /// Takes a replica out of DNS and every published port, then waits up
+    /// to `drain` for the connections those ports forward to it to close,
+    /// so it is stopped with no request in flight through the node.
+    pub(crate) async fn unpublish(&self, r: &Replica, drain: std::time::Duration) {
+        let Some(v4) = r.ip else { return };
+        self.dns.forget(v4);
+        let ip = std::net::IpAddr::V4(v4);
+        let drained: Vec<_> = self
+            .publishers
+            .lock()
+            .await
+            .values()
+            .map(|p| {
+                p.backends.send_if_modified(|cur| {
+                    let before = cur.len();
+                    cur.retain(|a| a.ip() != ip);
+                    cur.len() != before
+                });
+                p.drained(ip)
+            })
+            .collect();
+        if tokio::time::timeout(drain, futures::future::join_all(drained))
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                replica = %r.key(),
+                "connections still open after {drain:?}; stopping it anyway"
+            );
         }
     }
 
@@ -99,19 +137,24 @@ impl Agent {
     }
 }
 
-/// `svc`, `svc.dep`, `svc.dep.zlayer`, and per replica `svc-N[.dep.zlayer]`.
-fn dns_names(replicas: &BTreeMap<String, Replica>) -> HashMap<String, Vec<Ipv4Addr>> {
+/// `svc`, `svc.dep`, `svc.dep.zlayer`, and per replica `svc-N[.dep.zlayer]`,
+/// for each serving replica as (deployment, service, index, address).
+fn dns_names(
+    serving: impl Iterator<Item = (String, String, u32, Ipv4Addr)>,
+) -> HashMap<String, Vec<Ipv4Addr>> {
     let mut names: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-    for r in replicas.values().filter(|r| serving(r)) {
-        let Some(ip) = r.ip else { continue };
+    for (dep, svc, index, ip) in serving {
         for n in [
-            r.service.clone(),
-            format!("{}.{}", r.service, r.deployment),
-            format!("{}.{}.zlayer", r.service, r.deployment),
-            format!("{}-{}", r.service, r.index),
-            format!("{}-{}.{}.zlayer", r.service, r.index, r.deployment),
+            svc.clone(),
+            format!("{svc}.{dep}"),
+            format!("{svc}.{dep}.zlayer"),
+            format!("{svc}-{index}"),
+            format!("{svc}-{index}.{dep}.zlayer"),
         ] {
-            names.entry(n).or_default().push(ip);
+            let ips = names.entry(n).or_default();
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
         }
     }
     names

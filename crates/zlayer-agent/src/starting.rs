@@ -45,7 +45,15 @@ impl Agent {
                     .and_then(zlayer_runtime::signal_number);
                 r.stop_grace_ms = svc.stop.grace.0.as_millis() as u64;
                 r.message.clear();
-                self.event(&r, "started", format!("{} started at {ip}", r.container_id));
+                let due = match std::mem::take(&mut r.due_ms) {
+                    0 => String::new(),
+                    ms => format!(" (the run due at {})", zlayer_spec::format_utc(ms)),
+                };
+                self.event(
+                    &r,
+                    "started",
+                    format!("{} started at {ip}{due}", r.container_id),
+                );
             }
             Err(e) => {
                 r.state = ReplicaState::Exited;

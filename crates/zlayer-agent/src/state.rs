@@ -42,6 +42,10 @@ pub struct Replica {
     /// until the record goes, like its IP.
     #[serde(default)]
     pub gpus: Vec<u32>,
+    /// The schedule's fire time a cron run was started for (0 otherwise), so
+    /// its start event says which run it is even when starting took a while.
+    #[serde(default)]
+    pub due_ms: u64,
 }
 
 impl Replica {
@@ -67,6 +71,7 @@ impl Replica {
             revision: revision.to_string(),
             surge: false,
             gpus: Vec::new(),
+            due_ms: 0,
         }
     }
 

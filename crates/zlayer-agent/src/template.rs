@@ -58,10 +58,12 @@ fn resolve_env(svc: &Service, caller_env: &BTreeMap<String, String>) -> Vec<(Str
         .collect()
 }
 
-/// Scale, `depends`, the update policy and a cron schedule change no
-/// container, so they are left out of the template and roll nothing.
+/// Scale, `depends`, the update policy, the network policy and a cron
+/// schedule change no container, so they are left out of the template and
+/// roll nothing.
 fn container_shape(svc: &Service) -> Service {
     let mut shape = svc.clone();
+    shape.network_policy = None;
     shape.scale = Default::default();
     shape.schedule = None;
     shape.depends.clear();
@@ -103,6 +105,10 @@ mod tests {
         let base = rev("", &[]);
         assert_eq!(base, rev("    scale: { mode: fixed, replicas: 7 }\n", &[]));
         assert_eq!(base, rev("    update: { parallelism: 3 }\n", &[]));
+        assert_eq!(
+            base,
+            rev("    network_policy: { ingress_from: [web] }\n", &[])
+        );
     }
 
     #[test]

@@ -71,6 +71,11 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// A command run in one of this node's containers, as a child process.
+    pub fn exec_child(&self, container_id: &str, args: &[String]) -> tokio::process::Command {
+        crate::health::exec_child(&self.paths.exe, &self.paths.data_dir, container_id, args)
+    }
+
     pub fn locate(&self, target: &str) -> Result<Vec<ReplicaLocation>, String> {
         let (svc, idx) = match target.split_once('/') {
             Some((s, i)) => (

@@ -57,6 +57,22 @@ impl Client {
     }
 
     async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, ClientError> {
+        self.open(method, path, body)
+            .await?
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    /// Sends a request and returns its body as it arrives, once the status
+    /// said it succeeded.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<hyper::body::Incoming, ClientError> {
         let req = hyper::Request::builder()
             .method(method)
             .header("host", "zlayer");
@@ -90,19 +106,69 @@ impl Client {
             }
         };
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?
-            .to_bytes();
-        if !status.is_success() {
+        if status.is_success() {
+            return Ok(resp.into_body());
+        }
+        {
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_bytes();
             let msg = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ClientError::Node(msg));
+            Err(ClientError::Node(msg))
         }
-        Ok(bytes)
+    }
+
+    /// Writes a replica's log (followed, with `req.follow`) to `out` as the
+    /// node sends it.
+    pub async fn logs(
+        &self,
+        req: &LogsRequest,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let mut stream = self.open(Method::POST, "/v1/logs", body).await?;
+        while let Some(frame) = stream.frame().await {
+            let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
+            if let Some(data) = frame.data_ref() {
+                out.write_all(data)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| ClientError::Transport(format!("writing the log: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `req` in a replica through the node, copying its stdout and
+    /// stderr to this process's; returns the command's exit code.
+    pub async fn exec(&self, req: &ExecRequest) -> Result<i32, ClientError> {
+        use crate::exec_stream::{Decoder, Frame};
+        use std::io::Write;
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let mut stream = self.open(Method::POST, "/v1/exec", body).await?;
+        let mut frames = Decoder::default();
+        while let Some(chunk) = stream.frame().await {
+            let chunk = chunk.map_err(|e| ClientError::Transport(e.to_string()))?;
+            let Some(data) = chunk.data_ref() else {
+                continue;
+            };
+            frames.push(data);
+            while let Some(f) = frames.next_frame().map_err(ClientError::Transport)? {
+                let written = match f {
+                    Frame::Stdout(b) => std::io::stdout().write_all(&b),
+                    Frame::Stderr(b) => std::io::stderr().write_all(&b),
+                    Frame::Exit(code) => return Ok(code),
+                };
+                written.map_err(|e| ClientError::Transport(e.to_string()))?;
+            }
+        }
+        Err(ClientError::Transport(
+            "the exec stream ended without the command's exit code".into(),
+        ))
     }
 
     /// Whether this client talks to a remote node (no local files).

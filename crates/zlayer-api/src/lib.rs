@@ -4,13 +4,16 @@
 //!
 //! It contains no business logic: the node implements [`Backend`].
 
+mod body;
 mod client;
 mod error;
+mod local_conns;
 mod server;
 mod types;
 mod views;
 
+pub use body::{channel, exec_stream, full, Body};
 pub use client::{Client, ClientError};
 pub use error::ApiError;
-pub use server::{answer, serve, Backend};
+pub use server::{answer, parse_request, serve, Backend, Origin, MAX_BODY};
 pub use types::*;

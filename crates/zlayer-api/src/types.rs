@@ -156,6 +156,25 @@ pub struct ReplicaLocation {
     pub log_path: String,
 }
 
+/// `zlayer logs`: a replica's output, served by the node that runs it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// `SERVICE` (every replica) or `SERVICE/N`.
+    pub target: String,
+    pub follow: bool,
+    pub tail: Option<usize>,
+}
+
+/// `zlayer exec` through the node that runs the replica: no TTY and no
+/// stdin (like `docker exec` without `-i`); the answer is an exec stream
+/// (see [`crate::exec_stream`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// `SERVICE/N` (`SERVICE` means replica 1).
+    pub target: String,
+    pub command: Vec<String>,
+}
+
 /// A node as `zlayer node ls` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeView {
@@ -164,6 +183,9 @@ pub struct NodeView {
     pub addr: String,
     /// `leader`, `voter` or `learner`; `-` before Raft has taken it in.
     pub role: String,
+    /// `manager` or `worker`: what its join token admitted.
+    #[serde(default)]
+    pub kind: String,
     /// `ready`, `draining` or `down`.
     pub state: String,
     pub cpu_milli: Amount,
@@ -177,6 +199,44 @@ pub struct NodeView {
     /// What the node reports for the scheduler's health score, each 0..=1.
     #[serde(default)]
     pub health: BTreeMap<String, f64>,
+    /// Its container subnet; empty where the cluster has no overlay.
+    #[serde(default)]
+    pub subnet: String,
+    /// The WireGuard device it runs: `kernel`, `userspace`, or `-`.
+    #[serde(default)]
+    pub overlay: String,
+}
+
+/// `zlayer overlay status`: this node's device and its peers, like `wg show`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OverlayView {
+    /// `kernel` or `userspace`; empty when this node runs no mesh.
+    pub device: String,
+    pub interface: String,
+    pub subnet: String,
+    pub public_key: String,
+    pub endpoint: String,
+    pub peers: Vec<OverlayPeerView>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OverlayPeerView {
+    /// The node's name, or `?` for a key no node record holds.
+    pub name: String,
+    pub public_key: String,
+    pub endpoint: String,
+    /// Seconds since the last handshake; `None` before the first.
+    pub handshake_secs_ago: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub allowed_ips: Vec<String>,
+    /// How traffic reaches it: `direct` (or through a relay, by name).
+    pub path: String,
+    /// The link to this node as last probed (none for stock peers).
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
+    #[serde(default)]
+    pub mbit_s: Option<f64>,
 }
 
 /// Free and total of one resource.
@@ -212,9 +272,20 @@ pub enum ClusterRequest {
         /// An API token for a remote CLI instead of a join token.
         #[serde(default)]
         api: bool,
+        /// The role a join token admits; workers when absent.
+        #[serde(default)]
+        role: Option<zlayer_model::ClusterRole>,
     },
     Tokens,
     TokenRevoke(String),
+    /// This node's WireGuard device and peers.
+    Overlay,
+    /// Record a stock WireGuard peer with this public key.
+    PeerAdd {
+        name: String,
+        public_key: String,
+    },
+    PeerRemove(String),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -223,7 +294,27 @@ pub enum ClusterReply {
     Nodes(Vec<NodeView>),
     Tokens(Vec<TokenView>),
     Token(String),
+    Overlay(OverlayView),
+    Peer(StockPeerConfig),
     Done,
+}
+
+/// What a stock peer needs: its address and every node to reach.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StockPeerConfig {
+    pub name: String,
+    /// `a.b.c.d/32`.
+    pub address: String,
+    pub cluster_cidr: String,
+    pub nodes: Vec<StockPeerNode>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StockPeerNode {
+    pub name: String,
+    pub public_key: String,
+    pub endpoint: String,
+    pub subnet: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -242,6 +333,8 @@ pub enum Request {
     /// Long poll: answers once the node's state generation passes the given one (or after a while).
     Watch(u64),
     Locate(String),
+    Logs(LogsRequest),
+    Exec(ExecRequest),
     Metrics,
     Cluster(ClusterRequest),
     Shutdown,

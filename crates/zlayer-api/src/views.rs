@@ -187,6 +187,7 @@ impl NodeView {
                 NodeRole::Outside => "-",
             }
             .into(),
+            kind: n.cluster_role.as_str().into(),
             state: n.state.as_str().into(),
             cpu_milli: amount(n.free.cpu_milli, n.capacity.cpu_milli),
             memory_bytes: amount(n.free.memory_bytes, n.capacity.memory_bytes),
@@ -203,6 +204,8 @@ impl NodeView {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+            subnet: n.network.subnet.clone().unwrap_or_default(),
+            overlay: n.network.wg_device.clone().unwrap_or_else(|| "-".into()),
         }
     }
 }
@@ -214,7 +217,11 @@ impl TokenView {
             expires_ms: t.expires_ms,
             uses: t.uses,
             used: t.used,
-            kind: if t.api { "api" } else { "join" }.into(),
+            kind: if t.api {
+                "api".to_string()
+            } else {
+                format!("join {}", t.role.as_str())
+            },
             status: match t.status {
                 TokenStatus::Valid => "valid",
                 TokenStatus::Expired => "expired",

@@ -1,6 +1,10 @@
 //! The build context: the directory `COPY` and `ADD` read from, with
 //! `.dockerignore` applied. Sources are resolved inside it (a source that
-//! climbs out is refused) and expanded into the files to copy.
+//! climbs out is refused; a symlink on the way resolves as if the context
+//! were `/`) and expanded into the files to copy. A source that is itself a
+//! symlink is copied as a symlink, never followed, as Docker does, and
+//! `.dockerignore` applies to the path a source really names, so a symlink
+//! to an ignored directory does not reach into it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -72,11 +76,13 @@ impl Context {
         }
         let cleaned = clean(pattern);
         if !pattern.contains(['*', '?', '[']) {
-            let path = self.root.join(&cleaned);
-            let md = fs::metadata(&path).map_err(|_| {
-                ContextError::Missing(pattern.into(), self.root.display().to_string())
-            })?;
-            if !cleaned.is_empty() && self.ignore.excludes(&cleaned) {
+            let missing = || ContextError::Missing(pattern.into(), self.root.display().to_string());
+            let path = self.resolve(&cleaned).ok_or_else(missing)?;
+            let md = fs::symlink_metadata(&path).map_err(|_| missing())?;
+            let real = self.rel_str(&path);
+            if !cleaned.is_empty()
+                && (self.ignore.excludes(&cleaned) || self.ignore.excludes(&real))
+            {
                 return Err(ContextError::Excluded(pattern.into()));
             }
             return Ok(vec![Source {
@@ -100,7 +106,7 @@ impl Context {
             let entry = entry.map_err(|e| ContextError::Io(self.root.clone(), e.into()))?;
             let rel = self.rel_str(entry.path());
             if glob.is_match(&rel) && !self.ignore.excludes(&rel) {
-                let is_dir = fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+                let is_dir = entry.file_type().is_dir();
                 out.push(Source {
                     path: entry.path().to_path_buf(),
                     is_dir,
@@ -111,6 +117,20 @@ impl Context {
             return Err(ContextError::NoMatch(pattern.into()));
         }
         Ok(out)
+    }
+
+    /// Where `rel` really is: its parent resolved inside the context (a
+    /// symlink there is followed within it), its last component as named.
+    fn resolve(&self, rel: &str) -> Option<PathBuf> {
+        let rel = Path::new(rel);
+        let Some(name) = rel.file_name() else {
+            return Some(self.root.clone());
+        };
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let dir = zlayer_confined::Confined::open(&self.root)
+            .and_then(|c| c.real_path(parent))
+            .ok()?;
+        dir.starts_with(&self.root).then(|| dir.join(name))
     }
 
     /// Everything under directory source `dir` that is not ignored, parents
@@ -210,5 +230,33 @@ mod tests {
             .map(|e| e.rel.display().to_string())
             .collect();
         assert_eq!(all, [".dockerignore", "a.txt", "c.log", "sub", "sub/d.txt"]);
+    }
+
+    #[test]
+    fn symlinks_never_lead_out_of_the_context_or_past_dockerignore() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("hostfile"), "host secret").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("private")).unwrap();
+        fs::write(d.path().join("private/key"), "k").unwrap();
+        fs::write(d.path().join(".dockerignore"), "private\n").unwrap();
+        std::os::unix::fs::symlink(host.path(), d.path().join("hostdir")).unwrap();
+        std::os::unix::fs::symlink("private", d.path().join("alias")).unwrap();
+        let ctx = Context::open(d.path()).unwrap();
+        assert_eq!(
+            ctx.sources("hostdir/hostfile").unwrap_err().to_string(),
+            format!(
+                "`hostdir/hostfile` is not in the build context {}",
+                ctx.root.display()
+            )
+        );
+        let link = ctx.sources("hostdir").unwrap();
+        assert!(!link[0].is_dir, "a symlinked directory is a symlink source");
+        assert_eq!(
+            ctx.sources("alias/key").unwrap_err().to_string(),
+            "`alias/key` is excluded by .dockerignore"
+        );
+        let globbed = ctx.sources("host*").unwrap();
+        assert!(!globbed[0].is_dir);
     }
 }

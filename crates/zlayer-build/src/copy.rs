@@ -85,8 +85,17 @@ pub(crate) fn copy(
 
     let mut plan = Plan::default();
     for src in &sources {
-        let md = fs::metadata(&src.path).at(&src.path)?;
-        if src.is_dir {
+        let md = fs::symlink_metadata(&src.path).at(&src.path)?;
+        if md.file_type().is_symlink() {
+            let target = if into_dir {
+                dest_rel.join(src.path.file_name().unwrap_or_default())
+            } else {
+                dest_rel.clone()
+            };
+            let link = fs::read_link(&src.path).at(&src.path)?;
+            plan.entries
+                .insert(target, Planned::Symlink(attrs(&md), link));
+        } else if src.is_dir {
             // An existing destination keeps its owner and mode; a new one takes the source's.
             if !dest_rel.as_os_str().is_empty() && !view.is_dir(&dest_rel.to_string_lossy()) {
                 plan.entries

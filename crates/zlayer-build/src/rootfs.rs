@@ -7,6 +7,9 @@ use std::fs::{self, Metadata};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+/// The most [`LayerView::read_to_string`] reads (an image's `/etc/passwd`).
+pub const MAX_READ: u64 = 1 << 20;
+
 pub struct LayerView<'a> {
     /// Bottom first.
     pub dirs: &'a [PathBuf],
@@ -15,6 +18,10 @@ pub struct LayerView<'a> {
 impl LayerView<'_> {
     /// Where `path` (relative, no leading `/`) lives in the merged view.
     pub fn find(&self, path: &str) -> Option<(PathBuf, Metadata)> {
+        self.find_layer(path).map(|(_, p, md)| (p, md))
+    }
+
+    fn find_layer(&self, path: &str) -> Option<(&Path, PathBuf, Metadata)> {
         let rel = Path::new(path.trim_start_matches('/'));
         for dir in self.dirs.iter().rev() {
             let candidate = dir.join(rel);
@@ -22,7 +29,7 @@ impl LayerView<'_> {
                 if is_whiteout(&md) {
                     return None;
                 }
-                return Some((candidate, md));
+                return Some((dir, candidate, md));
             }
             if hidden_below(dir, rel) {
                 return None;
@@ -39,9 +46,18 @@ impl LayerView<'_> {
         self.find(path).is_some()
     }
 
+    /// A small text file (at most [`MAX_READ`] bytes), resolved inside the
+    /// layer that holds it; anything else reads as empty.
     pub fn read_to_string(&self, path: &str) -> String {
-        self.find(path)
-            .and_then(|(p, md)| md.is_file().then(|| fs::read_to_string(p).ok()).flatten())
+        let rel = Path::new(path.trim_start_matches('/'));
+        self.find_layer(path)
+            .and_then(|(layer, _, _)| {
+                zlayer_confined::Confined::open(layer)
+                    .and_then(|root| root.read_capped(rel, MAX_READ))
+                    .ok()
+                    .flatten()
+            })
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
 }

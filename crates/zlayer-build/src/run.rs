@@ -117,6 +117,8 @@ fn execute(
         mounts,
         devices: Vec::new(),
         log_path: cleanup.dir.log_path(),
+        // A quiet build's step output is read back whole (`run_logged` appends).
+        log_limit: Default::default(),
         cgroup_path: format!("/zlayer/{id}"),
     };
     let exit = if b.options.quiet {

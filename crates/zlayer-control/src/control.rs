@@ -43,6 +43,14 @@ pub struct ControlConfig {
     pub liveness: Liveness,
     pub timing: Timing,
     pub strategy: Strategy,
+    /// Renew the node certificate once it has less than this left.
+    pub renew_before: Duration,
+    /// How often this node probes one other node's link (latency and
+    /// bandwidth), in turn.
+    pub probe_every: Duration,
+    /// The container address space a cluster founded here gets; `None`
+    /// leaves each node on its own `--cidr` (no overlay).
+    pub network: Option<zlayer_model::ClusterNetwork>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +91,14 @@ pub struct Control {
     pub(crate) report: watch::Sender<Report>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     specs: crate::specs::SpecCache,
+    pub(crate) files: ClusterFiles,
+    /// The key and certificate this node presents now.
+    pub(crate) identity: Mutex<pki::NodeIdentity>,
+    pub(crate) renew_before: Duration,
+    /// How often one peer's link is probed.
+    pub(crate) probe_every: Duration,
+    /// The links to the other nodes, as last probed.
+    pub links: crate::links::Links,
 }
 
 impl Control {
@@ -105,13 +121,13 @@ impl Control {
                 cfg.advertise
             );
         }
-        let member = Member::start(member_config(&cfg, &files, &node, listen, identity)).await?;
-        Ok(Control::assemble(cfg, member, node))
+        let member =
+            Member::start(member_config(&cfg, &files, &node, listen, identity.clone())).await?;
+        Ok(Control::assemble(cfg, member, node, files, identity))
     }
 
     async fn found(cfg: ControlConfig, files: ClusterFiles) -> Result<Arc<Control>, ControlError> {
-        // A store without node.json is what a crash while founding leaves; nothing in it counts.
-        let _ = std::fs::remove_dir_all(files.raft_dir());
+        files.refuse_orphaned_store()?;
         let _ = std::fs::remove_file(files.ca_key_file());
         let listen = bindable(cfg.advertise, cfg.port);
         let ca = pki::create_ca(&zlayer_state::token::random_hex(8))?;
@@ -121,6 +137,7 @@ impl Control {
             id: join::member_id(&fingerprint),
             name: cfg.name.clone(),
             addr: listen.to_string(),
+            seed: Vec::new(),
         };
         let member =
             Member::start(member_config(&cfg, &files, &node, listen, identity.clone())).await?;
@@ -138,10 +155,10 @@ impl Control {
             state_since_ms: now,
             ..NodeRecord::default()
         };
-        member.found_cluster(ca, me).await?;
+        member.found_cluster(ca, cfg.network.clone(), me).await?;
         files.save(&node, &identity)?;
         tracing::info!(node = %node.name, addr = %node.addr, "founded a new cluster");
-        Ok(Control::assemble(cfg, member, node))
+        Ok(Control::assemble(cfg, member, node, files, identity))
     }
 
     /// Joins the cluster a token names and records the identity it grants;
@@ -159,6 +176,7 @@ impl Control {
                 dir: cfg.dir.display().to_string(),
             });
         }
+        files.refuse_orphaned_store()?;
         let addr = bindable(cfg.advertise, cfg.port).to_string();
         let facts = NodeFacts {
             name: cfg.name.clone(),
@@ -171,21 +189,32 @@ impl Control {
             None => token.to_string(),
         };
         let joined = join::join(&token, facts).await?;
-        let _ = std::fs::remove_dir_all(files.raft_dir());
         let _ = std::fs::remove_file(files.ca_key_file());
         let node = NodeFile {
             id: joined.id,
             name: cfg.name.clone(),
             addr,
+            seed: joined.seed,
         };
         files.save(&node, &joined.identity)?;
         Ok(node)
     }
 
-    fn assemble(cfg: ControlConfig, member: Member, node: NodeFile) -> Arc<Control> {
+    fn assemble(
+        cfg: ControlConfig,
+        member: Member,
+        node: NodeFile,
+        files: ClusterFiles,
+        identity: pki::NodeIdentity,
+    ) -> Arc<Control> {
         let c = Arc::new(Control {
             member,
             node,
+            files,
+            identity: Mutex::new(identity),
+            renew_before: cfg.renew_before,
+            probe_every: cfg.probe_every,
+            links: crate::links::Links::default(),
             liveness: cfg.liveness,
             strategy: cfg.strategy,
             last_ack: Mutex::new(Instant::now()),
@@ -196,6 +225,8 @@ impl Control {
         let tasks = vec![
             tokio::spawn(crate::heartbeat::run(c.clone())),
             tokio::spawn(crate::leader::run(c.clone())),
+            tokio::spawn(crate::renewal::run(c.clone())),
+            tokio::spawn(crate::links::run(c.clone())),
         ];
         if let Ok(mut t) = c.tasks.lock() {
             t.extend(tasks);
@@ -225,6 +256,81 @@ impl Control {
                 .collect()
         });
         self.specs.of(&committed)
+    }
+
+    /// This node's record as committed, if this member has applied it.
+    pub fn own_record(&self) -> Option<zlayer_state::NodeRecord> {
+        self.read(|s| s.nodes.get(&self.node.id).cloned())
+    }
+
+    /// Every other node's record.
+    pub fn other_records(&self) -> Vec<zlayer_state::NodeRecord> {
+        self.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != self.node.id)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Records a stock WireGuard peer; returns it with the address the
+    /// cluster gave it.
+    pub async fn add_peer(
+        &self,
+        name: &str,
+        public_key: &str,
+    ) -> Result<zlayer_model::StockPeer, ControlError> {
+        crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
+        let cmd = Command::AddPeer {
+            name: name.to_string(),
+            public_key: public_key.to_string(),
+        };
+        if let zlayer_state::Response::Refused(why) = self.write(cmd).await? {
+            return Err(ControlError::Refused(why));
+        }
+        self.read(|s| s.peers.get(name).cloned())
+            .ok_or_else(|| ControlError::Refused(format!("peer {name} was not recorded")))
+    }
+
+    pub async fn remove_peer(&self, name: &str) -> Result<(), ControlError> {
+        let cmd = Command::RemovePeer {
+            name: name.to_string(),
+        };
+        match self.write(cmd).await? {
+            zlayer_state::Response::Refused(why) => Err(ControlError::Refused(why)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records how the mesh reaches this node, unless it already says so.
+    pub async fn publish_network(
+        &self,
+        wg_public_key: &str,
+        wg_endpoint: &str,
+        wg_device: &str,
+    ) -> Result<(), ControlError> {
+        let current = self.own_record().map(|n| n.network);
+        let same = current.is_some_and(|n| {
+            n.wg_public_key.as_deref() == Some(wg_public_key)
+                && n.wg_endpoint.as_deref() == Some(wg_endpoint)
+                && n.wg_device.as_deref() == Some(wg_device)
+        });
+        if same {
+            return Ok(());
+        }
+        match self
+            .write(Command::SetNodeNetwork {
+                id: self.node.id,
+                wg_public_key: wg_public_key.to_string(),
+                wg_endpoint: wg_endpoint.to_string(),
+                wg_device: wg_device.to_string(),
+            })
+            .await?
+        {
+            zlayer_state::Response::Refused(why) => Err(ControlError::Refused(why)),
+            _ => Ok(()),
+        }
     }
 
     /// Changes whenever this member applies a log entry.
@@ -299,6 +405,7 @@ fn member_config(
         timing: cfg.timing,
         keep_membership: true,
         ca_key_file: Some(files.ca_key_file()),
+        seed: node.seed.clone(),
     }
 }
 

@@ -34,6 +34,7 @@ impl Control {
         text: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<bool, ControlError> {
+        crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
         let before = self.read(|s| s.deployments.get(name).map(|d| d.current.revision));
         let cmd = Command::PutDeployment {
             name: name.to_string(),

@@ -1,8 +1,8 @@
 //! What a node reports about itself for the scheduler's health score, each
 //! in `0.0..=1.0` (1 is best): latency from how long its last heartbeat
 //! took to commit, efficiency from its load average against its CPUs, and
-//! reputation from how often its replicas restart. Bandwidth is reported as
-//! 1.0 until the overlay measures links between nodes.
+//! reputation from how often its replicas restart, and bandwidth from the
+//! probed links to the other nodes (`links`).
 
 use std::time::Duration;
 
@@ -11,13 +11,13 @@ use zlayer_model::{NodeHealth, ReplicaReport};
 /// A commit round trip at or below this scores 1.0.
 const GOOD_RTT: Duration = Duration::from_millis(50);
 
-pub(crate) fn measure(rtt: Duration, replicas: &[ReplicaReport]) -> NodeHealth {
+pub(crate) fn measure(rtt: Duration, bandwidth: f64, replicas: &[ReplicaReport]) -> NodeHealth {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok());
     NodeHealth {
-        bandwidth: 1.0,
+        bandwidth,
         latency: latency_score(rtt),
         efficiency: load.map_or(1.0, |l| efficiency_score(l, cpus)),
         reputation: reputation_score(replicas),

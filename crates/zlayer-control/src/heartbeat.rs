@@ -25,10 +25,18 @@ pub(crate) async fn run(c: Arc<Control>) {
     let mut reported: Option<Report> = None;
     let mut reported_health: Option<(NodeHealth, Instant)> = None;
     let mut rtt = Duration::ZERO;
+    let mut retry_now = false;
     loop {
-        tick.tick().await;
+        if !std::mem::take(&mut retry_now) {
+            tick.tick().await;
+        }
+        let leader_before = c.member.leader().map(|l| l.0);
         let now = c.report.borrow().clone();
-        let health = crate::health::rounded(crate::health::measure(rtt, &now.replicas));
+        let health = crate::health::rounded(crate::health::measure(
+            rtt,
+            c.links.bandwidth_score(),
+            &now.replicas,
+        ));
         let health_due = match reported_health {
             None => true,
             Some((h, at)) => h != health && at.elapsed() >= HEALTH_EVERY,
@@ -58,6 +66,9 @@ pub(crate) async fn run(c: Arc<Control>) {
             }
             committed
         };
+        // Unanswered because the leader changed meanwhile: the new one hears
+        // from this node now, not a tick later.
+        retry_now = !acked && c.member.leader().map(|l| l.0) != leader_before;
         if acked {
             rtt = sent.elapsed();
             if let Ok(mut t) = c.last_ack.lock() {
@@ -88,12 +99,35 @@ async fn commit(c: &Control, cmd: Command) -> bool {
     }
 }
 
-/// The leader's answer within the down timeout, if one came.
+/// The leader's answer within the down timeout, if one came. A call still
+/// waiting on a leader that has since been replaced is given up at once:
+/// the new leader counts this node down unless it hears from it within the
+/// down timeout of taking over, and a call to a cut-off leader can take
+/// nearly that long to time out.
 async fn answered<T>(
     c: &Control,
     call: impl std::future::Future<Output = Result<T, zlayer_state::WriteError>>,
 ) -> Option<T> {
-    match tokio::time::timeout(c.liveness.down_after, call).await {
+    let mut metrics = c.member.raft.metrics();
+    let leader = metrics.borrow().current_leader;
+    let replaced = async move {
+        if metrics
+            .wait_for(|m| m.current_leader.is_some() && m.current_leader != leader)
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    };
+    let call = tokio::time::timeout(c.liveness.down_after, call);
+    let answer = tokio::select! {
+        answer = call => answer,
+        () = replaced => {
+            tracing::debug!("heartbeat: the leader changed; asking the new one");
+            return None;
+        }
+    };
+    match answer {
         Ok(Ok(t)) => Some(t),
         Ok(Err(e)) => {
             tracing::debug!("heartbeat: {e}");

@@ -1,7 +1,7 @@
 //! zlayer-control owns a node's place in the cluster: its identity on disk
 //! (`files`), its Raft member, founding a one-voter cluster on first start
 //! or joining one with a token, heartbeats that carry the node's replica
-//! status, and self-fencing when the node cannot reach a quorum. On the
+//! status, renewing its certificate, and self-fencing when the node cannot reach a quorum. On the
 //! leader it runs the liveness loop (nodes that stop heartbeating are marked
 //! down) and the scheduling loop (`zlayer-scheduler`'s `plan`, committed as
 //! `Placements`).
@@ -20,11 +20,17 @@ mod files;
 mod health;
 mod heartbeat;
 mod leader;
+mod links;
+mod renewal;
+mod reserve;
 mod specs;
 mod views;
 
 pub use control::{Control, ControlConfig, ControlError, Liveness};
 pub use files::{ClusterFiles, NodeFile};
+pub use links::{LinkStats, Links, PROBE_BYTES};
+pub use renewal::DEFAULT_RENEW_BEFORE;
+pub use reserve::{free_bytes, STORE_RESERVE};
 pub use zlayer_state::{ClusterState, PendingRecord, Timing};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.

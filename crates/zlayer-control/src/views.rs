@@ -46,6 +46,7 @@ impl Control {
                         name: n.name.clone(),
                         addr: n.addr.clone(),
                         role,
+                        cluster_role: n.role,
                         state: n.state,
                         capacity: n.capacity,
                         free,
@@ -53,6 +54,7 @@ impl Control {
                         since_heard_ms: self.since_heard(n, now, leading),
                         replicas: s.assignments_on(&n.name).count(),
                         health: n.health,
+                        network: n.network.clone(),
                     }
                 })
                 .collect::<Vec<NodeSummary>>()
@@ -75,13 +77,9 @@ impl Control {
         &self,
         ttl: Duration,
         uses: Option<u32>,
-        api: bool,
+        kind: zlayer_state::TokenKind,
     ) -> Result<String, ControlError> {
-        let kind = if api {
-            zlayer_state::TokenKind::Api
-        } else {
-            zlayer_state::TokenKind::Join
-        };
+        crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
         Ok(self.member.create_token(ttl, uses, kind).await?)
     }
 
@@ -96,6 +94,7 @@ impl Control {
                     uses: t.uses,
                     used: t.used,
                     api: t.kind == zlayer_state::TokenKind::Api,
+                    role: t.kind.admits().unwrap_or_default(),
                     status: match t.check(&t.secret_sha256, now) {
                         zlayer_state::TokenUse::Expired => TokenStatus::Expired,
                         zlayer_state::TokenUse::Revoked => TokenStatus::Revoked,

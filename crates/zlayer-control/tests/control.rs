@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use zlayer_control::{Control, ControlConfig, Liveness};
@@ -29,6 +30,12 @@ fn config(dir: &Path, name: &str) -> ControlConfig {
         liveness: Liveness::default(),
         timing: Default::default(),
         strategy: Strategy::Spread,
+        renew_before: zlayer_control::DEFAULT_RENEW_BEFORE,
+        probe_every: std::time::Duration::from_secs(30),
+        network: Some(zlayer_model::ClusterNetwork {
+            cidr: "10.240.0.0/16".into(),
+            node_prefix: 24,
+        }),
     }
 }
 
@@ -90,16 +97,20 @@ async fn a_lone_node_founds_places_and_resumes() {
     c.stop().await;
 }
 
+/// n1 founds a cluster in `dir` and makes a one-use token admitting `kind`.
+async fn founder_and_token(dir: &Path, kind: zlayer_state::TokenKind) -> (Arc<Control>, String) {
+    let n1 = Control::start(config(dir, "n1")).await.expect("founds");
+    let token = n1
+        .create_token(Duration::from_secs(60), Some(1), kind)
+        .await
+        .expect("token");
+    (n1, token)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_joins_and_takes_replicas() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let n1 = Control::start(config(dir.path(), "n1"))
-        .await
-        .expect("founds");
-    let token = n1
-        .create_token(Duration::from_secs(60), Some(1), false)
-        .await
-        .expect("token");
+    let (n1, token) = founder_and_token(dir.path(), zlayer_state::TokenKind::Manager).await;
     let cfg2 = config(dir.path(), "n2");
     if let Err(e) = Control::join(&cfg2, &token, None).await {
         panic!("join: {e}");
@@ -148,5 +159,136 @@ async fn a_second_node_joins_and_takes_replicas() {
         n1.rollouts_elsewhere().is_empty()
     })
     .await;
+    n1.stop().await;
+}
+
+/// n2's certificates as n1's state records them: (current, previous).
+fn recorded_certs(n1: &Control, name: &str) -> (String, String) {
+    n1.read(|s| {
+        s.nodes
+            .values()
+            .find(|n| n.name == name)
+            .map(|n| {
+                (
+                    n.cert_fingerprint.clone(),
+                    n.previous_cert_fingerprint.clone(),
+                )
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the leader n1 has heard `id` say it is alive since `since`.
+fn heard_since(n1: &Control, id: u64, since: std::time::Instant) -> bool {
+    n1.member.heard.get(id).is_some_and(|t| t > since)
+}
+
+/// A heartbeat for `id` sent to n1 with `identity`'s certificate: `Ok` when n1 accepts the caller.
+async fn heartbeat_as(
+    n1_addr: &str,
+    identity: &zlayer_state::pki::NodeIdentity,
+    id: u64,
+) -> Result<zlayer_state::WriteReply, zlayer_state::transport::CallError> {
+    use zlayer_state::transport::{tls, PeerClient};
+    let client =
+        PeerClient::new(tls::client_config(&tls::LiveIdentity::new(identity).unwrap()).unwrap());
+    let cmd = zlayer_state::Command::Heartbeat {
+        id,
+        at_ms: zlayer_state::now_ms(),
+        replica_reports: None,
+        health: None,
+        rollout_reports: None,
+    };
+    client
+        .call(n1_addr, zlayer_state::WRITE, &cmd, Duration::from_secs(5))
+        .await
+}
+
+/// A worker whose certificate is due renews it over mTLS from the leader:
+/// the leader records the new fingerprint, the node saves and presents the
+/// new certificate and keeps heartbeating with it; the certificate it renewed
+/// from is still accepted until the next renewal retires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_node_certificate_renews_over_mtls_and_the_one_before_retires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, token) = founder_and_token(dir.path(), zlayer_state::TokenKind::Worker).await;
+    // Longer than a certificate's life: due at once, and again at every check.
+    let cfg2 = ControlConfig {
+        renew_before: Duration::from_secs(400 * 86_400),
+        ..config(dir.path(), "n2")
+    };
+    Control::join(&cfg2, &token, None).await.expect("joins");
+    let files = zlayer_control::ClusterFiles::new(&dir.path().join("n2"));
+    let (_, joined) = files.load().expect("identity on disk");
+    let first = zlayer_state::pki::fingerprint_pem(&joined.cert_pem).unwrap();
+    let n2 = Control::start(cfg2).await.expect("starts");
+    eventually("n2 recorded with its first certificate", || {
+        recorded_certs(&n1, "n2").0 == first
+    })
+    .await;
+
+    // The first check comes 3 s after start, a retry 10 s after a failure: a bound, not a timing.
+    for _ in 0..600 {
+        if recorded_certs(&n1, "n2").0 != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(recorded_certs(&n1, "n2").0, first, "n2 never renewed");
+    let (second, previous) = recorded_certs(&n1, "n2");
+    assert_eq!(
+        previous, first,
+        "the certificate it renewed from stays accepted"
+    );
+    let (_, saved) = files.load().expect("renewed identity on disk");
+    assert_eq!(
+        zlayer_state::pki::fingerprint_pem(&saved.cert_pem).unwrap(),
+        second,
+        "saved before use"
+    );
+    assert_ne!(
+        saved.key_pem, joined.key_pem,
+        "a fresh key, not the old one re-signed"
+    );
+    let renewed_at = std::time::Instant::now();
+    eventually("n2 heartbeats with its new certificate", || {
+        heard_since(&n1, n2.id(), renewed_at)
+    })
+    .await;
+
+    let n1_addr = n1.node.addr.clone();
+    let n2_id = n2.id();
+    assert!(
+        heartbeat_as(&n1_addr, &joined, n2_id).await.is_ok(),
+        "the previous certificate is still accepted"
+    );
+    // Renewing again (as the hourly check would) retires the first certificate for good.
+    let again = n2
+        .member
+        .renew_certificate("n2", &saved)
+        .await
+        .expect("renews again");
+    files.save_renewed(&again).unwrap();
+    n2.member.present(&again).unwrap();
+    eventually("the second renewal recorded", || {
+        recorded_certs(&n1, "n2").1 == second
+    })
+    .await;
+    match heartbeat_as(&n1_addr, &joined, n2_id).await {
+        Err(zlayer_state::transport::CallError::Status { status, body, .. }) => {
+            assert_eq!(status, 403);
+            assert!(
+                body.contains("no current node record holds this certificate"),
+                "{body}"
+            );
+        }
+        other => panic!("the retired certificate was not refused: {other:?}"),
+    }
+    let retired_at = std::time::Instant::now();
+    eventually("n2 still heartbeats", || {
+        heard_since(&n1, n2_id, retired_at)
+    })
+    .await;
+    n2.stop().await;
     n1.stop().await;
 }

@@ -10,6 +10,11 @@
 //!   seconds after the process started; with 0 it exits before listening,
 //!   so no health probe can ever pass
 //! - `ALLOC_MB` (0): allocate and touch this much memory at start
+//! - `PROBE_SYSCALLS` (unset): print how `clone` with each namespace flag,
+//!   `clone3` and `io_uring_setup` fare (`name: ok` or `name: ERRNO`), exit
+//!
+//! `/slow/MS` answers like `/` after MS milliseconds: a request that is
+//! still in flight when something stops the replica.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -34,9 +39,12 @@ struct App {
 
 impl App {
     fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
+        let path = match req.uri().path() {
+            p if p.starts_with("/slow/") => "/slow",
+            p => p,
+        };
         let (status, body) = match path {
-            "/" => (
+            "/" | "/slow" => (
                 StatusCode::OK,
                 format!("{} from {}\n", self.message, self.host),
             ),
@@ -62,8 +70,83 @@ impl App {
     }
 }
 
+fn slow_ms(req: &Request<Incoming>) -> Option<u64> {
+    req.uri().path().strip_prefix("/slow/")?.parse().ok()
+}
+
+/// What a container's seccomp profile lets through, one line per call.
+fn probe_syscalls() {
+    let report = |name: &str, rc: libc::c_long| {
+        let verdict = if rc >= 0 {
+            "ok".to_string()
+        } else {
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EPERM) => "EPERM".into(),
+                Some(libc::ENOSYS) => "ENOSYS".into(),
+                Some(e) => format!("errno {e}"),
+                None => "error".into(),
+            }
+        };
+        println!("{name}: {verdict}");
+    };
+    let flags = [
+        ("CLONE_NEWNS", libc::CLONE_NEWNS),
+        ("CLONE_NEWUSER", libc::CLONE_NEWUSER),
+        ("CLONE_NEWNET", libc::CLONE_NEWNET),
+        ("CLONE_NEWPID", libc::CLONE_NEWPID),
+        ("CLONE_NEWUTS", libc::CLONE_NEWUTS),
+        ("CLONE_NEWIPC", libc::CLONE_NEWIPC),
+        ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP),
+        ("plain fork", 0),
+    ];
+    for (name, flag) in flags {
+        // SAFETY: a fork-like clone; the child exits at once without
+        // touching anything the parent owns.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flag | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if rc == 0 {
+            // SAFETY: the child leaves without running destructors.
+            unsafe { libc::_exit(0) };
+        }
+        if rc > 0 {
+            // SAFETY: waiting for the child just made.
+            unsafe { libc::waitpid(rc as libc::pid_t, std::ptr::null_mut(), 0) };
+        }
+        report(&format!("clone({name})"), rc);
+    }
+    let mut args = [0u64; 11];
+    args[4] = libc::SIGCHLD as u64;
+    // SAFETY: clone_args is 88 bytes of u64s; the kernel only reads it.
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize) };
+    if rc == 0 {
+        // SAFETY: as above.
+        unsafe { libc::_exit(0) };
+    }
+    report("clone3", rc);
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_params is 120 bytes; the kernel fills it.
+    let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if rc >= 0 {
+        // SAFETY: closing the ring fd just made.
+        unsafe { libc::close(rc as libc::c_int) };
+    }
+    report("io_uring_setup", rc);
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    if std::env::var_os("PROBE_SYSCALLS").is_some() {
+        probe_syscalls();
+        return;
+    }
     let born = Instant::now();
     let exit_code = || env_u64("EXIT_CODE").unwrap_or(1) as i32;
     let exit_at = env_u64("EXIT_AFTER").map(|s| born + Duration::from_secs(s));
@@ -127,7 +210,12 @@ async fn main() {
             conn = listener.accept() => {
                 let Ok((stream, _)) = conn else { continue };
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| async move { Ok::<_, Infallible>(app.handle(&req)) });
+                    let svc = hyper::service::service_fn(move |req| async move {
+                        if let Some(ms) = slow_ms(&req) {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        Ok::<_, Infallible>(app.handle(&req))
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                         .await;

@@ -18,6 +18,16 @@ pub enum ImageError {
     UnknownArchive(String),
     #[error("archive entry `{0}` escapes the layer (path traversal); refusing to unpack")]
     PathTraversal(String),
+    #[error("archive entry `{0}` is a whiteout with no name (or `.`/`..`) after `.wh.`; refusing to unpack")]
+    BadWhiteout(String),
+    #[error("archive entry `{entry}` is under `{parent}`, which leads to no directory inside the layer (a symlink resolves inside the layer, never to the host); refusing to unpack")]
+    DanglingParent { entry: String, parent: String },
+    #[error("layer exceeds its limit of {limit} {what}; refusing it (nothing of it was kept)")]
+    LayerTooLarge { what: &'static str, limit: u64 },
+    #[error("blob {0}: its descriptor declares no size, so nothing bounds the download; refusing it (the registry or image must give each descriptor its size)")]
+    UndeclaredSize(String),
+    #[error("{what} is {size} bytes, over the limit of {limit}; refusing it")]
+    DocumentTooLarge { what: String, size: u64, limit: u64 },
     #[error("link `{entry}` -> `{target}` escapes the layer; refusing to unpack")]
     LinkEscape { entry: String, target: String },
     #[error("blob {expected}: the content hashes to {actual}, so it was rejected and nothing of it was kept")]

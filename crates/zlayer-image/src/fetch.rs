@@ -23,13 +23,30 @@ use crate::store::{tempfile_in, ImageStore};
 const RETRIES: usize = 8;
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// The largest compressed layer a pull accepts.
+pub const MAX_LAYER_BLOB: u64 = 16 << 30;
+
 /// Fetches `desc` unless the store has it; returns whether it was cached.
+/// A descriptor with no size, or one over `cap`, is refused before any
+/// byte is fetched; the download may never grow past the declared size.
 pub(crate) async fn fetch_blob(
     store: &ImageStore,
     remote: &Remote,
     desc: &OciDescriptor,
+    cap: u64,
     progress: &dyn Progress,
 ) -> Result<bool, ImageError> {
+    let declared = u64::try_from(desc.size).unwrap_or(0);
+    if declared == 0 {
+        return Err(ImageError::UndeclaredSize(desc.digest.clone()));
+    }
+    if declared > cap {
+        return Err(ImageError::DocumentTooLarge {
+            what: format!("blob {} (as its descriptor declares)", desc.digest),
+            size: declared,
+            limit: cap,
+        });
+    }
     let digest = desc.digest.clone();
     if store.has_blob(&digest) {
         progress.event(TransferEvent::Done {

@@ -14,7 +14,7 @@ use oci_spec::image::{
 use serde::Deserialize;
 
 use crate::error::{ImageError, IoContext};
-use crate::store::ImageStore;
+use crate::store::{read_document, ImageStore};
 
 const METADATA_FILES: [&str; 4] = ["index.json", "manifest.json", "oci-layout", "repositories"];
 
@@ -77,8 +77,8 @@ impl ImageStore {
             match entry.header().entry_type() {
                 tar::EntryType::Regular => {
                     if METADATA_FILES.contains(&path.as_str()) {
-                        let mut b = Vec::new();
-                        entry.read_to_end(&mut b).at(archive)?;
+                        let b =
+                            read_document(&mut entry, &format!("{}: {path}", archive.display()))?;
                         u.metadata.insert(path, b);
                     } else {
                         let expected = path

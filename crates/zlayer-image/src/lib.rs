@@ -36,4 +36,4 @@ pub use reference::normalize_name;
 pub use registry::{check_login, is_loopback, RegistryOptions};
 pub use snapshot::Snapshot;
 pub use store::{ImageInfo, ImageStore, ResolvedImage};
-pub use unpack::unpack_layer;
+pub use unpack::{unpack_layer, unpack_layer_limited, LayerLimits};

@@ -66,7 +66,14 @@ impl ImageStore {
         });
 
         let config_desc = descriptor(manifest.config());
-        fetch_blob(self, &remote, &config_desc, &crate::progress::Silent).await?;
+        fetch_blob(
+            self,
+            &remote,
+            &config_desc,
+            crate::store::MAX_DOCUMENT,
+            &crate::progress::Silent,
+        )
+        .await?;
         let config = ImageConfiguration::from_reader(&self.read_blob(&config_desc.digest)?[..])
             .map_err(|e| ImageError::Metadata(format!("config {}: {e}", config_desc.digest)))?;
         check_platform(&config, &remote.reference.whole())?;
@@ -88,7 +95,14 @@ impl ImageStore {
             .map(|(desc, diff_id)| {
                 let (store, remote, progress) = (self.clone(), remote.clone(), progress.clone());
                 async move {
-                    let cached = fetch_blob(&store, &remote, &desc, progress.as_ref()).await?;
+                    let cached = fetch_blob(
+                        &store,
+                        &remote,
+                        &desc,
+                        crate::fetch::MAX_LAYER_BLOB,
+                        progress.as_ref(),
+                    )
+                    .await?;
                     let blob = desc.digest.clone();
                     let s = store.clone();
                     tokio::task::spawn_blocking(move || s.ensure_unpacked(&blob, &diff_id))
@@ -118,6 +132,18 @@ impl ImageStore {
     }
 }
 
+fn check_document_size(raw: &[u8], digest: &str) -> Result<(), ImageError> {
+    let size = raw.len() as u64;
+    if size > crate::store::MAX_DOCUMENT {
+        return Err(ImageError::DocumentTooLarge {
+            what: format!("manifest {digest}"),
+            size,
+            limit: crate::store::MAX_DOCUMENT,
+        });
+    }
+    Ok(())
+}
+
 /// The manifest for this node, its digest, and the index it came from.
 async fn resolve_manifest(
     remote: &Remote,
@@ -127,6 +153,7 @@ async fn resolve_manifest(
         .pull_manifest_raw(&remote.reference, &remote.auth, ACCEPTED_MANIFESTS)
         .await
         .map_err(|e| remote.error(e))?;
+    check_document_size(&raw, &digest)?;
     check_digest(&raw, &digest)?;
     let media_type = media_type_of(&raw, &digest)?;
     if !is_index(&media_type) {
@@ -145,6 +172,7 @@ async fn resolve_manifest(
         .pull_manifest_raw(&by_digest, &remote.auth, ACCEPTED_MANIFESTS)
         .await
         .map_err(|e| remote.error(e))?;
+    check_document_size(&raw, &chosen)?;
     check_digest(&raw, &chosen)?;
     if got != chosen {
         return Err(ImageError::DigestMismatch {

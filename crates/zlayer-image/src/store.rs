@@ -17,11 +17,29 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ImageError, IoContext};
 use crate::reference::normalize_name;
-use crate::unpack::unpack_layer;
+use crate::unpack::{unpack_layer_limited, LayerLimits};
+
+/// Layer limits, from `ZLAYER_MAX_LAYER_BYTES` and `ZLAYER_MAX_LAYER_ENTRIES`
+/// where set (every process that unpacks reads the same variables).
+fn limits_from_env() -> Result<LayerLimits, ImageError> {
+    let mut limits = LayerLimits::default();
+    for (var, field) in [
+        ("ZLAYER_MAX_LAYER_BYTES", &mut limits.max_bytes),
+        ("ZLAYER_MAX_LAYER_ENTRIES", &mut limits.max_entries),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            *field = v
+                .parse()
+                .map_err(|_| ImageError::Metadata(format!("{var}={v}: expected a whole number")))?;
+        }
+    }
+    Ok(limits)
+}
 
 #[derive(Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    limits: LayerLimits,
 }
 
 /// One tagged image, as listed by `zlayer image ls`.
@@ -52,7 +70,10 @@ impl ImageStore {
             let d = root.join(sub);
             fs::create_dir_all(&d).at(&d)?;
         }
-        Ok(ImageStore { root })
+        Ok(ImageStore {
+            root,
+            limits: limits_from_env()?,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -87,7 +108,9 @@ impl ImageStore {
     /// Moves a verified temporary file into place as blob `digest`.
     pub(crate) fn commit_blob(&self, tmp: &Path, digest: &str) -> Result<(), ImageError> {
         let dest = self.blob_path(digest)?;
-        fs::rename(tmp, &dest).at(&dest)
+        File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
+        fs::rename(tmp, &dest).at(&dest)?;
+        sync_parent(&dest)
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
@@ -115,16 +138,26 @@ impl ImageStore {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
-        loop {
-            let n = reader.read(&mut buf).at(&tmp)?;
-            if n == 0 {
-                break;
+        let copied = (|| -> io::Result<()> {
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                size += n as u64;
             }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).at(&tmp)?;
-            size += n as u64;
+            out.sync_all()
+        })();
+        if let Err(e) = copied {
+            // A full disk or a broken stream leaves nothing behind.
+            let _ = fs::remove_file(&tmp);
+            return Err(ImageError::Io {
+                path: tmp,
+                source: e,
+            });
         }
-        out.sync_all().at(&tmp)?;
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         if let Some(exp) = expected {
             if exp != digest {
@@ -137,14 +170,24 @@ impl ImageStore {
         }
         let dest = self.blob_path(&digest)?;
         fs::rename(&tmp, &dest).at(&dest)?;
+        sync_parent(&dest)?;
         Ok((digest, size))
     }
 
+    /// Reads a manifest, index or config blob into memory; layers are
+    /// streamed instead, so anything over [`MAX_DOCUMENT`] is refused.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
         let p = self.blob_path(digest)?;
-        fs::read(&p).map_err(|e| match e.kind() {
+        let file = File::open(&p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ImageError::MissingBlob(digest.into()),
-            _ => ImageError::Io { path: p, source: e },
+            _ => ImageError::Io {
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        read_document(file, &format!("blob {digest}")).map_err(|e| match e {
+            ImageError::Io { source, .. } => ImageError::Io { path: p, source },
+            other => other,
         })
     }
 
@@ -166,7 +209,8 @@ impl ImageStore {
         let mut f = File::create(&tmp).at(&tmp)?;
         f.write_all(&body).at(&tmp)?;
         f.sync_all().at(&tmp)?;
-        fs::rename(&tmp, &p).at(&p)
+        fs::rename(&tmp, &p).at(&p)?;
+        sync_parent(&p)
     }
 
     /// Points `name` at a manifest already in the store. Caller holds the
@@ -274,16 +318,17 @@ impl ImageStore {
         fs::create_dir(&staging).at(&staging)?;
         let blob = self.blob_path(blob_digest)?;
         let file = File::open(&blob).map_err(|_| ImageError::MissingBlob(blob_digest.into()))?;
-        let result = unpack_layer(io::BufReader::new(file), &staging).and_then(|actual| {
-            if actual != diff_id {
-                Err(ImageError::DigestMismatch {
-                    expected: diff_id.into(),
-                    actual,
-                })
-            } else {
-                Ok(())
-            }
-        });
+        let result = unpack_layer_limited(io::BufReader::new(file), &staging, self.limits)
+            .and_then(|actual| {
+                if actual != diff_id {
+                    Err(ImageError::DigestMismatch {
+                        expected: diff_id.into(),
+                        actual,
+                    })
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
@@ -298,6 +343,7 @@ impl ImageStore {
                 });
             }
         }
+        sync_parent(&dir)?;
         Ok(dir)
     }
 
@@ -325,6 +371,32 @@ impl ImageStore {
         self.collect_garbage(&refs)?;
         Ok(n)
     }
+}
+
+/// The largest manifest, index or config accepted (containerd's limit too).
+pub const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Reads a JSON document of at most [`MAX_DOCUMENT`] bytes.
+pub(crate) fn read_document(reader: impl Read, what: &str) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::new();
+    reader
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut out)
+        .at(what)?;
+    if out.len() as u64 > MAX_DOCUMENT {
+        return Err(ImageError::DocumentTooLarge {
+            what: what.into(),
+            size: out.len() as u64,
+            limit: MAX_DOCUMENT,
+        });
+    }
+    Ok(out)
+}
+
+/// Makes a rename into `path`'s directory durable.
+pub(crate) fn sync_parent(path: &Path) -> Result<(), ImageError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 pub(crate) fn digest_hex(digest: &str) -> Result<&str, ImageError> {

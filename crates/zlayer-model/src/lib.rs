@@ -17,8 +17,8 @@ mod rollout;
 mod summary;
 
 pub use cluster::{ClusterReplica, NodeRollout};
-pub use node::{NodeHealth, NodeNetwork, NodeState, Resources};
+pub use node::{ClusterNetwork, NodeHealth, NodeNetwork, NodeState, Resources, StockPeer};
 pub use placement::{split_workload, Assignment};
 pub use replica::{Health, ReplicaReport, ReplicaState};
 pub use rollout::{RolloutReport, RolloutState};
-pub use summary::{NodeRole, NodeSummary, TokenStatus, TokenSummary};
+pub use summary::{ClusterRole, NodeRole, NodeSummary, TokenStatus, TokenSummary};

@@ -80,4 +80,28 @@ pub struct NodeNetwork {
     /// `ip:port` where the node's WireGuard device listens.
     #[serde(default)]
     pub wg_endpoint: Option<String>,
+    /// Which WireGuard device the node runs: `kernel` or `userspace`.
+    #[serde(default)]
+    pub wg_device: Option<String>,
+}
+
+/// The cluster's container address space, fixed when it is founded: each
+/// node gets one subnet of `node_prefix` bits from `cidr`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNetwork {
+    /// `a.b.c.d/len`, 10.240.0.0/16 unless the founder said otherwise.
+    pub cidr: String,
+    /// The prefix length of each node's subnet (24).
+    pub node_prefix: u8,
+}
+
+/// A WireGuard peer outside the cluster (a laptop, a stock `wireguard-go`),
+/// reaching containers with one address of the cluster CIDR's last subnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockPeer {
+    pub name: String,
+    /// Base64 WireGuard public key.
+    pub public_key: String,
+    /// `a.b.c.d/32`.
+    pub address: String,
 }

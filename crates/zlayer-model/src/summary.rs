@@ -16,6 +16,27 @@ pub enum NodeRole {
     Outside,
 }
 
+/// What a node may do in the cluster, fixed by the token it joined with.
+/// A manager can become a voter, holds the CA key, and may commit any
+/// write; a worker runs work and speaks only for itself (its heartbeats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    /// Records from before roles existed were all managers.
+    #[default]
+    Manager,
+    Worker,
+}
+
+impl ClusterRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterRole::Manager => "manager",
+            ClusterRole::Worker => "worker",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeSummary {
     pub id: u64,
@@ -23,6 +44,8 @@ pub struct NodeSummary {
     /// `ip:port` of its mTLS endpoint.
     pub addr: String,
     pub role: NodeRole,
+    #[serde(default)]
+    pub cluster_role: ClusterRole,
     pub state: NodeState,
     pub capacity: Resources,
     /// Capacity less what its assigned replicas request.
@@ -33,6 +56,9 @@ pub struct NodeSummary {
     /// Replica slots assigned to it.
     pub replicas: usize,
     pub health: NodeHealth,
+    /// Its container subnet and WireGuard identity.
+    #[serde(default)]
+    pub network: crate::NodeNetwork,
 }
 
 /// Whether a token would be accepted now.
@@ -53,5 +79,8 @@ pub struct TokenSummary {
     pub used: u32,
     /// An API token for a remote CLI, not a join token.
     pub api: bool,
+    /// The role a join token admits (managers for API tokens: unused).
+    #[serde(default)]
+    pub role: ClusterRole,
     pub status: TokenStatus,
 }

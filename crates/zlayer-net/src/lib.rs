@@ -1,28 +1,33 @@
 //! zlayer-net owns node-local networking: the bridge, one veth per
 //! container inside its own network namespace, IPAM from the node's CIDR,
-//! masquerading (nftables through its JSON API), published ports and the
-//! service DNS server.
+//! masquerading and network policy (nftables through its JSON API),
+//! published ports and the service DNS server.
 //!
 //! It must not know about Raft, the scheduler or specs: callers hand it
 //! names, addresses and ports. Links, addresses and routes go through
 //! rtnetlink; nothing shells out to `ip`.
 
+mod accept;
 mod bridge;
 mod dns;
 mod error;
 mod ipam;
 mod nat;
 mod netns;
+mod nft;
+mod policy;
 mod publish;
 mod veth;
 
+pub use accept::Acceptor;
 pub use bridge::{ensure_bridge, BridgeConfig};
 pub use dns::{DnsServer, DnsTable};
 pub use error::NetError;
 pub use ipam::{allocate, Cidr};
 pub use nat::ensure_masquerade;
 pub use netns::{create_loopback_netns, create_netns, remove_netns};
-pub use publish::{Backends, PortPublisher};
+pub use policy::{ensure_policy, IngressRule};
+pub use publish::{Backends, PortPublisher, DEFAULT_MAX_CONNECTIONS};
 pub use veth::{attach, detach, host_ifname, Attachment};
 
 /// A netlink handle on the current network namespace, with its connection driven on tokio.

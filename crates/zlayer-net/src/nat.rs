@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression};
 use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
@@ -13,7 +13,15 @@ use nftables::types::{NfChainType, NfFamily, NfHook};
 use crate::error::NetError;
 use crate::ipam::Cidr;
 
-pub fn ensure_masquerade(table: &str, bridge: &str, cidr: &Cidr) -> Result<(), NetError> {
+/// Masquerades what the node's containers (`cidr`) send out of any other
+/// interface than `bridge`, except to `exempt` (the cluster's container
+/// space, reached through the mesh with the caller's own address).
+pub fn ensure_masquerade(
+    table: &str,
+    bridge: &str,
+    cidr: &Cidr,
+    exempt: Option<&Cidr>,
+) -> Result<(), NetError> {
     let mut batch = Batch::new();
     let t = Table {
         family: NfFamily::IP,
@@ -32,21 +40,19 @@ pub fn ensure_masquerade(table: &str, bridge: &str, cidr: &Cidr) -> Result<(), N
         prio: Some(100),
         ..Chain::default()
     }));
-    let network = cidr.network.to_string();
-    let expr = vec![
-        Statement::Match(Match {
-            left: Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-                PayloadField {
-                    protocol: Cow::Borrowed("ip"),
-                    field: Cow::Borrowed("saddr"),
-                },
-            ))),
-            right: Expression::Named(NamedExpression::Prefix(Prefix {
-                addr: Box::new(Expression::String(Cow::Owned(network))),
-                len: cidr.prefix as u32,
-            })),
-            op: Operator::EQ,
-        }),
+    let mut expr = vec![crate::nft::ip_match(
+        "saddr",
+        Operator::EQ,
+        crate::nft::prefix(cidr),
+    )];
+    if let Some(cluster) = exempt {
+        expr.push(crate::nft::ip_match(
+            "daddr",
+            Operator::NEQ,
+            crate::nft::prefix(cluster),
+        ));
+    }
+    expr.extend([
         Statement::Match(Match {
             left: Expression::Named(NamedExpression::Meta(Meta {
                 key: MetaKey::Oifname,
@@ -55,7 +61,7 @@ pub fn ensure_masquerade(table: &str, bridge: &str, cidr: &Cidr) -> Result<(), N
             op: Operator::NEQ,
         }),
         Statement::Masquerade(None),
-    ];
+    ]);
     batch.add(NfListObject::Rule(Rule {
         family: NfFamily::IP,
         table: Cow::Owned(table.to_string()),

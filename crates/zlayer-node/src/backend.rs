@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use zlayer_api::{
-    ApiError, ApplyRequest, ApplyResponse, Backend, ClusterReply, ClusterRequest, Event, NodeView,
-    ReplicaLocation, ReplicaView, RolloutView, TokenView,
+    ApiError, ApplyRequest, ApplyResponse, Backend, Body, ClusterReply, ClusterRequest, Event,
+    ExecRequest, LogsRequest, NodeView, Origin, ReplicaLocation, ReplicaView, RolloutView,
+    TokenView,
 };
 
 use crate::errors;
@@ -118,6 +119,14 @@ impl Backend for Node {
         self.agent.locate(&target).map_err(ApiError::NotFound)
     }
 
+    async fn logs(&self, req: LogsRequest, origin: Origin) -> Result<Body, ApiError> {
+        self.serve_logs(req, origin).await
+    }
+
+    async fn exec(&self, req: ExecRequest, origin: Origin) -> Result<Body, ApiError> {
+        self.serve_exec(req, origin).await
+    }
+
     async fn metrics(&self) -> String {
         zlayer_agent::metrics::render(&self.agent)
     }
@@ -136,8 +145,9 @@ impl Backend for Node {
                 ttl_secs,
                 uses,
                 api,
+                role,
             } => c
-                .create_token(Duration::from_secs(ttl_secs), uses, api)
+                .create_token(Duration::from_secs(ttl_secs), uses, token_kind(api, role))
                 .await
                 .map(ClusterReply::Token)
                 .map_err(errors::control),
@@ -145,10 +155,25 @@ impl Backend for Node {
                 c.tokens().iter().map(TokenView::of).collect(),
             )),
             ClusterRequest::TokenRevoke(id) => done(c.revoke_token(&id).await),
+            ClusterRequest::Overlay => self.overlay_view().await.map(ClusterReply::Overlay),
+            ClusterRequest::PeerAdd { name, public_key } => self
+                .stock_peer(&name, &public_key)
+                .await
+                .map(ClusterReply::Peer),
+            ClusterRequest::PeerRemove(name) => done(c.remove_peer(&name).await),
         }
     }
 
     fn shutdown(&self) {
         self.agent.shutdown();
+    }
+}
+
+/// A join token admits workers unless it says otherwise, as in Swarm.
+fn token_kind(api: bool, role: Option<zlayer_model::ClusterRole>) -> zlayer_state::TokenKind {
+    match (api, role.unwrap_or(zlayer_model::ClusterRole::Worker)) {
+        (true, _) => zlayer_state::TokenKind::Api,
+        (false, zlayer_model::ClusterRole::Manager) => zlayer_state::TokenKind::Manager,
+        (false, zlayer_model::ClusterRole::Worker) => zlayer_state::TokenKind::Worker,
     }
 }

@@ -7,13 +7,14 @@ use zlayer_state::WriteError;
 pub(crate) fn control(e: ControlError) -> ApiError {
     let msg = e.to_string();
     match e {
-        ControlError::Write(WriteError::NoLeader(_) | WriteError::Unknown { .. }) => {
-            ApiError::Unavailable(msg)
-        }
+        ControlError::Write(
+            WriteError::NoLeader(_) | WriteError::Unknown { .. } | WriteError::Stopped(_),
+        ) => ApiError::Unavailable(msg),
         ControlError::Refused(_) | ControlError::Join(_) | ControlError::AlreadyMember { .. } => {
             ApiError::Invalid(msg)
         }
         ControlError::NoSuchNode(_) => ApiError::NotFound(msg),
+        ControlError::Write(WriteError::Forbidden(_)) => ApiError::Invalid(msg),
         ControlError::Write(WriteError::Raft(_))
         | ControlError::Files(_)
         | ControlError::Pki(_)

@@ -1,10 +1,13 @@
 //! zlayer-node is the one composition point of a node. It owns the agent
 //! (`zlayer-agent`) and the control plane (`zlayer-control`), and later the
-//! overlay and the proxy; it feeds the agent from the committed state
+//! overlay (`overlay`: the WireGuard mesh from the node records) and later
+//! the proxy; it feeds the agent from the committed state
 //! through [`ControlPort`], answers the node API ([`zlayer_api::Backend`])
 //! by sending each request to the part that owns it (on the unix socket,
 //! and for remote CLIs on the control plane's mTLS endpoint, `remote`),
-//! and runs them all.
+//! forwards `logs` and `exec` of a replica on another node to that node
+//! over mTLS (`replica_io`), and runs them all, restarting the node after its Raft store failed on a
+//! full disk (`recover`).
 //!
 //! It must not hold logic another crate could own: it decides nothing
 //! about specs, placement or containers, it only routes between the parts
@@ -12,8 +15,12 @@
 
 mod backend;
 mod errors;
+mod host;
+mod overlay;
 mod port;
+mod recover;
 mod remote;
+mod replica_io;
 mod run;
 
 pub use port::ControlPort;

@@ -5,8 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::{Request, Response};
 use zlayer_state::token::JoinToken;
 
@@ -18,8 +17,14 @@ impl<B: zlayer_api::Backend> zlayer_state::RemoteApi for NodeApi<B> {
     fn call(
         &self,
         req: Request<Incoming>,
-    ) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> {
-        Box::pin(zlayer_api::answer(self.0.clone(), req))
+        forwarded: bool,
+    ) -> Pin<Box<dyn Future<Output = Response<zlayer_api::Body>> + Send>> {
+        let origin = if forwarded {
+            zlayer_api::Origin::Forwarded
+        } else {
+            zlayer_api::Origin::Remote
+        };
+        Box::pin(zlayer_api::answer(self.0.clone(), req, origin))
     }
 }
 

@@ -23,28 +23,71 @@ pub struct NodeConfig {
     pub registries: zlayer_image::RegistryOptions,
     pub gpu_root: PathBuf,
     pub metrics_addr: Option<SocketAddr>,
+    /// Host path prefixes specs may bind-mount.
+    pub allow_host_paths: Vec<PathBuf>,
+    /// How much of each replica's output is kept.
+    pub log_limit: zlayer_runtime::LogLimit,
+    /// Connections each published port forwards at once.
+    pub port_max_connections: usize,
+    /// UDP port of the WireGuard device.
+    pub wg_port: u16,
+    /// Which WireGuard device; `None` picks.
+    pub wg_device: Option<zlayer_overlay::DeviceKind>,
+    /// Threads of a userspace device (at least 1).
+    pub wg_threads: usize,
 }
 
 /// A node's parts, as the API reaches them.
 pub struct Node {
     pub agent: Arc<Agent>,
     pub control: Arc<Control>,
+    /// The mesh, where the cluster gave this node a subnet and a device
+    /// could be made.
+    pub overlay: Option<Arc<zlayer_overlay::Mesh>>,
 }
 
 /// Runs a node until `zlayer` asks it to shut down. Containers keep running.
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
+    crate::host::harden_data_dir(&cfg.data_dir)?;
+    crate::host::raise_open_files();
+    crate::host::protect_from_oom();
     let control = Control::start(cfg.control)
         .await
         .map_err(|e| e.to_string())?;
+    let subnet = match crate::overlay::own_subnet(&control).await {
+        Ok(s) => s,
+        Err(e) => {
+            control.stop().await;
+            return Err(e);
+        }
+    };
+    let overlay = match subnet {
+        Some(s) => {
+            crate::overlay::start(
+                control.clone(),
+                &cfg.data_dir,
+                s,
+                cfg.wg_port,
+                cfg.wg_device,
+                cfg.wg_threads,
+            )
+            .await
+        }
+        None => None,
+    };
     let agent = Agent::open(&AgentConfig {
         data_dir: cfg.data_dir.clone(),
         exe: cfg.exe,
         bridge: cfg.bridge,
-        cidr: cfg.cidr,
+        cidr: subnet.unwrap_or(cfg.cidr),
+        cluster_cidr: crate::overlay::cluster_cidr(&control),
         registries: cfg.registries,
         gpu_root: cfg.gpu_root,
         cluster: Arc::new(ControlPort(control.clone())),
         node_name: control.name().to_string(),
+        allow_host_paths: cfg.allow_host_paths.clone(),
+        log_limit: cfg.log_limit,
+        port_max_connections: cfg.port_max_connections,
     });
     let agent = match agent {
         Ok(a) => a,
@@ -56,6 +99,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let node = Arc::new(Node {
         agent: agent.clone(),
         control: control.clone(),
+        overlay,
     });
     let sock = cfg.data_dir.join("zlayer.sock");
     let api = {
@@ -74,7 +118,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         }
     }
     crate::remote::serve_api(&control, node);
+    let recover = tokio::spawn(crate::recover::restart_after_storage_failure(
+        control.clone(),
+        cfg.data_dir.clone(),
+    ));
     let ran = agent.run().await;
+    recover.abort();
     api.abort();
     if let Err(e) = std::fs::remove_file(&sock) {
         tracing::debug!("removing {}: {e}", sock.display());

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::logfile::LogLimit;
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Limits {
     /// CPU cores; becomes a CFS quota over a 100 ms period.
@@ -57,6 +59,9 @@ pub struct ContainerConfig {
     pub devices: Vec<DeviceNode>,
     /// Where the container's stdout and stderr go (appended).
     pub log_path: PathBuf,
+    /// How much of it is kept (a shim-run container's log rotates).
+    #[serde(default)]
+    pub log_limit: LogLimit,
     /// Cgroup path relative to each hierarchy's root, e.g. `/zlayer/<id>`.
     pub cgroup_path: String,
 }

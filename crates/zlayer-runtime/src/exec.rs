@@ -11,7 +11,7 @@ use crate::cgroup::{remove_leftovers, CgroupStats};
 use crate::config::ContainerConfig;
 use crate::error::RuntimeError;
 use crate::layout::{ContainerDir, ExitInfo};
-use crate::shim::{create, now_ms, reap_until};
+use crate::shim::{append_to, create, now_ms, reap_until};
 
 /// Runs `cfg` to completion with the caller's stdio and removes it afterwards.
 pub fn run_foreground(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitInfo, RuntimeError> {
@@ -20,17 +20,17 @@ pub fn run_foreground(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitI
 
 /// Like [`run_foreground`], with stdout and stderr appended to `cfg.log_path`.
 pub fn run_logged(dir: &ContainerDir, cfg: &ContainerConfig) -> Result<ExitInfo, RuntimeError> {
-    run_to_completion(dir, cfg, Some(&cfg.log_path))
+    run_to_completion(dir, cfg, Some(append_to(&cfg.log_path)?))
 }
 
 fn run_to_completion(
     dir: &ContainerDir,
     cfg: &ContainerConfig,
-    log: Option<&std::path::PathBuf>,
+    output: Option<std::os::fd::OwnedFd>,
 ) -> Result<ExitInfo, RuntimeError> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let mut container = create(dir, cfg, log)?;
+    let mut container = create(dir, cfg, output)?;
     let started = container.start();
     let (code, signal) = match started {
         Ok(()) => {

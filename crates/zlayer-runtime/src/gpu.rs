@@ -247,6 +247,7 @@ mod tests {
             mounts: Vec::new(),
             devices: Vec::new(),
             log_path: "/l".into(),
+            log_limit: Default::default(),
             cgroup_path: "/zlayer/t".into(),
         }
     }

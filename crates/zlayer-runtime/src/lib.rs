@@ -1,8 +1,8 @@
 //! zlayer-runtime owns the life of one container: the OCI runtime config
 //! (hardening defaults, cgroup limits, mounts), creation and start through
 //! `libcontainer` inside a shim process, exec, stop with grace, exit status
-//! (OOM included), cgroup usage, re-adoption after an agent restart, and
-//! handing a container the host's GPUs.
+//! (OOM included), cgroup usage, re-adoption after an agent restart,
+//! handing a container the host's GPUs, and its rotated log files.
 //!
 //! It must not decide what should run, and it knows nothing of services,
 //! images or networks beyond the paths it is handed.
@@ -17,6 +17,8 @@ mod error;
 mod exec;
 mod gpu;
 mod layout;
+mod logfile;
+mod logread;
 mod oci;
 mod seccomp;
 mod shim;
@@ -29,6 +31,8 @@ pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground, run_logged};
 pub use gpu::{Gpu, GpuError, GpuInventory};
 pub use layout::{is_plain_id, random_suffix, ContainerDir, ExitInfo, Status};
+pub use logfile::{log_files, LogLimit};
+pub use logread::{read_log, Follower};
 pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};
 pub use user::{resolve_user, resolve_user_in, UnknownUser};
 

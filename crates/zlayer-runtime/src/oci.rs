@@ -5,6 +5,9 @@
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+/// The pids limit of a container whose spec sets none (Podman's default).
+pub const DEFAULT_PIDS_LIMIT: i64 = 2048;
+
 use crate::config::{ContainerConfig, DeviceNode, MountSpec};
 use crate::error::RuntimeError;
 
@@ -101,9 +104,9 @@ pub(crate) fn build_spec(c: &ContainerConfig) -> Result<Spec, RuntimeError> {
         resources["cpu"] =
             json!({ "quota": (cpu * period as f64).round() as i64, "period": period });
     }
-    if let Some(p) = c.limits.pids {
-        resources["pids"] = json!({ "limit": p });
-    }
+    // A fork bomb in one container must not exhaust the host's pids.
+    let pids = c.limits.pids.unwrap_or(DEFAULT_PIDS_LIMIT);
+    resources["pids"] = json!({ "limit": pids });
     let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
     let spec = json!({
         "ociVersion": "1.0.2",
@@ -116,6 +119,8 @@ pub(crate) fn build_spec(c: &ContainerConfig) -> Result<Spec, RuntimeError> {
             "env": c.env,
             "cwd": if c.cwd.is_empty() { "/" } else { c.cwd.as_str() },
             "noNewPrivileges": true,
+            // Explicit, so a container never inherits the node's protection.
+            "oomScoreAdj": 0,
             "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
         },
         "mounts": mounts,

@@ -1,12 +1,13 @@
 //! The shim: `zlayer shim DIR`, one per container. It detaches from the
 //! agent (fork, setsid), creates and starts the container through
-//! libcontainer with stdout/stderr appended to `DIR/log`, reports the init
-//! pid on its stdout, then reaps the init and records its exit in
-//! `DIR/exit.json`. The agent may die and come back at any point.
+//! libcontainer with stdout/stderr on a pipe it copies into the replica's
+//! log (rotated, see `logfile`), reports the init pid on its stdout, then
+//! reaps the init and records its exit in `DIR/exit.json`. The agent may
+//! die and come back at any point.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -20,6 +21,7 @@ use crate::cgroup::{remove_leftovers, CgroupStats};
 use crate::config::ContainerConfig;
 use crate::error::{IoContext, RuntimeError};
 use crate::layout::{ContainerDir, ExitInfo, ShimRecord};
+use crate::logfile::{copy_to_log, LogLimit};
 use crate::oci::build_spec;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,7 +95,7 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
     }
     let _ = setsid();
     let dir = reaper_for(container_dir, data_dir);
-    let (container, cfg) = match create_and_start(&dir) {
+    let (container, cfg, log_pipe) = match create_and_start(&dir) {
         Ok(v) => v,
         Err(e) => {
             report(&ShimReport::Failed {
@@ -110,6 +112,13 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
     detach_stdio();
     drop(container);
     drop(cfg);
+    // The read end of the output pipe is the one descriptor the waiting
+    // process keeps across exec.
+    let log_fd = log_pipe.into_raw_fd();
+    let _ = nix::fcntl::fcntl(
+        log_fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    );
     // Re-exec to shed libcontainer's heap while we wait: exec keeps our pid,
     // so the container's init stays our child.
     use std::os::unix::process::CommandExt;
@@ -121,28 +130,50 @@ pub fn shim_main(container_dir: &Path, data_dir: &Path) -> ! {
         .arg(data_dir)
         .arg("--wait")
         .arg(init_pid.to_string())
+        .arg("--log-fd")
+        .arg(log_fd.to_string())
         .exec();
     let _ = writeln!(std::io::stderr(), "shim re-exec failed: {err}");
-    shim_wait(container_dir, data_dir, init_pid)
+    shim_wait(container_dir, data_dir, init_pid, Some(log_fd))
 }
 
-/// Second half of the shim (`zlayer shim DIR --wait PID`): reap the init,
-/// record its exit, delete the container. Never returns.
-pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32) -> ! {
+/// Second half of the shim (`zlayer shim DIR --wait PID [--log-fd FD]`):
+/// copy the container's output from FD into its log, reap the init, record
+/// its exit, delete the container. Never returns.
+pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32, log_fd: Option<RawFd>) -> ! {
     let dir = reaper_for(container_dir, data_dir);
+    let cfg = fs::read(dir.request_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ContainerConfig>(&b).ok());
+    let cgroup_path = cfg
+        .as_ref()
+        .map(|c| c.cgroup_path.clone())
+        .unwrap_or_else(|| format!("/zlayer/{}", dir.id));
+    let copied = log_fd.map(|fd| {
+        // SAFETY: the first half of the shim handed this descriptor over and
+        // nothing else in this process owns it.
+        let pipe = unsafe { File::from_raw_fd(fd) };
+        let (path, limit) = cfg
+            .as_ref()
+            .map_or((dir.log_path(), LogLimit::default()), |c| {
+                (c.log_path.clone(), c.log_limit)
+            });
+        copy_in_background(pipe, path, limit)
+    });
+    drop(cfg);
     // Waiting is all this process does until the container exits.
     crate::trim::release_clean_file_pages();
     let (code, signal) = reap_until(init_pid);
-    let cgroup_path = fs::read(dir.request_path())
-        .ok()
-        .and_then(|b| serde_json::from_slice::<ContainerConfig>(&b).ok())
-        .map(|c| c.cgroup_path)
-        .unwrap_or_else(|| format!("/zlayer/{}", dir.id));
     let oom_killed = CgroupStats::read(&cgroup_path).oom_kills > 0;
     if let Ok(mut c) = libcontainer::container::Container::load(dir.runtime_root().join(&dir.id)) {
         let _ = c.delete(true);
     }
     remove_leftovers(&cgroup_path);
+    if let Some(done) = copied {
+        // Every writer is gone with the container, so the copy ends at once;
+        // the bound covers a descriptor leaked somewhere unexpected.
+        let _ = done.recv_timeout(std::time::Duration::from_secs(2));
+    }
     let finished_at_ms = now_ms();
     let _ = dir.write_exit(&ExitInfo {
         code,
@@ -164,24 +195,59 @@ fn reaper_for(container_dir: &Path, data_dir: &Path) -> ContainerDir {
     ContainerDir::new(data_dir, id)
 }
 
+/// Copies the container's output into its log on a small thread; the
+/// receiver hears when the last writer has closed the pipe.
+fn copy_in_background(pipe: File, path: PathBuf, limit: LogLimit) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("log".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            copy_to_log(pipe, &path, limit);
+            let _ = tx.send(());
+        });
+    if let Err(e) = spawned {
+        let _ = writeln!(std::io::stderr(), "shim: no log copier: {e}");
+    }
+    rx
+}
+
+/// Creates and starts the container with its stdout and stderr on a pipe;
+/// returns the pipe's read end with it.
 fn create_and_start(
     dir: &ContainerDir,
-) -> Result<(libcontainer::container::Container, ContainerConfig), RuntimeError> {
+) -> Result<(libcontainer::container::Container, ContainerConfig, OwnedFd), RuntimeError> {
     let req = fs::read(dir.request_path()).at(dir.request_path())?;
     let cfg: ContainerConfig =
         serde_json::from_slice(&req).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-    let container = create(dir, &cfg, Some(&cfg.log_path))?;
-    let mut container = container;
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(std::io::Error::from)
+        .at(&cfg.log_path)?;
+    let mut container = create(dir, &cfg, Some(write))?;
     container.start()?;
-    Ok((container, cfg))
+    Ok((container, cfg, read))
+}
+
+/// Opens `path` for appending, as a container's stdout and stderr; its
+/// directory (the container's own, for a build step) may not exist yet.
+pub(crate) fn append_to(path: &Path) -> Result<OwnedFd, RuntimeError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).at(parent)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .at(path)?;
+    Ok(OwnedFd::from(file))
 }
 
 /// Writes the bundle and creates (but does not start) the container. With
-/// `log` set, stdout and stderr append to it; otherwise they are inherited.
+/// `output` set, stdout and stderr go to it; otherwise they are inherited.
 pub(crate) fn create(
     dir: &ContainerDir,
     cfg: &ContainerConfig,
-    log: Option<&PathBuf>,
+    output: Option<OwnedFd>,
 ) -> Result<libcontainer::container::Container, RuntimeError> {
     let bundle = dir.bundle();
     fs::create_dir_all(&bundle).at(&bundle)?;
@@ -192,16 +258,9 @@ pub(crate) fn create(
     fs::create_dir_all(&root).at(&root)?;
     let mut builder =
         ContainerBuilder::new(cfg.id.clone(), SyscallType::default()).with_root_path(&root)?;
-    if let Some(log) = log {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .at(log)?;
-        let err = out.try_clone().at(log)?;
-        builder = builder
-            .with_stdout(OwnedFd::from(out))
-            .with_stderr(OwnedFd::from(err));
+    if let Some(out) = output {
+        let err = out.try_clone().at(&cfg.log_path)?;
+        builder = builder.with_stdout(out).with_stderr(err);
     }
     Ok(builder
         .as_init(&bundle)

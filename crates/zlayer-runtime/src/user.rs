@@ -8,11 +8,24 @@ use std::path::Path;
 #[error("user `{0}` is not in the image's /etc/passwd or /etc/group; use a numeric uid[:gid]")]
 pub struct UnknownUser(pub String);
 
-/// `(uid, gid)` for `user` as seen from `rootfs`; `""` is root.
+/// The most of `/etc/passwd` or `/etc/group` read from an image.
+pub const MAX_USER_TABLE: u64 = 1 << 20;
+
+/// `(uid, gid)` for `user` as seen from `rootfs`; `""` is root. The files
+/// are resolved inside `rootfs` (an image's `etc/passwd -> /etc/shadow`
+/// names the image's own file, never the host's) and read up to
+/// [`MAX_USER_TABLE`] bytes; a file that is missing, not regular or larger
+/// reads as empty, so only numeric ids resolve.
 pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), UnknownUser> {
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-    resolve_user_in(&passwd, &group, user)
+    let table = |name: &str| {
+        zlayer_confined::Confined::open(rootfs)
+            .and_then(|root| root.read_capped(Path::new(name), MAX_USER_TABLE))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    resolve_user_in(&table("etc/passwd"), &table("etc/group"), user)
 }
 
 /// Like [`resolve_user`], given the two files' contents.
@@ -80,5 +93,42 @@ mod tests {
         assert_eq!(resolve_user_in(PASSWD, GROUP, "7:8").unwrap(), (7, 8));
         assert!(resolve_user_in(PASSWD, GROUP, "nobody").is_err());
         assert!(resolve_user_in(PASSWD, GROUP, "app:nogroup").is_err());
+    }
+
+    #[test]
+    fn the_user_tables_resolve_inside_the_rootfs() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(
+            host.path().join("passwd"),
+            "hostonly:x:4242:4242::/:/bin/sh\n",
+        )
+        .unwrap();
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(rootfs.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(host.path().join("passwd"), rootfs.path().join("etc/passwd"))
+            .unwrap();
+        assert!(resolve_user(rootfs.path(), "hostonly").is_err());
+        std::fs::create_dir_all(rootfs.path().join(host.path().strip_prefix("/").unwrap()))
+            .unwrap();
+        std::fs::write(
+            rootfs
+                .path()
+                .join(host.path().strip_prefix("/").unwrap())
+                .join("passwd"),
+            "inimage:x:7:7::/:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_user(rootfs.path(), "inimage").unwrap(), (7, 7));
+    }
+
+    #[test]
+    fn an_oversized_passwd_is_not_read() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(rootfs.path().join("etc")).unwrap();
+        let mut big = "big:x:9:9::/:/bin/sh\n".to_string();
+        big.push_str(&"#".repeat(MAX_USER_TABLE as usize));
+        std::fs::write(rootfs.path().join("etc/passwd"), big).unwrap();
+        assert!(resolve_user(rootfs.path(), "big").is_err());
+        assert_eq!(resolve_user(rootfs.path(), "9").unwrap(), (9, 9));
     }
 }

@@ -67,6 +67,21 @@ pub struct Service {
     /// Extension: how a changed service is rolled out.
     #[serde(default)]
     pub update: Update,
+    /// Extension: who may connect to this service's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicy>,
+}
+
+/// Extension: which callers may open connections to a service's replicas.
+/// Without it anyone may; with it only the listed services' replicas (on
+/// any node) and the node itself (its published ports and health checks).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicy {
+    /// Services allowed in: `NAME` in this deployment, or `DEPLOYMENT/NAME`.
+    /// Empty admits no other replica at all.
+    #[serde(default)]
+    pub ingress_from: Vec<String>,
 }
 
 /// Extension: the rolling update of a changed service. New replicas start

@@ -89,7 +89,39 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
         }
     }
     check_depends(&mut p, spec);
+    check_network_policy(&mut p, spec);
     p.0
+}
+
+/// Each `ingress_from` entry names a service of this spec, or
+/// `DEPLOYMENT/SERVICE` of another deployment (checked when it runs).
+fn check_network_policy(p: &mut Problems, spec: &Spec) {
+    let names: Vec<&str> = spec.services.keys().map(String::as_str).collect();
+    for (name, svc) in &spec.services {
+        let Some(policy) = &svc.network_policy else {
+            continue;
+        };
+        for (i, from) in policy.ingress_from.iter().enumerate() {
+            let at = format!("services.{name}.network_policy.ingress_from[{i}]");
+            match from.split_once('/') {
+                Some((dep, other)) if is_dns_label(dep) && is_dns_label(other) => {}
+                Some(_) => p.add(
+                    at,
+                    format!("`{from}` is not DEPLOYMENT/SERVICE: {DNS_HINT}"),
+                ),
+                None if spec.services.contains_key(from) => {}
+                None => {
+                    let hint = did_you_mean(from, names.iter().copied()).or_else(|| {
+                        Some(format!(
+                            "services in this spec: {}; another deployment's service is DEPLOYMENT/SERVICE",
+                            names.join(", ")
+                        ))
+                    });
+                    p.push(at, format!("unknown service `{from}`"), hint);
+                }
+            }
+        }
+    }
 }
 
 const DNS_HINT: &str = "use lowercase letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit";

@@ -48,7 +48,9 @@ async fn main() {
         cert_pem: read("node.pem"),
         key_pem: read("node.key"),
     };
-    let client = PeerClient::new(tls::client_config(&identity).expect("tls"));
+    let client = PeerClient::new(
+        tls::client_config(&tls::LiveIdentity::new(&identity).unwrap()).expect("tls"),
+    );
     let members = std::env::var("ZLC_MEMBERS").expect("ZLC_MEMBERS");
     let deploy = Command::PutDeployment {
         name: "rbench".into(),

@@ -68,6 +68,7 @@ fn main() {
             timing: Timing::default(),
             keep_membership: false,
             ca_key_file: None,
+            seed: Vec::new(),
         })
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
 
-use crate::{Raft, StateMachine};
+use crate::Raft;
 
 pub const ALIVE: &str = "/cluster/alive";
 
@@ -55,14 +55,4 @@ pub(crate) async fn answer(raft: &Raft, heard: &Heard, id: u64, patience: Durati
         }
         Ok(Err(_)) | Err(_) => AliveReply::NoQuorum,
     }
-}
-
-/// The member a certificate belongs to, if a current node record holds it.
-pub(crate) fn member_of(machine: &StateMachine, cert_fingerprint: &str) -> Option<u64> {
-    machine.read(|s| {
-        s.nodes
-            .values()
-            .find(|n| n.cert_fingerprint == cert_fingerprint)
-            .map(|n| n.id)
-    })
 }

@@ -66,7 +66,7 @@ pub(crate) fn caller_is_voter(raft: &Raft, machine: &StateMachine, fingerprint: 
     let Some(id) = machine.read(|s| {
         s.nodes
             .values()
-            .find(|n| n.cert_fingerprint == fingerprint)
+            .find(|n| n.holds_certificate(fingerprint))
             .map(|n| n.id)
     }) else {
         return false;

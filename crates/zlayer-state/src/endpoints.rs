@@ -7,19 +7,22 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::alive::{AliveReply, Heard, ALIVE};
+use crate::alive::{Heard, ALIVE};
+use crate::authz::{known_caller, may_send_raft, may_write, SeedMember};
 use crate::ca_key::{caller_is_voter, CaKey, CA_KEY};
 use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
+use crate::probe::{ProbeReply, ProbeRequest, MAX_PROBE, PROBE};
+use crate::renew::{RenewRequest, RENEW};
 use crate::transport::raft_net::{APPEND, SNAPSHOT, VOTE};
-use crate::transport::{Caller, Handler};
+use crate::transport::{full, Body, Caller, Handler};
 use crate::{Command, Raft, StateMachine, TokenKind, TokenUse};
 
 /// Where the remote CLI's calls go: `/api/v1/...` arrives as `/v1/...`,
@@ -28,10 +31,13 @@ pub const API: &str = "/api";
 
 /// The node API a remote CLI reaches (the same requests as the unix socket).
 pub trait RemoteApi: Send + Sync + 'static {
+    /// `forwarded`: a manager node forwards a remote replica's `logs` or
+    /// `exec` here, the node that runs it.
     fn call(
         &self,
         req: Request<Incoming>,
-    ) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+        forwarded: bool,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 }
 
 /// Set once the node's API exists, after the member started.
@@ -43,6 +49,7 @@ pub struct Endpoints {
     api: RemoteApiSlot,
     ca_key: CaKey,
     heard: Heard,
+    seed: Vec<SeedMember>,
 }
 
 impl Endpoints {
@@ -52,6 +59,7 @@ impl Endpoints {
         api: RemoteApiSlot,
         ca_key: CaKey,
         heard: Heard,
+        seed: Vec<SeedMember>,
     ) -> Endpoints {
         Endpoints {
             raft,
@@ -59,6 +67,30 @@ impl Endpoints {
             api,
             ca_key,
             heard,
+            seed,
+        }
+    }
+
+    /// A Raft RPC, once its sender is allowed to speak for `claimed`.
+    async fn raft_rpc<Req, Resp, F>(
+        &self,
+        req: Request<Incoming>,
+        cert_fingerprint: &str,
+        claimed: impl FnOnce(&Req) -> Option<u64>,
+        call: impl FnOnce(Req) -> F,
+    ) -> Response<Body>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        F: Future<Output = Resp>,
+    {
+        let rpc: Req = match body(req, MAX_BODY).await {
+            Ok(rpc) => rpc,
+            Err(r) => return r,
+        };
+        match may_send_raft(&self.machine, &self.seed, cert_fingerprint, claimed(&rpc)) {
+            Ok(()) => json(&call(rpc).await),
+            Err(why) => reply(StatusCode::FORBIDDEN, why.into_bytes()),
         }
     }
 
@@ -105,9 +137,32 @@ impl Endpoints {
         }
     }
 
-    async fn remote_api(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Err(why) = self.api_caller(&req).await {
-            return reply(StatusCode::UNAUTHORIZED, why.into_bytes());
+    /// `/api/...`: a remote CLI with an API token, or a manager node (its
+    /// certificate, with a live manager record) forwarding `logs`/`exec`.
+    /// A worker's certificate forwards nothing: a worker only runs work.
+    async fn remote_api(&self, req: Request<Incoming>, caller: &Caller) -> Response<Body> {
+        let forwarded = match caller {
+            Caller::Member { cert_fingerprint }
+                if !req.headers().contains_key(hyper::header::AUTHORIZATION) =>
+            {
+                match known_caller(&self.machine, cert_fingerprint) {
+                    Ok(k) if k.role == zlayer_model::ClusterRole::Manager => true,
+                    Ok(k) => {
+                        let why = format!(
+                            "node {} is a worker: only a manager may reach replicas on other nodes (use a manager, or an API token)",
+                            k.name
+                        );
+                        return reply(StatusCode::FORBIDDEN, why.into_bytes());
+                    }
+                    Err(why) => return reply(StatusCode::FORBIDDEN, why.into_bytes()),
+                }
+            }
+            _ => false,
+        };
+        if !forwarded {
+            if let Err(why) = self.api_caller(&req).await {
+                return reply(StatusCode::UNAUTHORIZED, why.into_bytes());
+            }
         }
         let Some(api) = self.api.get().cloned() else {
             return reply(
@@ -122,17 +177,17 @@ impl Endpoints {
             Ok(uri) => parts.uri = uri,
             Err(_) => return reply(StatusCode::BAD_REQUEST, b"bad path".to_vec()),
         }
-        api.call(Request::from_parts(parts, body)).await
+        api.call(Request::from_parts(parts, body), forwarded).await
     }
 }
 
-pub(crate) fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+pub(crate) fn reply(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r
 }
 
-pub(crate) fn json<T: Serialize>(v: &T) -> Response<Full<Bytes>> {
+pub(crate) fn json<T: Serialize>(v: &T) -> Response<Body> {
     match serde_json::to_vec(v) {
         Ok(b) => reply(StatusCode::OK, b),
         Err(e) => reply(
@@ -153,7 +208,7 @@ const MAX_JOIN_BODY: usize = 64 << 10;
 pub(crate) async fn body<T: DeserializeOwned>(
     req: Request<Incoming>,
     limit: usize,
-) -> Result<T, Response<Full<Bytes>>> {
+) -> Result<T, Response<Body>> {
     let bytes = http_body_util::Limited::new(req.into_body(), limit)
         .collect()
         .await
@@ -172,7 +227,7 @@ impl Handler for Endpoints {
         req: Request<Incoming>,
         caller: Caller,
         _remote: SocketAddr,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Body> {
         let path = req.uri().path().to_string();
         if path == JOIN {
             return match body::<JoinRequest>(req, MAX_JOIN_BODY).await {
@@ -190,66 +245,101 @@ impl Handler for Endpoints {
             };
         }
         if path.starts_with(&format!("{API}/")) {
-            return self.remote_api(req).await;
+            return self.remote_api(req, &caller).await;
         }
-        if caller == Caller::Anonymous {
+        let Caller::Member { cert_fingerprint } = &caller else {
             return reply(
                 StatusCode::FORBIDDEN,
                 b"this endpoint needs a node certificate signed by the cluster CA".to_vec(),
             );
-        }
+        };
+        let raft = &self.raft;
         let result = match path.as_str() {
-            CA_KEY => match &caller {
-                Caller::Member { cert_fingerprint }
-                    if caller_is_voter(&self.raft, &self.machine, cert_fingerprint) =>
-                {
-                    json(&self.ca_key.get())
-                }
-                _ => reply(
-                    StatusCode::FORBIDDEN,
-                    b"only a voter may hold the CA key".to_vec(),
-                ),
-            },
-            APPEND => match body(req, MAX_BODY).await {
-                Ok(rpc) => json(&self.raft.append_entries(rpc).await),
-                Err(r) => r,
-            },
-            VOTE => match body(req, MAX_BODY).await {
-                Ok(rpc) => json(&self.raft.vote(rpc).await),
-                Err(r) => r,
-            },
-            SNAPSHOT => match body(req, MAX_BODY).await {
-                Ok(rpc) => json(&self.raft.install_snapshot(rpc).await),
-                Err(r) => r,
-            },
-            ALIVE => {
-                let Caller::Member { cert_fingerprint } = &caller else {
-                    unreachable!("anonymous callers were refused above")
+            APPEND => {
+                let claimed = |r: &openraft::raft::AppendEntriesRequest<crate::TypeConfig>| {
+                    r.vote.leader_id().voted_for()
                 };
-                json(
-                    &match crate::alive::member_of(&self.machine, cert_fingerprint) {
-                        Some(id) => {
-                            crate::alive::answer(&self.raft, &self.heard, id, ALIVE_PATIENCE).await
-                        }
-                        None => AliveReply::UnknownNode,
-                    },
-                )
+                self.raft_rpc(req, cert_fingerprint, claimed, |r| raft.append_entries(r))
+                    .await
             }
-            WRITE => match body::<Command>(req, MAX_BODY).await {
-                Ok(cmd) => json(&match self.raft.client_write(cmd).await {
-                    Ok(r) => WriteReply::Done(r.data),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                        WriteReply::NotLeader
-                    }
-                    Err(e) => WriteReply::Failed(e.to_string()),
+            VOTE => {
+                let claimed = |r: &openraft::raft::VoteRequest<u64>| r.vote.leader_id().voted_for();
+                self.raft_rpc(req, cert_fingerprint, claimed, |r| raft.vote(r))
+                    .await
+            }
+            SNAPSHOT => {
+                let claimed = |r: &openraft::raft::InstallSnapshotRequest<crate::TypeConfig>| {
+                    r.vote.leader_id().voted_for()
+                };
+                self.raft_rpc(req, cert_fingerprint, claimed, |r| raft.install_snapshot(r))
+                    .await
+            }
+            _ => match known_caller(&self.machine, cert_fingerprint) {
+                Err(_) if path == ALIVE => json(&crate::alive::AliveReply::UnknownNode),
+                Err(why) => reply(StatusCode::FORBIDDEN, why.into_bytes()),
+                Ok(known) => self.member_call(req, &path, known, cert_fingerprint).await,
+            },
+        };
+        result
+    }
+}
+
+impl Endpoints {
+    /// The calls only a node with a current record may make.
+    async fn member_call(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        known: crate::authz::KnownCaller,
+        cert_fingerprint: &str,
+    ) -> Response<Body> {
+        match path {
+            CA_KEY if caller_is_voter(&self.raft, &self.machine, cert_fingerprint) => {
+                json(&self.ca_key.get())
+            }
+            CA_KEY => reply(
+                StatusCode::FORBIDDEN,
+                b"only a voter may hold the CA key".to_vec(),
+            ),
+            ALIVE => {
+                json(&crate::alive::answer(&self.raft, &self.heard, known.id, ALIVE_PATIENCE).await)
+            }
+            PROBE => match body::<ProbeRequest>(req, MAX_PROBE).await {
+                Ok(p) => json(&ProbeReply {
+                    received: p.fill.len() as u64,
                 }),
+                Err(r) => r,
+            },
+            RENEW => match body::<RenewRequest>(req, MAX_BODY).await {
+                Ok(r) => json(
+                    &crate::renew::answer(
+                        &self.raft,
+                        &self.machine,
+                        &self.ca_key,
+                        cert_fingerprint,
+                        r,
+                    )
+                    .await,
+                ),
+                Err(r) => r,
+            },
+            WRITE => match body::<Command>(req, MAX_BODY).await {
+                Ok(cmd) => match may_write(&known, &cmd) {
+                    Err(why) => reply(StatusCode::FORBIDDEN, why.into_bytes()),
+                    Ok(()) => json(&match self.raft.client_write(cmd).await {
+                        Ok(r) => WriteReply::Done(r.data),
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            WriteReply::NotLeader
+                        }
+                        Err(e) => WriteReply::Failed(e.to_string()),
+                    }),
+                },
                 Err(r) => r,
             },
             _ => reply(
                 StatusCode::NOT_FOUND,
                 format!("no endpoint {path}").into_bytes(),
             ),
-        };
-        result
+        }
     }
 }

@@ -3,12 +3,12 @@
 //! the membership keeper adds it to Raft. A refused join writes nothing.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use zlayer_model::{NodeHealth, NodeState, Resources};
 
+use crate::authz::SeedMember;
 use crate::pki::{self, NodeIdentity};
 use crate::token::{sha256_hex, JoinToken};
 use crate::transport::{tls, CallError, PeerClient};
@@ -40,6 +40,10 @@ pub enum JoinReply {
         id: u64,
         cert_pem: String,
         ca_pem: String,
+        /// The managers at admission: whom the new node lets send it Raft
+        /// RPCs before its own state knows anyone.
+        #[serde(default)]
+        managers: Vec<SeedMember>,
     },
     Refused(TokenUse),
     Invalid(String),
@@ -52,6 +56,7 @@ pub enum JoinReply {
 pub struct Joined {
     pub id: u64,
     pub identity: NodeIdentity,
+    pub seed: Vec<SeedMember>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,7 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
                 id,
                 cert_pem,
                 ca_pem,
+                managers,
             }) => {
                 let fp = pki::fingerprint_pem(&ca_pem)?;
                 if fp != token.ca {
@@ -155,6 +161,7 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
                 }
                 return Ok(Joined {
                     id,
+                    seed: managers,
                     identity: NodeIdentity {
                         ca_pem,
                         cert_pem,
@@ -208,32 +215,25 @@ pub async fn admit(
         let verdict = s
             .tokens
             .get(&req.token_id)
-            .filter(|t| t.kind == crate::TokenKind::Join)
+            .filter(|t| t.kind.admits().is_some())
             .map_or(TokenUse::Unknown, |t| t.check(&secret_sha256, now_ms));
         (verdict, s.ca.clone())
     });
     if verdict != TokenUse::Accepted {
         return JoinReply::Refused(verdict);
     }
-    let Some(mut ca) = ca else {
+    let Some(ca) = ca else {
         return JoinReply::Invalid("this cluster has no CA yet".into());
     };
-    match ca_key {
-        Some(k) => ca.key_pem = k,
-        None => {
-            return JoinReply::Invalid(
-                "this leader does not hold the CA key yet (it fetches it as a voter); try again in a moment"
-                    .into(),
-            )
-        }
-    }
-    let ip: IpAddr = match req.node.addr.parse::<std::net::SocketAddr>() {
-        Ok(a) => a.ip(),
-        Err(_) => return JoinReply::Invalid(format!("address {:?} is not ip:port", req.node.addr)),
-    };
-    let cert_pem = match pki::sign_node(&ca, &req.csr_pem, &req.node.name, &[ip]) {
+    let cert_pem = match pki::sign_member(
+        ca.clone(),
+        ca_key,
+        &req.csr_pem,
+        &req.node.name,
+        &req.node.addr,
+    ) {
         Ok(c) => c,
-        Err(e) => return JoinReply::Invalid(format!("the CSR: {e}")),
+        Err(why) => return JoinReply::Invalid(why),
     };
     let cert_fingerprint = pki::fingerprint_pem(&cert_pem).unwrap_or_default();
     let id = member_id(&cert_fingerprint);
@@ -261,6 +261,16 @@ pub async fn admit(
             id,
             cert_pem,
             ca_pem: ca.cert_pem,
+            managers: machine.read(|s| {
+                s.nodes
+                    .values()
+                    .filter(|n| n.role == zlayer_model::ClusterRole::Manager && n.id != id)
+                    .map(|n| SeedMember {
+                        id: n.id,
+                        cert_fingerprint: n.cert_fingerprint.clone(),
+                    })
+                    .collect()
+            }),
         },
         Ok(Response::Token(u)) => JoinReply::Refused(u),
         Ok(Response::Refused(m)) => JoinReply::Invalid(m),

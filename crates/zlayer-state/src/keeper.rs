@@ -1,6 +1,7 @@
 //! The leader's membership keeper: every node recorded in the state is in
-//! Raft, as a learner at first; learners become voters so that the cluster
-//! has the largest odd number of voters up to five; removed nodes leave.
+//! Raft, as a learner at first; manager learners become voters so that the
+//! cluster has the largest odd number of voters up to five (workers stay
+//! learners); removed nodes leave.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -31,6 +32,13 @@ pub async fn keep(raft: &Raft, machine: &StateMachine, me: u64) {
     let in_raft: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     let recorded: Vec<(u64, String)> =
         machine.read(|s| s.nodes.values().map(|n| (n.id, n.addr.clone())).collect());
+    let managers: BTreeSet<u64> = machine.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.role == zlayer_model::ClusterRole::Manager)
+            .map(|n| n.id)
+            .collect()
+    });
 
     for (id, addr) in &recorded {
         if !in_raft.contains(id) {
@@ -53,7 +61,7 @@ pub async fn keep(raft: &Raft, machine: &StateMachine, me: u64) {
         return;
     }
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let want = wanted_voters(in_raft.len());
+    let want = wanted_voters(managers.iter().filter(|id| in_raft.contains(id)).count());
     if voters.len() >= want {
         return;
     }
@@ -64,7 +72,9 @@ pub async fn keep(raft: &Raft, machine: &StateMachine, me: u64) {
         .iter()
         .flatten()
         .filter(|(id, matched)| {
-            !voters.contains(id) && matched.is_some_and(|m| m.index + 100 >= last)
+            !voters.contains(id)
+                && managers.contains(id)
+                && matched.is_some_and(|m| m.index + 100 >= last)
         })
         .map(|(id, _)| *id)
         .take(want - voters.len())

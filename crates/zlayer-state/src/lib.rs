@@ -14,16 +14,21 @@
 //! beyond the Raft transport.
 
 pub mod alive;
+pub mod authz;
 pub mod ca_key;
 mod endpoints;
 pub mod join;
 pub mod keeper;
 mod member;
+pub mod mesh_fields;
 mod model;
 pub mod pki;
+pub mod probe;
+pub mod renew;
 // openraft's storage traits fix the error type, `StorageError`, which is large.
 #[allow(clippy::result_large_err)]
 mod store;
+pub mod subnets;
 pub mod token;
 pub mod transport;
 mod types;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::alive::{AliveReply, Heard, ALIVE};
 use crate::endpoints::Endpoints;
 use crate::pki::NodeIdentity;
+use crate::renew::{RenewReply, RenewRequest, RENEW};
 use crate::token::{self, JoinToken};
 use crate::transport::raft_net::Network;
 use crate::transport::{tls, CallError, PeerClient};
@@ -62,6 +63,9 @@ pub struct MemberConfig {
     pub keep_membership: bool,
     /// Where this member keeps the CA key once it holds it (voters only).
     pub ca_key_file: Option<PathBuf>,
+    /// The managers this node joined through, trusted for Raft RPCs only
+    /// until its state knows any node (see `authz`).
+    pub seed: Vec<crate::authz::SeedMember>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,10 @@ pub enum WriteError {
     Unknown { addr: String, detail: String },
     #[error("Raft: {0}")]
     Raft(String),
+    #[error("the leader refused this write: {0}")]
+    Forbidden(String),
+    #[error("this node's Raft has stopped ({0}); after a storage error it restarts itself once its data dir has room again")]
+    Stopped(String),
 }
 
 /// A forwarded write's answer.
@@ -108,12 +116,15 @@ pub struct Member {
     ca_key: crate::ca_key::CaKey,
     /// On the leader: when each node last said it is alive.
     pub heard: Heard,
+    /// What this member presents; a renewal swaps it.
+    identity: Arc<tls::LiveIdentity>,
 }
 
 impl Member {
     pub async fn start(cfg: MemberConfig) -> Result<Member, MemberError> {
         let (log, machine) = crate::open(&cfg.dir)?;
-        let client = PeerClient::new(tls::client_config(&cfg.identity)?);
+        let identity = tls::LiveIdentity::new(&cfg.identity)?;
+        let client = PeerClient::new(tls::client_config(&identity)?);
         let config = openraft::Config {
             cluster_name: "zlayer".into(),
             heartbeat_interval: cfg.timing.heartbeat_ms,
@@ -147,8 +158,9 @@ impl Member {
             api.clone(),
             ca_key.clone(),
             heard.clone(),
+            cfg.seed.clone(),
         ));
-        let tls = tls::server_config(&cfg.identity)?;
+        let tls = tls::server_config(&identity)?;
         let mut tasks = vec![crate::transport::serve(listener, tls, endpoints)];
         if cfg.keep_membership {
             tasks.push(crate::keeper::spawn(raft.clone(), machine.clone(), cfg.id));
@@ -169,6 +181,7 @@ impl Member {
             api,
             ca_key,
             heard,
+            identity,
         })
     }
 
@@ -221,6 +234,9 @@ impl Member {
     }
 
     async fn write_once(&self, cmd: &Command) -> Attempt {
+        if let Some(e) = self.stopped() {
+            return Attempt::Failed(e);
+        }
         // A leader cut off from its voters does not know it yet and would wait
         // for a commit that cannot come; the caller gets an answer instead.
         let local = tokio::time::timeout(COMMIT_PATIENCE, self.raft.client_write(cmd.clone()));
@@ -249,6 +265,11 @@ impl Member {
             Ok(WriteReply::Done(r)) => Attempt::Done(r),
             Ok(WriteReply::NotLeader) | Err(CallError::Unreachable { .. }) => Attempt::Retry,
             Ok(WriteReply::Failed(detail)) => Attempt::Failed(WriteError::Raft(detail)),
+            Err(CallError::Status { status, body, .. })
+                if status == hyper::StatusCode::FORBIDDEN =>
+            {
+                Attempt::Failed(WriteError::Forbidden(body))
+            }
             Err(e) => Attempt::Failed(WriteError::Unknown {
                 addr,
                 detail: e.to_string(),
@@ -259,6 +280,9 @@ impl Member {
     /// Tells the leader this node is alive (see `alive`). `Ok` means the
     /// leader heard it and a quorum still follows that leader.
     pub async fn alive(&self) -> Result<(), WriteError> {
+        if let Some(e) = self.stopped() {
+            return Err(e);
+        }
         let patience = Duration::from_secs(2);
         let reply = match self.leader() {
             Some((id, _)) if id == self.id => {
@@ -289,8 +313,14 @@ impl Member {
     /// Founds a cluster with this member as its one voter: the CA and this
     /// node's record are its first writes. Safe to repeat on restart.
     /// The CA key stays with this member (and its key file); the log gets
-    /// the CA without it.
-    pub async fn found_cluster(&self, ca: CaRecord, me: NodeRecord) -> Result<(), MemberError> {
+    /// the CA without it. `network` is the container address space; each
+    /// node's subnet comes from it.
+    pub async fn found_cluster(
+        &self,
+        ca: CaRecord,
+        network: Option<zlayer_model::ClusterNetwork>,
+        me: NodeRecord,
+    ) -> Result<(), MemberError> {
         self.bootstrap().await?;
         self.ca_key
             .set(ca.key_pem.clone())
@@ -301,7 +331,7 @@ impl Member {
                 key_pem: String::new(),
                 ..ca
             };
-            self.write(Command::Bootstrap { ca })
+            self.write(Command::Bootstrap { ca, network })
                 .await
                 .map_err(|e| MemberError::Raft(e.to_string()))?;
         }
@@ -366,6 +396,11 @@ impl Member {
 
     /// Serves the node API to remote CLIs holding an API token, on this
     /// member's endpoint under `/api/`. Set once; later calls do nothing.
+    /// The mTLS client this member calls other members with.
+    pub fn peer_client(&self) -> &PeerClient {
+        &self.client
+    }
+
     pub fn serve_api(&self, api: Arc<dyn crate::endpoints::RemoteApi>) {
         let _ = self.api.set(api);
     }
@@ -375,10 +410,101 @@ impl Member {
         self.ca_key.get().is_some()
     }
 
+    /// Asks the leader for a new certificate for a new key. The leader
+    /// commits the new certificate's fingerprint before it answers, and keeps
+    /// accepting the one this call was made with; the caller saves the new
+    /// identity, then presents it with [`Member::present`].
+    pub async fn renew_certificate(
+        &self,
+        name: &str,
+        current: &NodeIdentity,
+    ) -> Result<NodeIdentity, WriteError> {
+        if let Some(e) = self.stopped() {
+            return Err(e);
+        }
+        let (key_pem, csr_pem) =
+            crate::pki::node_key_and_csr(name).map_err(|e| WriteError::Raft(e.to_string()))?;
+        let req = RenewRequest { csr_pem };
+        let reply = match self.leader() {
+            Some((id, _)) if id == self.id => {
+                let fingerprint = crate::pki::fingerprint_pem(&current.cert_pem)
+                    .map_err(|e| WriteError::Raft(e.to_string()))?;
+                crate::renew::answer(&self.raft, &self.machine, &self.ca_key, &fingerprint, req)
+                    .await
+            }
+            Some((_, addr)) => self
+                .client
+                .call::<_, RenewReply>(&addr, RENEW, &req, Duration::from_secs(15))
+                .await
+                .map_err(|e| match e {
+                    CallError::Status { status, body, .. }
+                        if status == hyper::StatusCode::FORBIDDEN =>
+                    {
+                        WriteError::Forbidden(body)
+                    }
+                    e => WriteError::Unknown {
+                        addr,
+                        detail: e.to_string(),
+                    },
+                })?,
+            None => return Err(WriteError::NoLeader(Duration::ZERO)),
+        };
+        match reply {
+            RenewReply::Signed { cert_pem } => Ok(NodeIdentity {
+                ca_pem: current.ca_pem.clone(),
+                cert_pem,
+                key_pem,
+            }),
+            RenewReply::NotLeader => Err(WriteError::NoLeader(Duration::ZERO)),
+            RenewReply::Refused(why) => Err(WriteError::Forbidden(why)),
+        }
+    }
+
+    /// Waits until Raft stops while the node runs and says why: a storage
+    /// error (a full disk; the store treats a failed write as fatal), or a
+    /// core that ended without saying (the error is in the log). `None` for
+    /// a shutdown.
+    pub async fn storage_failure(&self) -> Option<String> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            match &metrics.borrow_and_update().running_state {
+                Ok(()) => {}
+                Err(openraft::error::Fatal::Stopped) => return None,
+                Err(e) => return Some(e.to_string()),
+            }
+            if metrics.changed().await.is_err() {
+                return Some("Raft's core ended (its error is logged just before)".into());
+            }
+        }
+    }
+
+    /// Why Raft no longer runs, if it does not. openraft panics when asked
+    /// anything once its core has ended, so every call checks first.
+    fn stopped(&self) -> Option<WriteError> {
+        let metrics = self.raft.metrics();
+        let state = metrics.borrow().running_state.clone();
+        let why = match state {
+            Err(e) => e.to_string(),
+            Ok(()) if metrics.has_changed().is_err() => "its core ended".to_string(),
+            Ok(()) => return None,
+        };
+        Some(WriteError::Stopped(why))
+    }
+
+    /// Presents `identity` on every connection made from now on.
+    pub fn present(&self, identity: &NodeIdentity) -> Result<(), tls::TlsError> {
+        self.identity.replace(identity)?;
+        self.client.reconnect();
+        Ok(())
+    }
+
     /// Stops serving and stops Raft, as if the process had died.
     pub async fn stop(&self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if self.stopped().is_some() {
+            return;
         }
         let _ = self.raft.shutdown().await;
     }

@@ -1,10 +1,11 @@
 //! The replicated data model and the one function that changes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use zlayer_model::{
-    Assignment, NodeHealth, NodeNetwork, NodeState, ReplicaReport, Resources, RolloutReport,
+    Assignment, ClusterNetwork, ClusterRole, NodeHealth, NodeNetwork, NodeState, ReplicaReport,
+    Resources, RolloutReport, StockPeer,
 };
 
 /// How many earlier revisions of a deployment are kept for rollback.
@@ -36,6 +37,14 @@ pub struct NodeRecord {
     pub health: NodeHealth,
     /// SHA-256 of the node's certificate, hex.
     pub cert_fingerprint: String,
+    /// The certificate it renewed from, still accepted (a node that dies
+    /// between the leader's commit and saving its new certificate comes back
+    /// with the old one); a second renewal retires it.
+    #[serde(default)]
+    pub previous_cert_fingerprint: String,
+    /// Manager or worker, from the token it joined with.
+    #[serde(default)]
+    pub role: ClusterRole,
     /// The node's container subnet and WireGuard identity, once the overlay
     /// assigns them.
     #[serde(default)]
@@ -67,6 +76,13 @@ pub struct Liveness {
 }
 
 impl NodeRecord {
+    /// Whether `fingerprint` is one of the node's certificates.
+    pub fn holds_certificate(&self, fingerprint: &str) -> bool {
+        !fingerprint.is_empty()
+            && (self.cert_fingerprint == fingerprint
+                || self.previous_cert_fingerprint == fingerprint)
+    }
+
     pub fn liveness(&self) -> Liveness {
         Liveness {
             heartbeats: self.heartbeats,
@@ -123,13 +139,28 @@ pub struct TokenRecord {
     pub kind: TokenKind,
 }
 
-/// What a token is for: admitting a node, or a remote CLI's API calls.
+/// What a token is for: admitting a manager or a worker, or a remote
+/// CLI's API calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
+    /// Admits a manager (every join token before roles existed did).
     #[default]
-    Join,
+    #[serde(rename = "join")]
+    Manager,
+    Worker,
     Api,
+}
+
+impl TokenKind {
+    /// The role a node joining with this token gets; `None` for API tokens.
+    pub fn admits(self) -> Option<ClusterRole> {
+        match self {
+            TokenKind::Manager => Some(ClusterRole::Manager),
+            TokenKind::Worker => Some(ClusterRole::Worker),
+            TokenKind::Api => None,
+        }
+    }
 }
 
 impl TokenRecord {
@@ -171,9 +202,28 @@ impl AssignmentKey {
 /// leader's clock, so applying is deterministic on every member.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// The first node's first write: the cluster CA.
+    /// The first node's first write: the cluster CA and, for clusters
+    /// founded since the overlay, the container address space.
     Bootstrap {
         ca: CaRecord,
+        #[serde(default)]
+        network: Option<ClusterNetwork>,
+    },
+    /// Records a stock WireGuard peer; the cluster picks its address.
+    AddPeer {
+        name: String,
+        public_key: String,
+    },
+    RemovePeer {
+        name: String,
+    },
+    /// A node says how the mesh reaches it: its WireGuard key, endpoint
+    /// and device. Its subnet is the cluster's to pick, never its own.
+    SetNodeNetwork {
+        id: u64,
+        wg_public_key: String,
+        wg_endpoint: String,
+        wg_device: String,
     },
     AddNode(NodeRecord),
     SetNodeState {
@@ -234,6 +284,13 @@ pub enum Command {
         now_ms: u64,
         node: NodeRecord,
     },
+    /// The leader signed a new certificate for node `id`, which asked with
+    /// the certificate `previous`.
+    RenewCertificate {
+        id: u64,
+        previous: String,
+        cert_fingerprint: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +329,9 @@ pub enum Touched {
     Pending,
     /// Only the node's [`Liveness`] changed.
     Liveness(u64),
+    Removed,
+    Network,
+    Peers,
 }
 
 /// Everything Raft replicates.
@@ -287,6 +347,13 @@ pub struct ClusterState {
     /// placements from here.
     pub next_generation: u64,
     pub pending: Vec<PendingRecord>,
+    /// Ids of removed nodes: their certificates are refused for good.
+    pub removed: BTreeSet<u64>,
+    /// The container address space; `None` in clusters founded before
+    /// the overlay, whose nodes keep their own `--cidr`.
+    pub network: Option<ClusterNetwork>,
+    /// WireGuard peers outside the cluster, by name.
+    pub peers: BTreeMap<String, StockPeer>,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -300,6 +367,12 @@ struct Flat {
     next_generation: u64,
     #[serde(default)]
     pending: Vec<PendingRecord>,
+    #[serde(default)]
+    removed: BTreeSet<u64>,
+    #[serde(default)]
+    network: Option<ClusterNetwork>,
+    #[serde(default)]
+    peers: Vec<StockPeer>,
 }
 
 impl From<ClusterState> for Flat {
@@ -312,6 +385,9 @@ impl From<ClusterState> for Flat {
             tokens: s.tokens.into_values().collect(),
             next_generation: s.next_generation,
             pending: s.pending,
+            removed: s.removed,
+            network: s.network,
+            peers: s.peers.into_values().collect(),
         }
     }
 }
@@ -334,6 +410,9 @@ impl From<Flat> for ClusterState {
             tokens: f.tokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
             next_generation: f.next_generation,
             pending: f.pending,
+            removed: f.removed,
+            network: f.network,
+            peers: f.peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
         }
     }
 }
@@ -342,15 +421,36 @@ impl ClusterState {
     /// Applies one command. Refusals change nothing.
     pub fn apply(&mut self, cmd: Command, touched: &mut Vec<Touched>) -> Response {
         match cmd {
-            Command::Bootstrap { ca } => {
+            Command::Bootstrap { ca, network } => {
                 if self.ca.is_some() {
                     return Response::Refused("the cluster already has a CA".into());
                 }
                 if !ca.key_pem.is_empty() {
                     return Response::Refused("the CA key never enters the log".into());
                 }
+                if let Some(Err(why)) = network.as_ref().map(crate::subnets::check_network) {
+                    return Response::Refused(why);
+                }
                 self.ca = Some(ca);
                 touched.push(Touched::Ca);
+                if network.is_some() {
+                    self.network = network;
+                    touched.push(Touched::Network);
+                }
+                Response::Done
+            }
+            Command::SetNodeNetwork {
+                id,
+                wg_public_key,
+                wg_endpoint,
+                wg_device,
+            } => self.set_node_network(id, wg_public_key, wg_endpoint, wg_device, touched),
+            Command::AddPeer { name, public_key } => self.add_peer(name, public_key, touched),
+            Command::RemovePeer { name } => {
+                if self.peers.remove(&name).is_none() {
+                    return Response::Refused(format!("no peer named {name}"));
+                }
+                touched.push(Touched::Peers);
                 Response::Done
             }
             Command::AddNode(node) => self.add_node(node, touched),
@@ -364,10 +464,28 @@ impl ClusterState {
                 }
                 None => Response::Refused(format!("no node with id {id}")),
             },
+            Command::RenewCertificate {
+                id,
+                previous,
+                cert_fingerprint,
+            } => match self.nodes.get_mut(&id) {
+                Some(n) if !n.holds_certificate(&previous) => Response::Refused(format!(
+                    "node {id} no longer holds the certificate that asked for this renewal"
+                )),
+                Some(n) => {
+                    n.previous_cert_fingerprint = previous;
+                    n.cert_fingerprint = cert_fingerprint;
+                    touched.push(Touched::Node(id));
+                    Response::Done
+                }
+                None => Response::Refused(format!("no node with id {id}")),
+            },
             Command::RemoveNode { id } => {
                 if self.nodes.remove(&id).is_none() {
                     return Response::Refused(format!("no node with id {id}"));
                 }
+                self.removed.insert(id);
+                touched.push(Touched::Removed);
                 touched.push(Touched::Node(id));
                 touched.push(Touched::Liveness(id));
                 Response::Done
@@ -477,14 +595,29 @@ impl ClusterState {
         let verdict = self
             .tokens
             .get(token_id)
-            .filter(|t| t.kind == TokenKind::Join)
+            .filter(|t| t.kind.admits().is_some())
             .map_or(TokenUse::Unknown, |t| t.check(secret_sha256, now_ms));
         if verdict != TokenUse::Accepted {
             return Response::Token(verdict);
         }
-        if let Some(why) = self.name_taken(&node) {
+        if let Some(why) = self.name_taken(&node).or_else(|| self.addr_taken(&node)) {
             return Response::Refused(why);
         }
+        if self.removed.contains(&node.id) {
+            return Response::Refused(format!(
+                "member id {} was removed; join with a new key",
+                node.id
+            ));
+        }
+        let mut node = node;
+        if let Err(why) = self.assign_subnet(&mut node) {
+            return Response::Refused(why);
+        }
+        node.role = self
+            .tokens
+            .get(token_id)
+            .and_then(|t| t.kind.admits())
+            .unwrap_or(ClusterRole::Worker);
         self.use_token(token_id, secret_sha256, now_ms, touched);
         touched.push(Touched::Node(node.id));
         self.nodes.insert(node.id, node);
@@ -498,12 +631,140 @@ impl ClusterState {
             .map(|other| format!("node name {} is taken by member {}", node.name, other.id))
     }
 
-    fn add_node(&mut self, node: NodeRecord, touched: &mut Vec<Touched>) -> Response {
+    fn addr_taken(&self, node: &NodeRecord) -> Option<String> {
+        self.nodes
+            .values()
+            .find(|n| n.addr == node.addr && n.id != node.id)
+            .map(|other| {
+                format!(
+                    "address {} is already advertised by node {} (member {}); give this node its own --advertise address, or `zlayer node rm {}` first if it replaces that node",
+                    node.addr, other.name, other.id, other.name
+                )
+            })
+    }
+
+    fn add_node(&mut self, mut node: NodeRecord, touched: &mut Vec<Touched>) -> Response {
         if let Some(why) = self.name_taken(&node) {
+            return Response::Refused(why);
+        }
+        if let Err(why) = self.assign_subnet(&mut node) {
             return Response::Refused(why);
         }
         touched.push(Touched::Node(node.id));
         self.nodes.insert(node.id, node);
+        Response::Done
+    }
+
+    /// Gives `node` its container subnet: the one its record already holds,
+    /// else the lowest free one. Whatever subnet the command carried is
+    /// ignored: the cluster picks, so two nodes never share one.
+    fn assign_subnet(&self, node: &mut NodeRecord) -> Result<(), String> {
+        let Some(net) = &self.network else {
+            return Ok(());
+        };
+        if let Some(kept) = self
+            .nodes
+            .get(&node.id)
+            .and_then(|n| n.network.subnet.clone())
+        {
+            node.network.subnet = Some(kept);
+            return Ok(());
+        }
+        let taken = self
+            .nodes
+            .values()
+            .filter(|n| n.id != node.id)
+            .filter_map(|n| n.network.subnet.as_deref());
+        node.network.subnet = Some(crate::subnets::free_subnet(net, taken)?);
+        Ok(())
+    }
+
+    fn add_peer(
+        &mut self,
+        name: String,
+        public_key: String,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        let Some(net) = &self.network else {
+            return Response::Refused(
+                "this cluster was founded without a cluster CIDR, so it has no overlay to add a peer to".into(),
+            );
+        };
+        if let Err(why) = crate::mesh_fields::check_peer_name(&name)
+            .and_then(|()| crate::mesh_fields::check_public_key(&public_key))
+        {
+            return Response::Refused(why);
+        }
+        if self.peers.contains_key(&name) {
+            return Response::Refused(format!(
+                "a peer named {name} exists; `zlayer overlay peer rm {name}` first"
+            ));
+        }
+        let key_taken = self.peers.values().any(|p| p.public_key == public_key)
+            || self
+                .nodes
+                .values()
+                .any(|n| n.network.wg_public_key.as_deref() == Some(&public_key));
+        if key_taken {
+            return Response::Refused(format!("WireGuard key {public_key} is already in use"));
+        }
+        let address = match crate::subnets::free_peer_address(
+            net,
+            self.peers.values().map(|p| p.address.as_str()),
+        ) {
+            Ok(a) => a,
+            Err(why) => return Response::Refused(why),
+        };
+        self.peers.insert(
+            name.clone(),
+            StockPeer {
+                name,
+                public_key,
+                address,
+            },
+        );
+        touched.push(Touched::Peers);
+        Response::Done
+    }
+
+    fn set_node_network(
+        &mut self,
+        id: u64,
+        wg_public_key: String,
+        wg_endpoint: String,
+        wg_device: String,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        if let Err(why) = crate::mesh_fields::check_public_key(&wg_public_key)
+            .and_then(|()| crate::mesh_fields::check_endpoint(&wg_endpoint))
+            .and_then(|()| crate::mesh_fields::check_device(&wg_device))
+        {
+            return Response::Refused(why);
+        }
+        if let Some(other) = self
+            .nodes
+            .values()
+            .find(|n| n.id != id && n.network.wg_public_key.as_deref() == Some(&wg_public_key))
+        {
+            return Response::Refused(format!(
+                "WireGuard key {wg_public_key} is already node {}'s",
+                other.name
+            ));
+        }
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return Response::Refused(format!("no node with id {id}"));
+        };
+        let net = &mut n.network;
+        let new = (Some(wg_public_key), Some(wg_endpoint), Some(wg_device));
+        if (
+            net.wg_public_key.clone(),
+            net.wg_endpoint.clone(),
+            net.wg_device.clone(),
+        ) != new
+        {
+            (net.wg_public_key, net.wg_endpoint, net.wg_device) = new;
+            touched.push(Touched::Node(id));
+        }
         Response::Done
     }
 
@@ -601,7 +862,7 @@ impl ClusterState {
         let Some(t) = self
             .tokens
             .get_mut(id)
-            .filter(|t| t.kind == TokenKind::Join)
+            .filter(|t| t.kind.admits().is_some())
         else {
             return TokenUse::Unknown;
         };

@@ -12,7 +12,7 @@ fn token(uses: Option<u32>) -> TokenRecord {
         uses,
         used: 0,
         revoked: false,
-        kind: TokenKind::Join,
+        kind: TokenKind::Manager,
     }
 }
 
@@ -203,9 +203,23 @@ fn an_api_token_never_admits_a_node() {
 }
 
 fn admit(s: &mut ClusterState, secret: &str, now_ms: u64, id: u64, name: &str) -> Response {
+    admit_at(s, secret, now_ms, id, name, &format!("10.0.0.{id}:7443"))
+}
+
+fn admit_at(
+    s: &mut ClusterState,
+    secret: &str,
+    now_ms: u64,
+    id: u64,
+    name: &str,
+    addr: &str,
+) -> Response {
     let node = NodeRecord {
         id,
         name: name.into(),
+        addr: addr.into(),
+        // What the joiner claims; the token decides.
+        role: zlayer_model::ClusterRole::Manager,
         ..NodeRecord::default()
     };
     let cmd = Command::Admit {
@@ -234,6 +248,7 @@ fn admission_uses_the_token_and_records_the_node_in_one_command() {
         Command::AddNode(NodeRecord {
             id: 1,
             name: "n1".into(),
+            addr: "10.0.0.1:7443".into(),
             ..NodeRecord::default()
         }),
     );
@@ -264,6 +279,33 @@ fn admission_uses_the_token_and_records_the_node_in_one_command() {
         Response::Token(TokenUse::UsedUp)
     );
     assert!(!s.nodes.contains_key(&3));
+}
+
+#[test]
+fn admission_takes_the_role_from_the_token_and_refuses_a_taken_address_or_removed_id() {
+    let mut s = ClusterState::default();
+    let worker = TokenRecord {
+        kind: TokenKind::Worker,
+        ..token(Some(3))
+    };
+    run(&mut s, Command::CreateToken(worker));
+    assert_eq!(
+        admit(&mut s, "s", 10, 2, "n2"),
+        Response::Token(TokenUse::Accepted)
+    );
+    assert_eq!(s.nodes[&2].role, zlayer_model::ClusterRole::Worker);
+    let before = s.clone();
+    assert!(matches!(
+        admit_at(&mut s, "s", 10, 3, "n3", "10.0.0.2:7443"),
+        Response::Refused(m) if m.starts_with("address 10.0.0.2:7443 is already advertised by node n2")
+    ));
+    assert_eq!(s, before);
+    run(&mut s, Command::RemoveNode { id: 2 });
+    assert!(s.removed.contains(&2));
+    assert!(matches!(
+        admit(&mut s, "s", 10, 2, "n2"),
+        Response::Refused(m) if m.contains("was removed")
+    ));
 }
 
 #[test]
@@ -302,4 +344,241 @@ fn an_unchanged_heartbeat_touches_only_the_liveness_record() {
     s.apply(beat(Some(vec![report])), &mut touched);
     assert_eq!(touched, vec![Touched::Node(7)]);
     assert_eq!(s.nodes[&7].heartbeats, 3);
+}
+
+#[test]
+fn a_renewal_keeps_only_the_certificate_it_was_asked_with() {
+    let mut s = ClusterState::default();
+    let node = NodeRecord {
+        id: 7,
+        name: "n7".into(),
+        cert_fingerprint: "a".into(),
+        ..NodeRecord::default()
+    };
+    assert_eq!(run(&mut s, Command::AddNode(node)), Response::Done);
+    let renew = |previous: &str, new: &str| Command::RenewCertificate {
+        id: 7,
+        previous: previous.into(),
+        cert_fingerprint: new.into(),
+    };
+    assert_eq!(run(&mut s, renew("a", "b")), Response::Done);
+    let n = &s.nodes[&7];
+    assert!(n.holds_certificate("a") && n.holds_certificate("b"));
+    assert_eq!(run(&mut s, renew("b", "c")), Response::Done);
+    let n = &s.nodes[&7];
+    assert!(
+        !n.holds_certificate("a"),
+        "the second renewal retires the first certificate"
+    );
+    assert!(n.holds_certificate("b") && n.holds_certificate("c"));
+    // A certificate the node no longer holds cannot ask, and an empty one never matches.
+    assert!(matches!(run(&mut s, renew("a", "d")), Response::Refused(_)));
+    assert!(!s.nodes[&7].holds_certificate("d") && !s.nodes[&7].holds_certificate(""));
+    let unknown = Command::RenewCertificate {
+        id: 8,
+        previous: "c".into(),
+        cert_fingerprint: "e".into(),
+    };
+    assert!(matches!(run(&mut s, unknown), Response::Refused(_)));
+}
+
+fn with_network(cidr: &str) -> ClusterState {
+    let mut s = ClusterState::default();
+    let ca = CaRecord {
+        cluster_id: "c".into(),
+        cert_pem: "pem".into(),
+        key_pem: String::new(),
+        fingerprint: "f".into(),
+    };
+    let network = Some(ClusterNetwork {
+        cidr: cidr.into(),
+        node_prefix: 24,
+    });
+    assert_eq!(
+        run(&mut s, Command::Bootstrap { ca, network }),
+        Response::Done
+    );
+    run(&mut s, Command::CreateToken(token(None)));
+    s
+}
+
+fn subnet_of(s: &ClusterState, id: u64) -> Option<String> {
+    s.nodes.get(&id).and_then(|n| n.network.subnet.clone())
+}
+
+/// A joiner that claims another node's subnet gets its own: the cluster
+/// picks, lowest free first, and a slice is free again only once the
+/// record holding it is gone.
+#[test]
+fn subnets_are_the_clusters_to_pick_and_never_shared() {
+    let mut s = with_network("10.240.0.0/16");
+    let mut claims = NodeRecord {
+        id: 1,
+        name: "n1".into(),
+        addr: "10.0.0.1:7443".into(),
+        ..NodeRecord::default()
+    };
+    claims.network.subnet = Some("10.240.9.0/24".into());
+    assert_eq!(run(&mut s, Command::AddNode(claims)), Response::Done);
+    assert_eq!(subnet_of(&s, 1).as_deref(), Some("10.240.0.0/24"));
+    admit(&mut s, "s", 10, 2, "n2");
+    admit(&mut s, "s", 10, 3, "n3");
+    assert_eq!(subnet_of(&s, 2).as_deref(), Some("10.240.1.0/24"));
+    assert_eq!(subnet_of(&s, 3).as_deref(), Some("10.240.2.0/24"));
+    // Re-recording a node keeps its subnet.
+    let again = s.nodes[&2].clone();
+    run(&mut s, Command::AddNode(again));
+    assert_eq!(subnet_of(&s, 2).as_deref(), Some("10.240.1.0/24"));
+    run(&mut s, Command::RemoveNode { id: 2 });
+    admit(&mut s, "s", 10, 4, "n4");
+    assert_eq!(subnet_of(&s, 4).as_deref(), Some("10.240.1.0/24"));
+}
+
+#[test]
+fn a_full_cluster_cidr_refuses_the_join_and_changes_nothing() {
+    // Of a /22 the last /24 is the stock peers': three nodes fit.
+    let mut s = with_network("10.9.0.0/22");
+    for id in 1..=3 {
+        admit(&mut s, "s", 10, id, &format!("n{id}"));
+    }
+    let before = s.clone();
+    let r = admit(&mut s, "s", 10, 4, "n4");
+    assert!(
+        matches!(&r, Response::Refused(why) if why.contains("no free /24")),
+        "{r:?}"
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn a_wireguard_key_belongs_to_one_node_and_a_cluster_without_network_assigns_nothing() {
+    let mut s = with_network("10.240.0.0/16");
+    admit(&mut s, "s", 10, 1, "n1");
+    admit(&mut s, "s", 10, 2, "n2");
+    let set = |id, key: &str| Command::SetNodeNetwork {
+        id,
+        wg_public_key: wg_key(key),
+        wg_endpoint: format!("10.0.0.{id}:51820"),
+        wg_device: "userspace".into(),
+    };
+    assert_eq!(run(&mut s, set(1, "key-one")), Response::Done);
+    let r = run(&mut s, set(2, "key-one"));
+    assert!(
+        matches!(&r, Response::Refused(why) if why.contains("already node n1's")),
+        "{r:?}"
+    );
+    assert_eq!(run(&mut s, set(2, "key-two")), Response::Done);
+    assert_eq!(
+        s.nodes[&2].network.wg_endpoint.as_deref(),
+        Some("10.0.0.2:51820")
+    );
+    assert_eq!(subnet_of(&s, 2).as_deref(), Some("10.240.1.0/24"));
+
+    let mut legacy = ClusterState::default();
+    run(&mut legacy, Command::CreateToken(token(None)));
+    admit(&mut legacy, "s", 10, 1, "n1");
+    assert_eq!(subnet_of(&legacy, 1), None);
+}
+
+#[test]
+fn stock_peers_get_addresses_of_the_last_slice_and_never_a_nodes_key() {
+    let mut s = with_network("10.240.0.0/16");
+    admit(&mut s, "s", 10, 1, "n1");
+    run(
+        &mut s,
+        Command::SetNodeNetwork {
+            id: 1,
+            wg_public_key: wg_key("node-key"),
+            wg_endpoint: "10.0.0.1:51820".into(),
+            wg_device: "userspace".into(),
+        },
+    );
+    let add = |name: &str, key: &str| Command::AddPeer {
+        name: name.into(),
+        public_key: wg_key(key),
+    };
+    assert_eq!(run(&mut s, add("laptop", "k1")), Response::Done);
+    assert_eq!(s.peers["laptop"].address, "10.240.255.1/32");
+    assert_eq!(run(&mut s, add("phone", "k2")), Response::Done);
+    assert_eq!(s.peers["phone"].address, "10.240.255.2/32");
+    for (name, key, why) in [
+        ("laptop", "k9", "exists"),
+        ("evil", "node-key", "already in use"),
+        ("evil", "k1", "already in use"),
+    ] {
+        let before = s.clone();
+        let r = run(&mut s, add(name, key));
+        assert!(
+            matches!(&r, Response::Refused(m) if m.contains(why)),
+            "{r:?}"
+        );
+        assert_eq!(s, before);
+    }
+    run(
+        &mut s,
+        Command::RemovePeer {
+            name: "laptop".into(),
+        },
+    );
+    assert_eq!(run(&mut s, add("tablet", "k3")), Response::Done);
+    assert_eq!(s.peers["tablet"].address, "10.240.255.1/32");
+    let mut legacy = ClusterState::default();
+    let r = run(&mut legacy, add("laptop", "k1"));
+    assert!(
+        matches!(&r, Response::Refused(m) if m.contains("no overlay")),
+        "{r:?}"
+    );
+}
+
+/// A distinct, well-formed WireGuard public key per tag.
+fn wg_key(tag: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(tag))
+}
+
+#[test]
+fn a_manager_skipping_the_cli_cannot_record_a_malformed_key_endpoint_or_peer_name() {
+    let mut s = with_network("10.240.0.0/16");
+    admit(&mut s, "s", 10, 1, "n1");
+    let before = s.clone();
+    let hostile = [
+        Command::SetNodeNetwork {
+            id: 1,
+            wg_public_key: "k".into(),
+            wg_endpoint: "10.0.0.1:51820".into(),
+            wg_device: "userspace".into(),
+        },
+        Command::SetNodeNetwork {
+            id: 1,
+            wg_public_key: format!("{}\nallowed_ip=0.0.0.0/0", wg_key("a")),
+            wg_endpoint: "10.0.0.1:51820".into(),
+            wg_device: "userspace".into(),
+        },
+        Command::SetNodeNetwork {
+            id: 1,
+            wg_public_key: wg_key("a"),
+            wg_endpoint: "10.0.0.1:51820\nlisten_port=1".into(),
+            wg_device: "userspace".into(),
+        },
+        Command::SetNodeNetwork {
+            id: 1,
+            wg_public_key: wg_key("a"),
+            wg_endpoint: "10.0.0.1:51820".into(),
+            wg_device: "gre".into(),
+        },
+        Command::AddPeer {
+            name: "laptop\nPostUp = rm -rf /".into(),
+            public_key: wg_key("b"),
+        },
+        Command::AddPeer {
+            name: "laptop".into(),
+            public_key: "not-a-key".into(),
+        },
+    ];
+    for cmd in hostile {
+        let r = run(&mut s, cmd.clone());
+        assert!(matches!(r, Response::Refused(_)), "{cmd:?} gave {r:?}");
+        assert_eq!(s, before, "{cmd:?} changed the state");
+    }
 }

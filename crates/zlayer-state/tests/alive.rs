@@ -25,8 +25,12 @@ async fn the_leader_hears_only_certificates_a_current_node_record_holds() {
     let local = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
     let id1 = pki::bootstrap_identity(&ca, "n1", &local).unwrap();
     let id2 = pki::bootstrap_identity(&ca, "n2", &local).unwrap();
-    let m1 = start(1, id1, free_addr(), dir.path(), false).await;
-    let m2 = start(2, id2.clone(), free_addr(), dir.path(), false).await;
+    let seed = vec![zlayer_state::authz::SeedMember {
+        id: 1,
+        cert_fingerprint: pki::fingerprint_pem(&id1.cert_pem).unwrap(),
+    }];
+    let m1 = start(1, id1, free_addr(), dir.path(), false, Vec::new()).await;
+    let m2 = start(2, id2.clone(), free_addr(), dir.path(), false, seed).await;
     m1.bootstrap().await.unwrap();
     eventually("member 1 leads", || m1.leader().map(|l| l.0) == Some(1)).await;
     m1.raft

@@ -28,6 +28,7 @@ async fn the_log_is_purged_behind_each_snapshot() {
         },
         keep_membership: false,
         ca_key_file: None,
+        seed: Vec::new(),
     })
     .await
     .unwrap();

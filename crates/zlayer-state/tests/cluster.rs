@@ -113,7 +113,8 @@ async fn callers_without_a_cluster_certificate_are_refused() {
     let stranger: NodeIdentity = pki::bootstrap_identity(&other, "x", &[LOCAL]).unwrap();
     let mut id = stranger.clone();
     id.ca_pem = ca.cert_pem.clone();
-    let client = PeerClient::new(tls::client_config(&id).unwrap());
+    let client =
+        PeerClient::new(tls::client_config(&tls::LiveIdentity::new(&id).unwrap()).unwrap());
     let err = client
         .call::<_, serde_json::Value>(&m.advertise, "/cluster/write", &cmd, Duration::from_secs(5))
         .await
@@ -141,4 +142,37 @@ async fn callers_without_a_cluster_certificate_are_refused() {
 
     assert!(!names(&m).contains("sneaky"));
     m.stop().await;
+}
+
+/// More idle connections than the endpoint admits, held open: writes still
+/// commit through the leader and members still reach it (heartbeats are
+/// such writes), because the flood costs a bounded number of slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_flood_does_not_stop_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::create_ca("test").unwrap();
+    let ms = three_members(&ca, dir.path()).await;
+    let leader = ms[0].leader().unwrap().1;
+    let flood_size = zlayer_state::transport::server::MAX_CONNECTIONS + 500;
+    let mut idle = Vec::new();
+    for _ in 0..flood_size {
+        match tokio::net::TcpStream::connect(&leader).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect {}: {e}", idle.len()),
+        }
+    }
+    for (i, m) in ms.iter().enumerate() {
+        let name = format!("during-flood-{i}");
+        m.write(deploy(&name)).await.unwrap();
+    }
+    for m in &ms {
+        eventually("the writes reach every member", || {
+            (0..3).all(|i| names(m).contains(&format!("during-flood-{i}")))
+        })
+        .await;
+    }
+    drop(idle);
+    for m in ms {
+        m.stop().await;
+    }
 }

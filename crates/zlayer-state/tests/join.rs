@@ -32,7 +32,7 @@ async fn found(dir: &tempfile::TempDir) -> Member {
     let addr = free_addr();
     let identity = pki::bootstrap_identity(&ca, "n1", &[LOCAL]).unwrap();
     let fp = pki::fingerprint_pem(&identity.cert_pem).unwrap();
-    let m = start(1, identity, addr, dir.path(), true).await;
+    let m = start(1, identity, addr, dir.path(), true, Vec::new()).await;
     let f = facts("n1", addr, "a");
     let me = NodeRecord {
         id: 1,
@@ -44,8 +44,23 @@ async fn found(dir: &tempfile::TempDir) -> Member {
         cert_fingerprint: fp,
         ..NodeRecord::default()
     };
-    m.found_cluster(ca, me).await.unwrap();
+    m.found_cluster(ca, None, me).await.unwrap();
     m
+}
+
+/// Joins `name` with `token` on a free loopback port and starts its member.
+async fn join_and_start(token: &str, name: &str, zone: &str, dir: &tempfile::TempDir) -> Member {
+    let addr = free_addr();
+    let joined = join(token, facts(name, addr, zone)).await.unwrap();
+    start(
+        joined.id,
+        joined.identity,
+        addr,
+        dir.path(),
+        true,
+        joined.seed,
+    )
+    .await
 }
 
 fn voters(m: &Member) -> usize {
@@ -58,15 +73,13 @@ async fn two_nodes_join_and_the_cluster_grows_to_three_voters() {
     let dir = tempfile::tempdir().unwrap();
     let first = found(&dir).await;
     let token = first
-        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Join)
+        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Manager)
         .await
         .unwrap();
 
     let mut members = vec![first];
     for (name, zone) in [("n2", "b"), ("n3", "c")] {
-        let addr = free_addr();
-        let joined = join(&token, facts(name, addr, zone)).await.unwrap();
-        members.push(start(joined.id, joined.identity, addr, dir.path(), true).await);
+        members.push(join_and_start(&token, name, zone, &dir).await);
     }
     eventually("three voters", || voters(&members[0]) == 3).await;
     let labels: Vec<String> = members[0].machine.read(|s| {
@@ -99,21 +112,21 @@ async fn each_bad_token_is_refused_with_its_case_and_nothing_is_written() {
     let hour = Duration::from_secs(3600);
 
     let good = first
-        .create_token(hour, Some(1), TokenKind::Join)
+        .create_token(hour, Some(1), TokenKind::Manager)
         .await
         .unwrap();
     let used_up = first
-        .create_token(hour, Some(1), TokenKind::Join)
+        .create_token(hour, Some(1), TokenKind::Manager)
         .await
         .unwrap();
     let addr = free_addr();
     join(&used_up, facts("n2", addr, "b")).await.unwrap();
     let expired = first
-        .create_token(Duration::from_millis(1), None, TokenKind::Join)
+        .create_token(Duration::from_millis(1), None, TokenKind::Manager)
         .await
         .unwrap();
     let revoked = first
-        .create_token(hour, None, TokenKind::Join)
+        .create_token(hour, None, TokenKind::Manager)
         .await
         .unwrap();
     let id = JoinToken::decode(&revoked).unwrap().id;
@@ -180,14 +193,12 @@ async fn only_voters_hold_the_ca_key_and_a_new_leader_admits() {
     let logged = first.machine.read(|s| s.ca.clone().unwrap().key_pem);
     assert!(logged.is_empty(), "the CA key reached the replicated state");
     let token = first
-        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Join)
+        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Manager)
         .await
         .unwrap();
     let mut members = vec![first];
     for name in ["n2", "n3"] {
-        let addr = free_addr();
-        let joined = join(&token, facts(name, addr, "b")).await.unwrap();
-        members.push(start(joined.id, joined.identity, addr, dir.path(), true).await);
+        members.push(join_and_start(&token, name, "b", &dir).await);
     }
     eventually("three voters", || voters(&members[0]) == 3).await;
     for m in &members {
@@ -196,13 +207,15 @@ async fn only_voters_hold_the_ca_key_and_a_new_leader_admits() {
 
     // A fourth node is a learner: asking for the key is refused.
     let token = members[0]
-        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Join)
+        .create_token(Duration::from_secs(3600), Some(2), TokenKind::Manager)
         .await
         .unwrap();
     let addr4 = free_addr();
     let n4 = join(&token, facts("n4", addr4, "d")).await.unwrap();
-    let learner_client = PeerClient::new(tls::client_config(&n4.identity).unwrap());
-    let m4 = start(n4.id, n4.identity, addr4, dir.path(), true).await;
+    let learner_client = PeerClient::new(
+        tls::client_config(&tls::LiveIdentity::new(&n4.identity).unwrap()).unwrap(),
+    );
+    let m4 = start(n4.id, n4.identity, addr4, dir.path(), true, n4.seed).await;
     let leader_addr = members[0].leader().unwrap().1;
     eventually("n4 recorded", || {
         members[0].machine.read(|s| s.nodes.len()) == 4

@@ -138,6 +138,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The WireGuard mesh between nodes.
+    Overlay {
+        #[command(subcommand)]
+        command: OverlayCommand,
+    },
     /// Join a cluster: ADDR is a member (IP or IP:PORT), the token comes
     /// from `zlayer token create` there. Then runs this node in the background.
     Join {
@@ -161,6 +166,9 @@ pub enum Command {
         /// Second stage: wait for this init pid.
         #[arg(long)]
         wait: Option<i32>,
+        /// Second stage: the read end of the container's output pipe.
+        #[arg(long)]
+        log_fd: Option<i32>,
     },
 }
 
@@ -227,7 +235,8 @@ pub struct BuildArgs {
     /// Run every step; do not reuse cached layers.
     #[arg(long)]
     pub no_cache: bool,
-    /// Network for RUN: the host's (default) or none (loopback only).
+    /// Network for RUN: none (default: a private namespace with loopback
+    /// only) or the host's, which the build's steps then share.
     #[arg(long, value_enum, default_value_t)]
     pub network: BuildNetwork,
     /// Print only the image digest; RUN output is shown only if it fails.
@@ -237,8 +246,8 @@ pub struct BuildArgs {
 
 #[derive(Clone, Copy, Default, clap::ValueEnum)]
 pub enum BuildNetwork {
-    #[default]
     Host,
+    #[default]
     None,
 }
 
@@ -260,6 +269,8 @@ pub struct PushArgs {
     pub quiet: bool,
 }
 
+// Parsed once per process; boxing the flags would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum NodeCommand {
     /// Run the node in the foreground. The first start founds a one-node
@@ -297,6 +308,41 @@ pub struct AgentArgs {
     /// Bridge interface name.
     #[arg(long, default_value = "zlayer0")]
     pub bridge: String,
+    /// A host path prefix specs may bind-mount (repeatable; none by default).
+    /// `/`, `/proc`, `/sys`, `/dev` and the data dir are refused even so.
+    #[arg(long = "allow-host-path")]
+    pub allow_host_paths: Vec<std::path::PathBuf>,
+    /// The most one file of a replica's log holds before it rotates
+    /// (`LOG` becomes `LOG.1`); 0 never rotates.
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
+    pub log_max_size: u64,
+    /// Log files kept per replica, the current one included.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub log_max_files: u32,
+    /// Connections each published port forwards at once; a new one over the
+    /// cap closes the connection that has been idle the longest.
+    #[arg(long, default_value_t = zlayer_net::DEFAULT_MAX_CONNECTIONS, value_parser = parse_connections)]
+    pub port_max_connections: usize,
+}
+
+impl AgentArgs {
+    pub fn log_limit(&self) -> zlayer_runtime::LogLimit {
+        zlayer_runtime::LogLimit {
+            max_bytes: self.log_max_size,
+            max_files: self.log_max_files,
+        }
+    }
+}
+
+fn parse_connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a connection count from 1 to 1000000")),
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    zlayer_spec::Size::parse(s).map(|s| s.0)
 }
 
 /// How this node takes part in the cluster.
@@ -326,6 +372,57 @@ pub struct MemberArgs {
     /// after one, the rest is purged, so the store stays bounded.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub raft_snapshot_every: u64,
+    /// Renew this node's certificate (365 days) over mTLS once it has less
+    /// than this left. Longer than its life renews at every hourly check.
+    #[arg(long, default_value = "120days", value_parser = humantime::parse_duration)]
+    pub cert_renew_before: std::time::Duration,
+    /// The container address space of a cluster founded here: each node
+    /// gets a /24 of it, picked by the cluster. Ignored when joining.
+    #[arg(long, default_value = "10.240.0.0/16", value_parser = parse_cluster_cidr)]
+    pub cluster_cidr: zlayer_model::ClusterNetwork,
+    /// UDP port of the node's WireGuard device (the mesh between nodes).
+    #[arg(long, default_value_t = zlayer_overlay::DEFAULT_PORT)]
+    pub wg_port: u16,
+    /// Which WireGuard device runs the mesh.
+    #[arg(long, value_enum, default_value_t)]
+    pub wg_device: WgDevice,
+    /// How often the node probes one other node's link (round trip, and
+    /// bandwidth with a 1 MiB call), in turn: the health score's bandwidth.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub link_probe_every: std::time::Duration,
+    /// Threads of the userspace (boringtun) WireGuard device. One is the
+    /// fastest measured here (docs/benchmarks.md): more contend for the
+    /// device's lock. Try more on a host with many idle cores.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub wg_threads: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum WgDevice {
+    /// The kernel's where `ip link add type wireguard` works, else userspace.
+    #[default]
+    Auto,
+    Kernel,
+    /// boringtun, in this process.
+    Userspace,
+}
+
+impl WgDevice {
+    pub fn only(self) -> Option<zlayer_overlay::DeviceKind> {
+        match self {
+            WgDevice::Auto => None,
+            WgDevice::Kernel => Some(zlayer_overlay::DeviceKind::Kernel),
+            WgDevice::Userspace => Some(zlayer_overlay::DeviceKind::Userspace),
+        }
+    }
+}
+
+fn parse_cluster_cidr(s: &str) -> Result<zlayer_model::ClusterNetwork, String> {
+    let net = zlayer_model::ClusterNetwork {
+        cidr: s.to_string(),
+        node_prefix: 24,
+    };
+    zlayer_state::subnets::check_network(&net).map(|()| net)
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -347,15 +444,48 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Subcommand)]
+pub enum OverlayCommand {
+    /// This node's WireGuard device and its peers: endpoint, last
+    /// handshake, bytes and path, like `wg show`.
+    Status {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// WireGuard peers outside the cluster (a laptop, a stock wireguard-go).
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PeerCommand {
+    /// Record a peer and print its `wg-quick` config: an address in the
+    /// cluster CIDR and every node as a `[Peer]`. Without --public-key a
+    /// key pair is made here and the private key appears only in the output.
+    Add {
+        name: String,
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Forget a peer: every node drops it.
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
 pub enum TokenCommand {
     /// Make a join token; prints it.
     Create {
         /// How long it is valid.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
-        /// How many nodes may join with it [default: any number until it expires].
-        #[arg(long, conflicts_with = "api")]
-        uses: Option<u32>,
+        /// How many nodes may join with it (0: any number until it expires).
+        #[arg(long, conflicts_with = "api", default_value_t = 1)]
+        uses: u32,
+        /// What a node joining with it may do: a worker runs work; a
+        /// manager can also become a voter and change the cluster.
+        #[arg(long, value_enum, default_value_t, conflicts_with = "api")]
+        role: RoleArg,
         /// Make an API token for a remote CLI (`--api-token`) instead.
         #[arg(long)]
         api: bool,
@@ -367,6 +497,13 @@ pub enum TokenCommand {
     },
     /// Revoke a join token by id.
     Revoke { id: String },
+}
+
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+pub enum RoleArg {
+    Manager,
+    #[default]
+    Worker,
 }
 
 #[derive(clap::Args)]

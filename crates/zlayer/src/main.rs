@@ -21,19 +21,25 @@ fn main() {
     std::process::exit(code);
 }
 
-/// `zlayer shim DIR --data-dir D --wait PID` is written only by the shim
+/// `zlayer shim DIR --data-dir D --wait PID --log-fd FD` is written only by the shim
 /// itself and lives as long as its container: it skips clap so that the
 /// waiting process touches as little of the binary as possible (memory per
 /// container is a promised figure, see docs/benchmarks.md).
 fn shim_wait_fast_path() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let [_, shim, dir, data_flag, data, wait_flag, pid] = args.as_slice() {
-        if shim == "shim" && data_flag == "--data-dir" && wait_flag == "--wait" {
-            if let Some(pid) = pid.to_str().and_then(|p| p.parse().ok()) {
+    let number = |s: &std::ffi::OsString| s.to_str().and_then(|p| p.parse().ok());
+    if let [_, shim, dir, data_flag, data, wait_flag, pid, log_flag, fd] = args.as_slice() {
+        if shim == "shim"
+            && data_flag == "--data-dir"
+            && wait_flag == "--wait"
+            && log_flag == "--log-fd"
+        {
+            if let (Some(pid), Some(fd)) = (number(pid), number(fd)) {
                 zlayer_runtime::shim_wait(
                     std::path::Path::new(dir),
                     std::path::Path::new(data),
                     pid,
+                    Some(fd),
                 );
             }
         }

@@ -29,6 +29,9 @@ const DEPLOYMENT: &str = "dep/";
 const ASSIGNMENT: &str = "asg/";
 const TOKEN: &str = "tok/";
 const PENDING: &[u8] = b"pending";
+const REMOVED: &[u8] = b"removed";
+const NETWORK: &[u8] = b"network";
+const PEERS: &[u8] = b"peers";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -59,6 +62,9 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Ca => CA.to_vec(),
         Touched::NextGeneration => NEXT_GENERATION.to_vec(),
         Touched::Pending => PENDING.to_vec(),
+        Touched::Removed => REMOVED.to_vec(),
+        Touched::Network => NETWORK.to_vec(),
+        Touched::Peers => PEERS.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
@@ -82,6 +88,9 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Ca => json(data.ca.as_ref()),
         Touched::NextGeneration => json(Some(&data.next_generation)),
         Touched::Pending => json(Some(&data.pending)),
+        Touched::Removed => json(Some(&data.removed)),
+        Touched::Network => json(data.network.as_ref()),
+        Touched::Peers => json(Some(&data.peers)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
@@ -110,6 +119,12 @@ impl StateMachine {
                 d.ca = Some(serde_json::from_slice(&v).map_err(parse_err)?);
             } else if k == PENDING {
                 d.pending = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == REMOVED {
+                d.removed = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == NETWORK {
+                d.network = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == PEERS {
+                d.peers = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
                 d.next_generation = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if let Some(id) = k.strip_prefix(LIVENESS.as_bytes()) {
@@ -316,7 +331,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 }
 
 fn all_records(d: &ClusterState) -> Vec<Touched> {
-    let mut out = vec![Touched::Ca, Touched::NextGeneration, Touched::Pending];
+    let mut out = vec![
+        Touched::Ca,
+        Touched::NextGeneration,
+        Touched::Pending,
+        Touched::Removed,
+        Touched::Network,
+        Touched::Peers,
+    ];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));
     out.extend(d.tokens.keys().cloned().map(Touched::Token));

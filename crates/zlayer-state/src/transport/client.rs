@@ -1,6 +1,6 @@
 //! Calls to another node: JSON over HTTPS, one pooled client per node.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -33,25 +33,49 @@ pub enum CallError {
     BadReply { addr: String, detail: String },
 }
 
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Clones share one pool.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    tls: Arc<ClientConfig>,
+    http: Arc<RwLock<HttpClient>>,
+}
+
+fn pooled(tls: &ClientConfig) -> HttpClient {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(Duration::from_secs(2)));
+    tcp.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new()).build(https)
 }
 
 impl PeerClient {
     pub fn new(tls: Arc<ClientConfig>) -> PeerClient {
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(Duration::from_secs(2)));
-        tcp.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .wrap_connector(tcp);
         PeerClient {
-            http: Client::builder(TokioExecutor::new()).build(https),
+            http: Arc::new(RwLock::new(pooled(&tls))),
+            tls,
         }
+    }
+
+    /// Leaves the pooled connections to close once idle: later calls make
+    /// new ones, presenting the node's certificate as it is now (after a
+    /// renewal, the pooled ones still carry the certificate it retired). The
+    /// TLS session cache goes too: a resumed session would stand for the
+    /// certificate of the handshake it resumes.
+    pub fn reconnect(&self) {
+        let mut tls = (*self.tls).clone();
+        tls.resumption = rustls::client::Resumption::default();
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = pooled(&tls);
+    }
+
+    fn http(&self) -> HttpClient {
+        self.http.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// POSTs `body` as JSON to `https://addr/path` and decodes the answer.
@@ -80,19 +104,13 @@ impl PeerClient {
             addr: addr.to_string(),
             detail,
         };
-        let json = serde_json::to_vec(body).map_err(|e| unreachable(e.to_string()))?;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("https://{addr}{path}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| unreachable(e.to_string()))?;
+        let req = json_post(addr, path, body).map_err(unreachable)?;
         let exchange = async {
             let interrupted = |detail: String| CallError::Interrupted {
                 addr: addr.to_string(),
                 detail,
             };
-            let resp = self.http.request(req).await.map_err(|e| {
+            let resp = self.http().request(req).await.map_err(|e| {
                 if e.is_connect() {
                     unreachable(error_chain(&e))
                 } else {
@@ -122,6 +140,62 @@ impl PeerClient {
                 timeout,
             })?
     }
+}
+
+impl PeerClient {
+    /// POSTs `body` as JSON to `https://addr/path` and returns the answer's
+    /// body as it streams in, once its status (awaited at most `timeout`)
+    /// says it succeeded.
+    pub async fn open_stream<Req: Serialize>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<hyper::body::Incoming, CallError> {
+        let unreachable = |detail: String| CallError::Unreachable {
+            addr: addr.to_string(),
+            detail,
+        };
+        let req = json_post(addr, path, body).map_err(unreachable)?;
+        let resp = tokio::time::timeout(timeout, self.http().request(req))
+            .await
+            .map_err(|_| CallError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            })?
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.into_body());
+        }
+        let body = tokio::time::timeout(timeout, resp.into_body().collect())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+            .unwrap_or_default();
+        Err(CallError::Status {
+            addr: addr.to_string(),
+            status,
+            body,
+        })
+    }
+}
+
+/// A POST of `body` as JSON to `https://addr/path`.
+fn json_post<Req: Serialize>(
+    addr: &str,
+    path: &str,
+    body: &Req,
+) -> Result<Request<Full<Bytes>>, String> {
+    let json = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    Request::builder()
+        .method(Method::POST)
+        .uri(format!("https://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(json)))
+        .map_err(|e| e.to_string())
 }
 
 /// hyper's client error says only "client error (Connect)"; the cause is

@@ -8,14 +8,16 @@
 //! - Client certificates are verified against the cluster CA when offered;
 //!   only the join and CA endpoints accept a connection without one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::pki::{fingerprint_der, NodeIdentity};
@@ -63,25 +65,82 @@ fn chain(id: &NodeIdentity) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
-pub fn server_config(id: &NodeIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+/// The certificate and key a node presents, as server and as client. A
+/// renewal swaps them in place: connections made afterwards use the new
+/// ones, and nothing is rebuilt.
+#[derive(Debug)]
+pub struct LiveIdentity {
+    current: RwLock<Arc<CertifiedKey>>,
+    ca_pem: String,
+}
+
+impl LiveIdentity {
+    pub fn new(id: &NodeIdentity) -> Result<Arc<LiveIdentity>, TlsError> {
+        Ok(Arc::new(LiveIdentity {
+            current: RwLock::new(certified(id)?),
+            ca_pem: id.ca_pem.clone(),
+        }))
+    }
+
+    /// Presents `id` from now on. It must come from the same CA.
+    pub fn replace(&self, id: &NodeIdentity) -> Result<(), TlsError> {
+        if id.ca_pem != self.ca_pem {
+            return Err(TlsError::Pem("a renewed identity from another CA"));
+        }
+        let next = certified(id)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn certified(id: &NodeIdentity) -> Result<Arc<CertifiedKey>, TlsError> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(key(&id.key_pem)?)?;
+    Ok(Arc::new(CertifiedKey::new(chain(id)?, signing)))
+}
+
+impl ResolvesServerCert for LiveIdentity {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+impl ResolvesClientCert for LiveIdentity {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+pub fn server_config(id: &Arc<LiveIdentity>) -> Result<Arc<ServerConfig>, TlsError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(&id.ca_pem)?, provider())
         .allow_unauthenticated()
         .build()?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain(id)?, key(&id.key_pem)?)?;
+        .with_cert_resolver(id.clone());
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
 /// A member calling another: verifies the server against the CA and
 /// presents its own certificate.
-pub fn client_config(id: &NodeIdentity) -> Result<Arc<ClientConfig>, TlsError> {
+pub fn client_config(id: &Arc<LiveIdentity>) -> Result<Arc<ClientConfig>, TlsError> {
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(&id.ca_pem)?)
-        .with_client_auth_cert(chain(id)?, key(&id.key_pem)?)?;
+        .with_client_cert_resolver(id.clone());
     Ok(Arc::new(cfg))
 }
 

@@ -5,9 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use zlayer_state::authz::SeedMember;
 use zlayer_state::pki::{self, NodeIdentity};
 use zlayer_state::{CaRecord, Command, Member, MemberConfig, Timing};
 
@@ -26,6 +28,7 @@ pub async fn start(
     listen: SocketAddr,
     dir: &Path,
     keep_membership: bool,
+    seed: Vec<SeedMember>,
 ) -> Member {
     let config = || MemberConfig {
         id,
@@ -36,6 +39,7 @@ pub async fn start(
         timing: Timing::default(),
         keep_membership,
         ca_key_file: Some(dir.join(format!("m{id}.ca-key"))),
+        seed: seed.clone(),
     };
     // Restarting in one process: the stopped instance's last tasks (open
     // connections among them) let go of the sled lock a moment later; a
@@ -52,10 +56,30 @@ pub async fn start(
     Member::start(config()).await.unwrap()
 }
 
+/// Member `id`'s certificate under `ca`: the same one each time it is asked
+/// for, as a restarted node keeps its identity.
+pub fn identity(ca: &CaRecord, id: u64) -> NodeIdentity {
+    static MADE: Mutex<BTreeMap<(String, u64), NodeIdentity>> = Mutex::new(BTreeMap::new());
+    MADE.lock()
+        .unwrap()
+        .entry((ca.fingerprint.clone(), id))
+        .or_insert_with(|| pki::bootstrap_identity(ca, &format!("n{id}"), &[LOCAL]).unwrap())
+        .clone()
+}
+
+/// Members 1 to 3 of `ca`'s cluster, as a join reply would name them.
+pub fn seed(ca: &CaRecord) -> Vec<SeedMember> {
+    (1..=3)
+        .map(|id| SeedMember {
+            id,
+            cert_fingerprint: pki::fingerprint_pem(&identity(ca, id).cert_pem).unwrap(),
+        })
+        .collect()
+}
+
 /// Member `id` at `listen`, with a certificate the CA signs directly.
 pub async fn member_at(ca: &CaRecord, id: u64, dir: &Path, listen: SocketAddr) -> Member {
-    let identity = pki::bootstrap_identity(ca, &format!("n{id}"), &[LOCAL]).unwrap();
-    start(id, identity, listen, dir, false).await
+    start(id, identity(ca, id), listen, dir, false, seed(ca)).await
 }
 
 /// Three voters, member 1 leading.
@@ -72,6 +96,18 @@ pub async fn three_members(ca: &CaRecord, dir: &Path) -> Vec<Member> {
     }
     let voters = BTreeSet::from([1, 2, 3]);
     ms[0].raft.change_membership(voters, false).await.unwrap();
+    // Node records, as joins make them: a member's forwarded writes are
+    // authorized by the record that holds its certificate.
+    for (m, s) in ms.iter().zip(seed(ca)) {
+        let record = zlayer_state::NodeRecord {
+            id: m.id,
+            name: format!("n{}", m.id),
+            addr: m.advertise.clone(),
+            cert_fingerprint: s.cert_fingerprint,
+            ..zlayer_state::NodeRecord::default()
+        };
+        ms[0].write(Command::AddNode(record)).await.unwrap();
+    }
     ms
 }
 

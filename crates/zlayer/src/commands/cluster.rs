@@ -11,11 +11,20 @@ use crate::output::render;
 
 pub fn token(data: &Path, cmd: TokenCommand) -> Result<i32> {
     match cmd {
-        TokenCommand::Create { ttl, uses, api } => {
+        TokenCommand::Create {
+            ttl,
+            uses,
+            role,
+            api,
+        } => {
             let req = ClusterRequest::TokenCreate {
                 ttl_secs: ttl.as_secs().max(1),
-                uses,
+                uses: (uses > 0 && !api).then_some(uses),
                 api,
+                role: Some(match role {
+                    crate::cli::RoleArg::Manager => zlayer_model::ClusterRole::Manager,
+                    crate::cli::RoleArg::Worker => zlayer_model::ClusterRole::Worker,
+                }),
             };
             match super::cluster(data, req)? {
                 ClusterReply::Token(t) => println!("{t}"),
@@ -84,7 +93,7 @@ pub fn join(
             return Ok(2);
         }
     };
-    let args = vec![
+    let mut args = vec![
         "--metrics-addr".to_string(),
         agent.metrics_addr,
         "--cidr".into(),
@@ -93,6 +102,8 @@ pub fn join(
         agent.bridge,
         "--down-after".into(),
         humantime::format_duration(member.down_after).to_string(),
+        "--cert-renew-before".into(),
+        humantime::format_duration(member.cert_renew_before).to_string(),
         "--advertise".into(),
         member.advertise.to_string(),
         "--port".into(),
@@ -104,6 +115,28 @@ pub fn join(
             .map(|v| v.get_name().to_string())
             .unwrap_or_default(),
     ];
+    args.extend([
+        "--log-max-size".into(),
+        agent.log_max_size.to_string(),
+        "--log-max-files".into(),
+        agent.log_max_files.to_string(),
+        "--port-max-connections".into(),
+        agent.port_max_connections.to_string(),
+        "--wg-port".into(),
+        member.wg_port.to_string(),
+        "--wg-device".into(),
+        clap::ValueEnum::to_possible_value(&member.wg_device)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
+        "--link-probe-every".into(),
+        humantime::format_duration(member.link_probe_every).to_string(),
+        "--wg-threads".into(),
+        member.wg_threads.to_string(),
+    ]);
+    for p in &agent.allow_host_paths {
+        args.push("--allow-host-path".into());
+        args.push(p.display().to_string());
+    }
     super::node::spawn_node(data, registries, &args)?;
     println!(
         "joined as node {} ({}), id {:016x}",

@@ -60,15 +60,32 @@ pub fn up(
         .filter(|s| s.rtype == zlayer_spec::ResourceType::Service)
         .map(|s| s.scale.initial_replicas())
         .sum();
+    // A scale-down is done once the replicas beyond the count are gone.
+    let fixed: Vec<(String, usize)> = spec
+        .services
+        .iter()
+        .filter(|(_, s)| {
+            s.rtype == zlayer_spec::ResourceType::Service
+                && s.scale.mode == zlayer_spec::ScaleMode::Fixed
+        })
+        .map(|(name, s)| (name.clone(), s.scale.initial_replicas() as usize))
+        .collect();
     if detach {
-        return wait_ready(data, &resp, expected, timeout);
+        return wait_ready(data, &resp, expected, &fixed, timeout);
     }
     foreground(data, &resp.deployment)
 }
 
 /// Waits until every service runs its applied revision on all its replicas,
-/// healthy; fails on a failed replica or a stopped rollout.
-fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) -> Result<i32> {
+/// healthy, and no fixed-size service has more replicas than it asks for;
+/// fails on a failed replica or a stopped rollout.
+fn wait_ready(
+    data: &Path,
+    resp: &ApplyResponse,
+    expected: u32,
+    fixed: &[(String, usize)],
+    timeout: u64,
+) -> Result<i32> {
     let client = super::client(data);
     let dep = resp.deployment.as_str();
     let start = Instant::now();
@@ -105,7 +122,10 @@ fn wait_ready(data: &Path, resp: &ApplyResponse, expected: u32, timeout: u64) ->
                 RolloutPhase::Rolling => rolling += 1,
             }
         }
-        if up >= expected && rolling == 0 {
+        let surplus = fixed.iter().any(|(name, count)| {
+            ps.iter().filter(|r| &r.service == name && !r.surge).count() > *count
+        });
+        if up >= expected && rolling == 0 && !surplus {
             println!(
                 "{dep}: {up}/{expected} replicas healthy in {:.2}s",
                 start.elapsed().as_secs_f64()
@@ -140,7 +160,7 @@ fn foreground(data: &Path, dep: &str) -> Result<i32> {
         .build()?;
     let client = super::client(data);
     let mut seen: HashMap<String, String> = HashMap::new();
-    let mut offsets: HashMap<String, u64> = HashMap::new();
+    let mut logs: HashMap<String, zlayer_runtime::Follower> = HashMap::new();
     let stop = rt.block_on(async {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
@@ -162,7 +182,9 @@ fn foreground(data: &Path, dep: &str) -> Result<i32> {
                 }
                 if let Ok(locs) = client.locate(&key).await {
                     for l in locs {
-                        print_new_lines(&l.log_path, &key, &mut offsets);
+                        logs.entry(l.log_path.clone())
+                            .or_insert_with(|| zlayer_runtime::Follower::open(l.log_path.into()))
+                            .poll(&mut |line| print!("{key} | {line}"));
                     }
                 }
             }
@@ -173,25 +195,6 @@ fn foreground(data: &Path, dep: &str) -> Result<i32> {
     rt.block_on(client.down(dep))?;
     println!("{dep} stopped");
     Ok(0)
-}
-
-fn print_new_lines(path: &str, prefix: &str, offsets: &mut HashMap<String, u64>) {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return;
-    };
-    let off = offsets.entry(path.to_string()).or_insert(0);
-    if f.seek(SeekFrom::Start(*off)).is_err() {
-        return;
-    }
-    let mut buf = String::new();
-    if f.read_to_string(&mut buf).is_ok() {
-        let complete = buf.rfind('\n').map_or(0, |i| i + 1);
-        for line in buf[..complete].lines() {
-            println!("{prefix} | {line}");
-        }
-        *off += complete as u64;
-    }
 }
 
 pub fn down(data: &Path, dep: &str) -> Result<i32> {

@@ -1,4 +1,6 @@
-//! `zlayer exec`: a command inside a running replica's container.
+//! `zlayer exec`: a command inside a running replica's container. A replica
+//! on this node runs it here, with this terminal's stdio; one on another
+//! node (or any, from a remote CLI) runs through the nodes, without stdin.
 
 use std::path::Path;
 
@@ -10,20 +12,36 @@ pub fn exec(
     id: Option<String>,
     command: Vec<String>,
 ) -> Result<i32> {
-    let (root, cid) = match (id, target) {
-        (Some(id), _) => (data.join("runtime"), id),
-        (None, Some(t)) => {
-            let t = if t.contains('/') { t } else { format!("{t}/1") };
-            let loc = super::block_on(super::client(data).locate(&t))?;
-            let Some(l) = loc.into_iter().next() else {
-                bail!("no replica `{t}`")
-            };
-            if l.container_id.is_empty() {
-                bail!("replica {}/{} is not running", l.service, l.replica);
-            }
-            (l.runtime_root.into(), l.container_id)
+    let t = match (id, target) {
+        (Some(id), _) => {
+            return Ok(zlayer_runtime::exec_in(
+                &data.join("runtime"),
+                &id,
+                command,
+                Vec::new(),
+            )?)
         }
+        (None, Some(t)) if t.contains('/') => t,
+        (None, Some(t)) => format!("{t}/1"),
         (None, None) => bail!("exec needs SERVICE/N"),
     };
-    Ok(zlayer_runtime::exec_in(&root, &cid, command, Vec::new())?)
+    let client = super::client(data);
+    if !client.is_remote() {
+        if let Ok(here) = super::block_on(client.locate(&t)) {
+            if let Some(l) = here.into_iter().next() {
+                if l.container_id.is_empty() {
+                    bail!("replica {}/{} is not running", l.service, l.replica);
+                }
+                let root = Path::new(&l.runtime_root);
+                return Ok(zlayer_runtime::exec_in(
+                    root,
+                    &l.container_id,
+                    command,
+                    Vec::new(),
+                )?);
+            }
+        }
+    }
+    let req = zlayer_api::ExecRequest { target: t, command };
+    Ok(super::block_on(client.exec(&req))?)
 }

@@ -8,6 +8,7 @@ mod exec;
 mod image;
 mod logs;
 mod node;
+mod overlay;
 mod progress;
 mod run;
 mod spec;
@@ -36,15 +37,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Events { .. }
             | Command::Rollouts { .. }
             | Command::Token { .. }
+            | Command::Overlay { .. }
             | Command::Validate { .. }
-            | Command::Spec { .. } => true,
+            | Command::Spec { .. }
+            | Command::Logs { .. } => true,
+            Command::Exec { id, .. } => id.is_none(),
             _ => false,
         };
         if !remote_ok {
             anyhow::bail!(
                 "this command works on the node's own files (or runs in the foreground); run it on \
-                 the node. With --api-token the CLI covers up -d, down, ps, events, rollouts, node \
-                 and token"
+                 the node. With --api-token the CLI covers up -d, down, ps, events, rollouts, node, \
+                 token, logs and exec SERVICE/N"
             );
         }
     }
@@ -70,11 +74,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             image::pull_if_absent(&data, &registries, &args.image)?;
             run::run(&data, &cli.gpu_root, args)
         }
-        Command::Shim { dir, wait: None } => zlayer_runtime::shim_main(&dir, &data),
+        Command::Shim {
+            dir, wait: None, ..
+        } => zlayer_runtime::shim_main(&dir, &data),
         Command::Shim {
             dir,
             wait: Some(pid),
-        } => zlayer_runtime::shim_wait(&dir, &data, pid),
+            log_fd,
+        } => zlayer_runtime::shim_wait(&dir, &data, pid, log_fd),
         Command::Exec {
             target,
             id,
@@ -82,6 +89,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => exec::exec(&data, target, id, command),
         Command::Node { command } => node::node(&data, &cli.gpu_root, &registries, command),
         Command::Token { command } => cluster::token(&data, command),
+        Command::Overlay { command } => overlay::overlay(&data, command),
         Command::Join {
             addr,
             token,

@@ -71,6 +71,9 @@ pub fn control_config(
             Placement::Spread => zlayer_scheduler::Strategy::Spread,
             Placement::BinPack => zlayer_scheduler::Strategy::BinPack,
         },
+        renew_before: m.cert_renew_before,
+        probe_every: m.link_probe_every,
+        network: Some(m.cluster_cidr.clone()),
     }
 }
 
@@ -93,7 +96,10 @@ fn start(
         )
         .with_writer(std::io::stderr)
         .init();
+    let log_limit = agent.log_limit();
     let cfg = zlayer_node::NodeConfig {
+        log_limit,
+        port_max_connections: agent.port_max_connections,
         control: control_config(data, gpu_root, &member),
         data_dir: data.to_path_buf(),
         exe: std::env::current_exe().context("locating the zlayer binary")?,
@@ -102,6 +108,10 @@ fn start(
         registries: registries.clone(),
         gpu_root: gpu_root.to_path_buf(),
         metrics_addr: Some(agent.metrics_addr.parse().context("--metrics-addr")?),
+        allow_host_paths: agent.allow_host_paths,
+        wg_port: member.wg_port,
+        wg_device: member.wg_device.only(),
+        wg_threads: member.wg_threads.into(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(zlayer_node::run(cfg))
@@ -122,11 +132,14 @@ fn ls(data: &Path, output: Format) -> Result<i32> {
             "NAME",
             "ADDRESS",
             "ROLE",
+            "KIND",
             "STATE",
             "CPU FREE/TOTAL",
             "MEM FREE/TOTAL",
             "GPU FREE/TOTAL",
             "REPLICAS",
+            "SUBNET",
+            "OVERLAY",
             "LABELS",
         ],
         |n: &NodeView| {
@@ -135,6 +148,7 @@ fn ls(data: &Path, output: Format) -> Result<i32> {
                 n.name.clone(),
                 n.addr.clone(),
                 n.role.clone(),
+                n.kind.clone(),
                 n.state.clone(),
                 format!(
                     "{:.1}/{:.1}",
@@ -144,6 +158,12 @@ fn ls(data: &Path, output: Format) -> Result<i32> {
                 format!("{}/{}", gib(n.memory_bytes.free), gib(n.memory_bytes.total)),
                 format!("{}/{}", n.gpus.free, n.gpus.total),
                 n.replicas.to_string(),
+                if n.subnet.is_empty() {
+                    "-".into()
+                } else {
+                    n.subnet.clone()
+                },
+                n.overlay.clone(),
                 n.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
