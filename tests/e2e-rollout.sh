@@ -1,5 +1,7 @@
 # Rolling updates, sourced by tests/e2e.sh (uses its $Z, check and data dir).
 # One spec file; the caller's environment ($E:) makes each revision.
+# update.timeout is generous (60 s) wherever a rollout must succeed, so a
+# slow machine cannot fail it; only the timeout check uses a 2 s copy.
 cat > /tmp/e2e-roll.yaml <<'YAML'
 version: v1
 deployment: roll
@@ -10,7 +12,7 @@ services:
     endpoints:
       - { name: http, protocol: http, port: 8080, host_port: 18090, expose: public }
     scale: { mode: fixed, replicas: 2 }
-    update: { parallelism: 1, timeout: 2s }
+    update: { parallelism: 1, timeout: 60s }
     health:
       start_grace: 3s
       interval: 100ms
@@ -36,7 +38,7 @@ rollout_zero_downtime() {
   local flag=/tmp/e2e-roll.flag; rm -f "$flag" /tmp/e2e-roll.samples /tmp/e2e-roll.slow*
   for i in 1 2; do curl -sf -m 20 http://127.0.0.1:18090/slow/4000 > /tmp/e2e-roll.slow$i & done
   ( n=0; f=0; while [ ! -e "$flag" ] && [ $n -lt 3000 ]; do
-      curl -sf -m 2 http://127.0.0.1:18090/ >/dev/null || f=$((f+1)); n=$((n+1)); done
+      curl -sf -m 10 http://127.0.0.1:18090/ >/dev/null || f=$((f+1)); n=$((n+1)); done
     echo "requests=$n failed=$f" > /tmp/e2e-roll.curl ) &
   local curl_pid=$!
   ( n=0; while [ ! -e "$flag" ] && [ $n -lt 600 ]; do web_json >> /tmp/e2e-roll.samples; n=$((n+1)); done ) &
@@ -74,7 +76,8 @@ rollout_failure_stops() {
 
 # A replacement that never turns healthy within update.timeout stops the rollout too.
 rollout_timeout_stops() {
-  local out; out=$(roll_apply v4 30 "" 2>&1); echo "$out"
+  sed 's/timeout: 60s/timeout: 2s/' /tmp/e2e-roll.yaml > /tmp/e2e-roll-2s.yaml
+  local out; out=$(MSG=v4 SLOW=30 EXIT= "$Z" up -d --timeout 60 /tmp/e2e-roll-2s.yaml 2>&1); echo "$out"
   echo "$out" | grep -q 'rollout stopped: the new replica web/1 (revision [0-9a-f]*) was not healthy within 2s' || return 1
   web_json | jq -e 'length == 2 and all(.[]; .state == "running" and .health == "healthy")'
 }
