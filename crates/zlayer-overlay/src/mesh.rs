@@ -62,6 +62,7 @@ pub struct PeerStatus {
 
 pub struct Mesh {
     device: Device,
+    address: Ipv4Addr,
     public_key: String,
     applied: Mutex<BTreeMap<String, PeerConfig>>,
 }
@@ -84,6 +85,7 @@ impl Mesh {
         routes::set_up(&cfg.ifname).await?;
         Ok(Mesh {
             device,
+            address: cfg.address,
             public_key: cfg.key.public_base64(),
             applied: Mutex::new(BTreeMap::new()),
         })
@@ -138,6 +140,15 @@ impl Mesh {
                     continue;
                 }
             };
+            // A changed peer is removed and set anew: boringtun cannot
+            // modify a peer in place (it asserts that the key is new).
+            if applied.contains_key(key) {
+                if let Err(e) = self.device.remove_peer(peer.public_key.clone()).await {
+                    failed.push(format!("{}: {e}", p.name));
+                    continue;
+                }
+                applied.remove(key);
+            }
             match self.device.set_peer(peer).await {
                 Ok(()) => {
                     applied.insert(key.clone(), (*p).clone());
@@ -157,6 +168,25 @@ impl Mesh {
                 ifname: self.device.ifname.clone(),
                 reason: failed.join("; "),
             })
+        }
+    }
+
+    /// Sends one datagram into the tunnel toward each peer's first subnet
+    /// (its gateway's discard port), so the device makes its handshakes now
+    /// rather than at the first keepalive: from behind NAT, that handshake
+    /// is what lets the peer reach this node at all.
+    pub async fn poke(&self, peers: &[PeerConfig]) {
+        const DISCARD: u16 = 9;
+        let sock = match tokio::net::UdpSocket::bind((self.address, 0)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("poking the mesh from {}: {e}", self.address);
+                return;
+            }
+        };
+        for (network, _) in peers.iter().filter_map(|p| p.allowed.first()) {
+            let gateway = Ipv4Addr::from(u32::from(*network).wrapping_add(1));
+            let _ = sock.send_to(&[0], (gateway, DISCARD)).await;
         }
     }
 
