@@ -205,6 +205,9 @@ pub struct NodeView {
     /// The WireGuard device it runs: `kernel`, `userspace`, or `-`.
     #[serde(default)]
     pub overlay: String,
+    /// It joined from behind NAT: reached only through the mesh.
+    #[serde(default)]
+    pub behind_nat: bool,
 }
 
 /// `zlayer overlay status`: this node's device and its peers, like `wg show`.
@@ -227,10 +230,13 @@ pub struct OverlayPeerView {
     pub endpoint: String,
     /// Seconds since the last handshake; `None` before the first.
     pub handshake_secs_ago: Option<u64>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
+    /// Bytes through this device peer; `None` for a node reached through
+    /// a relay (the relay's row counts them).
+    pub rx_bytes: Option<u64>,
+    pub tx_bytes: Option<u64>,
     pub allowed_ips: Vec<String>,
-    /// How traffic reaches it: `direct` (or through a relay, by name).
+    /// How traffic reaches it: `direct`, `direct, relays NAMES` (this peer
+    /// forwards to nodes behind NAT for this one) or `relay via NAME`.
     pub path: String,
     /// The link to this node as last probed (none for stock peers).
     #[serde(default)]

@@ -206,6 +206,7 @@ impl NodeView {
             .collect(),
             subnet: n.network.subnet.clone().unwrap_or_default(),
             overlay: n.network.wg_device.clone().unwrap_or_else(|| "-".into()),
+            behind_nat: n.network.behind_nat,
         }
     }
 }

@@ -138,6 +138,7 @@ impl Control {
             name: cfg.name.clone(),
             addr: listen.to_string(),
             seed: Vec::new(),
+            nat: None,
         };
         let member =
             Member::start(member_config(&cfg, &files, &node, listen, identity.clone())).await?;
@@ -167,6 +168,7 @@ impl Control {
         cfg: &ControlConfig,
         token: &str,
         first: Option<String>,
+        wg_public_key: Option<String>,
     ) -> Result<NodeFile, ControlError> {
         let files = ClusterFiles::new(&cfg.dir);
         if files.exists() {
@@ -183,6 +185,7 @@ impl Control {
             addr: addr.clone(),
             capacity: cfg.capacity,
             labels: cfg.labels.clone(),
+            wg_public_key,
         };
         let token = match first {
             Some(a) => with_first_address(token, &a)?,
@@ -193,8 +196,9 @@ impl Control {
         let node = NodeFile {
             id: joined.id,
             name: cfg.name.clone(),
-            addr,
+            addr: joined.nat.as_ref().map_or(addr, |n| n.addr.clone()),
             seed: joined.seed,
+            nat: joined.nat,
         };
         files.save(&node, &joined.identity)?;
         Ok(node)

@@ -20,6 +20,10 @@ pub struct NodeFile {
     /// The managers that admitted this node (see `zlayer_state::authz`).
     #[serde(default)]
     pub seed: Vec<zlayer_state::authz::SeedMember>,
+    /// Set when the node joined from behind NAT: how it brings up its mesh
+    /// before the cluster's state reaches it.
+    #[serde(default)]
+    pub nat: Option<zlayer_state::NatSeed>,
 }
 
 pub struct ClusterFiles {
@@ -87,6 +91,13 @@ impl ClusterFiles {
             key_pem: read("node.key")?,
         };
         Ok((node, identity))
+    }
+
+    /// How this node brings up its mesh before the cluster's state reaches
+    /// it, if it joined from behind NAT (unreadable or absent: it did not).
+    pub fn nat_seed(&self) -> Option<zlayer_state::NatSeed> {
+        let text = std::fs::read_to_string(self.node_json()).ok()?;
+        serde_json::from_str::<NodeFile>(&text).ok()?.nat
     }
 
     /// Writes the identity first and `node.json` last: a data dir with
@@ -171,6 +182,7 @@ mod tests {
             name: "n1".into(),
             addr: "10.0.0.1:7443".into(),
             seed: Vec::new(),
+            nat: None,
         };
         let old = NodeIdentity {
             ca_pem: "ca".into(),
@@ -208,6 +220,7 @@ mod tests {
             name: "n1".into(),
             addr: "10.0.0.1:7443".into(),
             seed: Vec::new(),
+            nat: None,
         };
         let identity = NodeIdentity {
             ca_pem: "ca".into(),

@@ -112,10 +112,10 @@ async fn a_second_node_joins_and_takes_replicas() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (n1, token) = founder_and_token(dir.path(), zlayer_state::TokenKind::Manager).await;
     let cfg2 = config(dir.path(), "n2");
-    if let Err(e) = Control::join(&cfg2, &token, None).await {
+    if let Err(e) = Control::join(&cfg2, &token, None, None).await {
         panic!("join: {e}");
     }
-    let again = Control::join(&cfg2, &token, None).await;
+    let again = Control::join(&cfg2, &token, None, None).await;
     assert!(again.is_err(), "a data dir joins once");
     let n2 = Control::start(cfg2).await.expect("starts");
     eventually("two nodes recorded", || n1.nodes().len() == 2).await;
@@ -217,7 +217,9 @@ async fn a_due_node_certificate_renews_over_mtls_and_the_one_before_retires() {
         renew_before: Duration::from_secs(400 * 86_400),
         ..config(dir.path(), "n2")
     };
-    Control::join(&cfg2, &token, None).await.expect("joins");
+    Control::join(&cfg2, &token, None, None)
+        .await
+        .expect("joins");
     let files = zlayer_control::ClusterFiles::new(&dir.path().join("n2"));
     let (_, joined) = files.load().expect("identity on disk");
     let first = zlayer_state::pki::fingerprint_pem(&joined.cert_pem).unwrap();

@@ -83,6 +83,12 @@ pub struct NodeNetwork {
     /// Which WireGuard device the node runs: `kernel` or `userspace`.
     #[serde(default)]
     pub wg_device: Option<String>,
+    /// The node joined from behind NAT: no other node can open a path to
+    /// it, so it has no endpoint, keeps its paths to the others open with
+    /// keepalives, its control address is in its own subnet (reached
+    /// through the mesh), and it reaches other such nodes through a relay.
+    #[serde(default)]
+    pub behind_nat: bool,
 }
 
 /// The cluster's container address space, fixed when it is founded: each

@@ -16,6 +16,7 @@
 mod backend;
 mod errors;
 mod host;
+mod mesh_plan;
 mod overlay;
 mod port;
 mod recover;

@@ -2,15 +2,26 @@
 //! subnet decides the agent's address pool, its key and endpoint are
 //! published in its record, and the other records become the device's
 //! peers and routes as nodes join, move or are removed.
+//!
+//! A node behind NAT brings its mesh up first, from what the leader told it
+//! at admission, because the cluster's state reaches it only through the
+//! mesh. It keeps its paths open with keepalives (the others learn its
+//! endpoint from them) and reaches other nodes behind NAT through a relay:
+//! a reachable node whose peer entry also carries their subnets, and which
+//! routes between them.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use zlayer_control::Control;
 use zlayer_overlay::{DeviceKind, Mesh, MeshConfig, PeerConfig};
-use zlayer_state::NodeRecord;
+use zlayer_state::{NatSeed, NodeRecord};
+
+use crate::mesh_plan::{plan, NAT_KEEPALIVE};
 
 /// How long a node that just joined waits for its own record to reach it.
 const RECORD_WAIT: Duration = Duration::from_secs(60);
@@ -60,6 +71,61 @@ pub(crate) async fn start(
     only: Option<DeviceKind>,
     threads: usize,
 ) -> Option<Arc<Mesh>> {
+    let mesh = bring_up(data_dir, subnet, port, only, threads).await?;
+    follow_cluster(control, mesh.clone(), port);
+    Some(mesh)
+}
+
+/// Behind NAT: the device comes up before the control plane, with the
+/// nodes the leader named at admission as peers, and a first packet to
+/// each so the handshakes (and the NAT mappings) exist at once.
+pub(crate) async fn start_behind_nat(
+    seed: &NatSeed,
+    data_dir: &Path,
+    port: u16,
+    only: Option<DeviceKind>,
+    threads: usize,
+) -> Option<Arc<Mesh>> {
+    let subnet: zlayer_net::Cidr = match seed.subnet.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("overlay off: the subnet in node.json: {e}");
+            return None;
+        }
+    };
+    let mesh = bring_up(data_dir, subnet, port, only, threads).await?;
+    let peers: Vec<PeerConfig> = seed
+        .peers
+        .iter()
+        .filter_map(|p| {
+            let s: zlayer_net::Cidr = p.subnet.parse().ok()?;
+            Some(PeerConfig {
+                name: p.name.clone(),
+                public_key: p.public_key.clone(),
+                endpoint: p.endpoint.parse().ok(),
+                allowed: vec![(s.network, s.prefix)],
+                keepalive: Some(NAT_KEEPALIVE),
+            })
+        })
+        .collect();
+    if let Err(e) = mesh.sync(&peers).await {
+        tracing::warn!("overlay peers from admission: {e}");
+    }
+    mesh.poke(&peers).await;
+    tracing::info!(
+        peers = peers.len(),
+        "behind NAT: overlay up before the control plane"
+    );
+    Some(mesh)
+}
+
+async fn bring_up(
+    data_dir: &Path,
+    subnet: zlayer_net::Cidr,
+    port: u16,
+    only: Option<DeviceKind>,
+    threads: usize,
+) -> Option<Arc<Mesh>> {
     let key = match zlayer_overlay::load_or_create_key(&data_dir.join("cluster").join("wg.key")) {
         Ok(k) => k,
         Err(e) => {
@@ -70,20 +136,25 @@ pub(crate) async fn start(
     let mesh = Mesh::start(MeshConfig {
         ifname: zlayer_overlay::interface_name(data_dir),
         listen_port: port,
-        key: key.clone(),
+        key,
         address: subnet.gateway(),
         mtu: zlayer_overlay::DEFAULT_MTU,
         only,
         threads,
     })
     .await;
-    let mesh = match mesh {
-        Ok(m) => Arc::new(m),
+    match mesh {
+        Ok(m) => Some(Arc::new(m)),
         Err(e) => {
             tracing::error!("overlay off, containers reach only this node: {e}");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Publishes this node's side of the mesh and keeps the device's peers
+/// equal to the other nodes' records.
+pub(crate) fn follow_cluster(control: Arc<Control>, mesh: Arc<Mesh>, port: u16) {
     let addr: Option<SocketAddr> = control.own_record().and_then(|n| n.addr.parse().ok());
     let endpoint = SocketAddr::new(
         addr.map_or(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip()),
@@ -97,12 +168,11 @@ pub(crate) async fn start(
     );
     tokio::spawn(publish(
         control.clone(),
-        key.public_base64(),
+        mesh.public_key().to_string(),
         endpoint.to_string(),
         mesh.kind(),
     ));
-    tokio::spawn(follow(control, mesh.clone()));
-    Some(mesh)
+    tokio::spawn(follow(control, mesh));
 }
 
 /// Puts this node's key, endpoint and device in its record, retrying
@@ -131,13 +201,17 @@ async fn follow(control: Arc<Control>, mesh: Arc<Mesh>) {
     let mut last_error = String::new();
     let mut since_full = tokio::time::Instant::now();
     loop {
-        let mut peers = peers_of(&control.other_records());
+        let me = control.own_record();
+        let mut peers = plan(me.as_ref(), &control.other_records()).peers;
         peers.extend(stock_peers(&control));
         let due = since_full.elapsed() > RESYNC;
         if applied.as_ref() != Some(&peers) || due {
             since_full = tokio::time::Instant::now();
             match mesh.sync(&peers).await {
                 Ok(()) => {
+                    if me.is_some_and(|m| m.network.behind_nat) {
+                        mesh.poke(&peers).await;
+                    }
                     applied = Some(peers);
                     last_error.clear();
                 }
@@ -175,29 +249,6 @@ fn stock_peers(control: &Control) -> Vec<PeerConfig> {
             })
             .collect()
     })
-}
-
-/// The peers the other records describe: those with a subnet and a key.
-fn peers_of(records: &[NodeRecord]) -> Vec<PeerConfig> {
-    let mut peers: Vec<PeerConfig> = records
-        .iter()
-        .filter_map(|n| {
-            let subnet: zlayer_net::Cidr = n.network.subnet.as_deref()?.parse().ok()?;
-            Some(PeerConfig {
-                name: n.name.clone(),
-                public_key: n.network.wg_public_key.clone()?,
-                endpoint: n
-                    .network
-                    .wg_endpoint
-                    .as_deref()
-                    .and_then(|e| e.parse().ok()),
-                allowed: vec![(subnet.network, subnet.prefix)],
-                keepalive: None,
-            })
-        })
-        .collect();
-    peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
-    peers
 }
 
 impl crate::run::Node {
@@ -279,11 +330,17 @@ impl crate::run::Node {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let others = self.control.other_records();
+        let relayed = plan(me.as_ref(), &others).relayed;
+        let subnet_of: BTreeMap<String, String> = others
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.network.subnet.clone()?)))
+            .collect();
         let peers = mesh
             .status()
             .await
             .map_err(|e| zlayer_api::ApiError::Unavailable(e.to_string()))?;
-        view.peers = peers
+        let mut rows: Vec<zlayer_api::OverlayPeerView> = peers
             .into_iter()
             .map(|p| {
                 let name = names
@@ -291,13 +348,22 @@ impl crate::run::Node {
                     .cloned()
                     .unwrap_or_else(|| "?".into());
                 let link = self.control.links.get(&name);
+                let relays: Vec<&str> = relayed
+                    .iter()
+                    .filter(|(_, r)| **r == name)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
                 zlayer_api::OverlayPeerView {
                     endpoint: p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
                     handshake_secs_ago: p.last_handshake_unix.map(|t| now.saturating_sub(t)),
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
+                    rx_bytes: Some(p.rx_bytes),
+                    tx_bytes: Some(p.tx_bytes),
                     allowed_ips: p.allowed_ips,
-                    path: "direct".into(),
+                    path: if relays.is_empty() {
+                        "direct".into()
+                    } else {
+                        format!("direct, relays {}", relays.join(","))
+                    },
                     public_key: p.public_key,
                     rtt_ms: link.as_ref().map(|l| l.rtt_ms),
                     mbit_s: link.map(|l| l.mbit_s),
@@ -305,6 +371,29 @@ impl crate::run::Node {
                 }
             })
             .collect();
+        for (node, relay) in &relayed {
+            let Some(via) = rows.iter().find(|r| &r.name == relay).cloned() else {
+                continue;
+            };
+            let link = self.control.links.get(node);
+            rows.push(zlayer_api::OverlayPeerView {
+                name: node.clone(),
+                public_key: others
+                    .iter()
+                    .find(|n| &n.name == node)
+                    .and_then(|n| n.network.wg_public_key.clone())
+                    .unwrap_or_default(),
+                endpoint: String::new(),
+                handshake_secs_ago: via.handshake_secs_ago,
+                rx_bytes: None,
+                tx_bytes: None,
+                allowed_ips: subnet_of.get(node).cloned().into_iter().collect(),
+                path: format!("relay via {relay}"),
+                rtt_ms: link.as_ref().map(|l| l.rtt_ms),
+                mbit_s: link.map(|l| l.mbit_s),
+            });
+        }
+        view.peers = rows;
         Ok(view)
     }
 }

@@ -51,6 +51,21 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     crate::host::harden_data_dir(&cfg.data_dir)?;
     crate::host::raise_open_files();
     crate::host::protect_from_oom();
+    // Behind NAT the cluster reaches this node only through the mesh, at
+    // its control address in its own subnet: the device comes first.
+    let early_mesh = match zlayer_control::ClusterFiles::new(&cfg.control.dir).nat_seed() {
+        Some(seed) => {
+            crate::overlay::start_behind_nat(
+                &seed,
+                &cfg.data_dir,
+                cfg.wg_port,
+                cfg.wg_device,
+                cfg.wg_threads,
+            )
+            .await
+        }
+        None => None,
+    };
     let control = Control::start(cfg.control)
         .await
         .map_err(|e| e.to_string())?;
@@ -61,8 +76,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             return Err(e);
         }
     };
-    let overlay = match subnet {
-        Some(s) => {
+    let overlay = match (early_mesh, subnet) {
+        (Some(mesh), _) => {
+            crate::overlay::follow_cluster(control.clone(), mesh.clone(), cfg.wg_port);
+            Some(mesh)
+        }
+        (None, Some(s)) => {
             crate::overlay::start(
                 control.clone(),
                 &cfg.data_dir,
@@ -73,7 +92,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             )
             .await
         }
-        None => None,
+        (None, None) => None,
     };
     let agent = Agent::open(&AgentConfig {
         data_dir: cfg.data_dir.clone(),

@@ -226,7 +226,7 @@ impl Handler for Endpoints {
         &self,
         req: Request<Incoming>,
         caller: Caller,
-        _remote: SocketAddr,
+        remote: SocketAddr,
     ) -> Response<Body> {
         let path = req.uri().path().to_string();
         if path == JOIN {
@@ -237,6 +237,7 @@ impl Handler for Endpoints {
                         &self.machine,
                         self.ca_key.get(),
                         r,
+                        remote.ip(),
                         crate::now_ms(),
                     )
                     .await,

@@ -3,10 +3,11 @@
 //! the membership keeper adds it to Raft. A refused join writes nothing.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zlayer_model::{NodeHealth, NodeState, Resources};
+use zlayer_model::{NodeHealth, NodeNetwork, NodeState, Resources};
 
 use crate::authz::SeedMember;
 use crate::pki::{self, NodeIdentity};
@@ -24,6 +25,31 @@ pub struct NodeFacts {
     pub addr: String,
     pub capacity: Resources,
     pub labels: BTreeMap<String, String>,
+    /// The node's WireGuard public key, made before it joins: a node found
+    /// to be behind NAT is recorded with it, so the mesh (the only way in
+    /// to that node) is up before the cluster's state reaches it.
+    #[serde(default)]
+    pub wg_public_key: Option<String>,
+}
+
+/// What a node admitted from behind NAT needs before the cluster's state
+/// reaches it, since that state reaches it only through the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatSeed {
+    /// Its control address: its subnet's gateway, the node's own port.
+    pub addr: String,
+    /// The container subnet the leader picked for it.
+    pub subnet: String,
+    /// The nodes it can open a path to at admission.
+    pub peers: Vec<SeedPeer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedPeer {
+    pub name: String,
+    pub public_key: String,
+    pub endpoint: String,
+    pub subnet: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +70,9 @@ pub enum JoinReply {
         /// RPCs before its own state knows anyone.
         #[serde(default)]
         managers: Vec<SeedMember>,
+        /// Set when the node joined from behind NAT.
+        #[serde(default)]
+        nat: Option<NatSeed>,
     },
     Refused(TokenUse),
     Invalid(String),
@@ -57,6 +86,7 @@ pub struct Joined {
     pub id: u64,
     pub identity: NodeIdentity,
     pub seed: Vec<SeedMember>,
+    pub nat: Option<NatSeed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +180,7 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
                 cert_pem,
                 ca_pem,
                 managers,
+                nat,
             }) => {
                 let fp = pki::fingerprint_pem(&ca_pem)?;
                 if fp != token.ca {
@@ -162,6 +193,7 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
                 return Ok(Joined {
                     id,
                     seed: managers,
+                    nat,
                     identity: NodeIdentity {
                         ca_pem,
                         cert_pem,
@@ -196,11 +228,14 @@ pub async fn join(token: &str, node: NodeFacts) -> Result<Joined, JoinError> {
 
 /// The admitting side, on the leader. Checks the token against committed
 /// state first, so a refused join leaves the log untouched.
+/// `from` is the address the request came from: a node whose request
+/// does not come from the address it says it serves on is behind NAT.
 pub async fn admit(
     raft: &Raft,
     machine: &StateMachine,
     ca_key: Option<String>,
     req: JoinRequest,
+    from: IpAddr,
     now_ms: u64,
 ) -> JoinReply {
     if raft.ensure_linearizable().await.is_err() {
@@ -225,22 +260,41 @@ pub async fn admit(
     let Some(ca) = ca else {
         return JoinReply::Invalid("this cluster has no CA yet".into());
     };
+    // One admission from behind NAT at a time, so the subnet picked ahead
+    // is still free when its command applies.
+    let _one_at_a_time = NAT_ADMISSION.lock().await;
+    let nat = match behind_nat(machine, &req.node, from) {
+        Ok(n) => n,
+        Err(why) => return JoinReply::Invalid(why),
+    };
     let cert_pem = match pki::sign_member(
         ca.clone(),
         ca_key,
         &req.csr_pem,
         &req.node.name,
         &req.node.addr,
+        nat.as_ref()
+            .and_then(|n| n.addr.parse::<SocketAddr>().ok())
+            .map(|a| a.ip()),
     ) {
         Ok(c) => c,
         Err(why) => return JoinReply::Invalid(why),
     };
     let cert_fingerprint = pki::fingerprint_pem(&cert_pem).unwrap_or_default();
     let id = member_id(&cert_fingerprint);
+    let mut network = NodeNetwork {
+        wg_public_key: req.node.wg_public_key.clone(),
+        ..NodeNetwork::default()
+    };
+    if let Some(n) = &nat {
+        network.subnet = Some(n.subnet.clone());
+        network.behind_nat = true;
+    }
     let record = NodeRecord {
         id,
         name: req.node.name,
-        addr: req.node.addr,
+        addr: nat.as_ref().map_or(req.node.addr, |n| n.addr.clone()),
+        network,
         capacity: req.node.capacity,
         labels: req.node.labels,
         state: NodeState::Ready,
@@ -271,12 +325,65 @@ pub async fn admit(
                     })
                     .collect()
             }),
+            nat,
         },
         Ok(Response::Token(u)) => JoinReply::Refused(u),
         Ok(Response::Refused(m)) => JoinReply::Invalid(m),
         Ok(other) => JoinReply::Invalid(format!("{other:?}")),
         Err(e) => JoinReply::Invalid(e.to_string()),
     }
+}
+
+static NAT_ADMISSION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Whether `node` joins from behind NAT and, if so, its seed: a request
+/// from another address than the one it serves on, in a cluster with an
+/// overlay, from a node that brings a WireGuard key. Otherwise it joins as
+/// nodes always have (reachable at the address it names).
+fn behind_nat(
+    machine: &StateMachine,
+    node: &NodeFacts,
+    from: IpAddr,
+) -> Result<Option<NatSeed>, String> {
+    let claimed: SocketAddr = node
+        .addr
+        .parse()
+        .map_err(|_| format!("address {:?} is not ip:port", node.addr))?;
+    let Some(key) = &node.wg_public_key else {
+        return Ok(None);
+    };
+    crate::mesh_fields::check_public_key(key)?;
+    if claimed.ip() == from || from.is_loopback() {
+        return Ok(None);
+    }
+    machine.read(|s| {
+        let Some(net) = &s.network else {
+            return Ok(None);
+        };
+        let subnet = crate::subnets::free_subnet(
+            net,
+            s.nodes.values().filter_map(|n| n.network.subnet.as_deref()),
+        )?;
+        let gateway = crate::subnets::gateway(&subnet).ok_or("no gateway in the picked subnet")?;
+        let peers = s
+            .nodes
+            .values()
+            .filter(|n| !n.network.behind_nat)
+            .filter_map(|n| {
+                Some(SeedPeer {
+                    name: n.name.clone(),
+                    public_key: n.network.wg_public_key.clone()?,
+                    endpoint: n.network.wg_endpoint.clone()?,
+                    subnet: n.network.subnet.clone()?,
+                })
+            })
+            .collect();
+        Ok(Some(NatSeed {
+            addr: SocketAddr::new(IpAddr::V4(gateway), claimed.port()).to_string(),
+            subnet,
+            peers,
+        }))
+    })
 }
 
 /// A Raft id from the node's certificate: unique without coordination.

@@ -34,6 +34,7 @@ pub mod transport;
 mod types;
 
 pub use endpoints::{RemoteApi, API};
+pub use join::{NatSeed, SeedPeer};
 pub use member::{Member, MemberConfig, MemberError, Timing, WriteError, WriteReply, WRITE};
 pub use model::{
     AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, Liveness, NodeRecord,

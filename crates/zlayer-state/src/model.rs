@@ -600,7 +600,11 @@ impl ClusterState {
         if verdict != TokenUse::Accepted {
             return Response::Token(verdict);
         }
-        if let Some(why) = self.name_taken(&node).or_else(|| self.addr_taken(&node)) {
+        if let Some(why) = self
+            .name_taken(&node)
+            .or_else(|| self.addr_taken(&node))
+            .or_else(|| self.wg_key_unusable(&node))
+        {
             return Response::Refused(why);
         }
         if self.removed.contains(&node.id) {
@@ -643,6 +647,17 @@ impl ClusterState {
             })
     }
 
+    fn wg_key_unusable(&self, node: &NodeRecord) -> Option<String> {
+        let key = node.network.wg_public_key.as_deref()?;
+        if let Err(why) = crate::mesh_fields::check_public_key(key) {
+            return Some(why);
+        }
+        self.nodes
+            .values()
+            .find(|n| n.id != node.id && n.network.wg_public_key.as_deref() == Some(key))
+            .map(|other| format!("WireGuard key {key} is already node {}'s", other.name))
+    }
+
     fn add_node(&mut self, mut node: NodeRecord, touched: &mut Vec<Touched>) -> Response {
         if let Some(why) = self.name_taken(&node) {
             return Response::Refused(why);
@@ -656,8 +671,10 @@ impl ClusterState {
     }
 
     /// Gives `node` its container subnet: the one its record already holds,
-    /// else the lowest free one. Whatever subnet the command carried is
-    /// ignored: the cluster picks, so two nodes never share one.
+    /// else, for a node behind NAT, the one the leader picked ahead (its
+    /// certificate names an address in it) if that is still a free node
+    /// slice, else the lowest free one. The cluster picks, so two nodes
+    /// never share one.
     fn assign_subnet(&self, node: &mut NodeRecord) -> Result<(), String> {
         let Some(net) = &self.network else {
             return Ok(());
@@ -670,12 +687,24 @@ impl ClusterState {
             node.network.subnet = Some(kept);
             return Ok(());
         }
-        let taken = self
-            .nodes
-            .values()
-            .filter(|n| n.id != node.id)
-            .filter_map(|n| n.network.subnet.as_deref());
-        node.network.subnet = Some(crate::subnets::free_subnet(net, taken)?);
+        let taken = || {
+            self.nodes
+                .values()
+                .filter(|n| n.id != node.id)
+                .filter_map(|n| n.network.subnet.as_deref())
+        };
+        if node.network.behind_nat {
+            return match node.network.subnet.as_deref() {
+                Some(s) if crate::subnets::is_free(net, s, taken()) => Ok(()),
+                Some(s) => Err(format!(
+                    "subnet {s}, picked for this node behind NAT, was taken meanwhile; join again"
+                )),
+                None => Err(
+                    "a node behind NAT is admitted with the subnet its certificate names".into(),
+                ),
+            };
+        }
+        node.network.subnet = Some(crate::subnets::free_subnet(net, taken())?);
         Ok(())
     }
 
@@ -755,7 +784,10 @@ impl ClusterState {
             return Response::Refused(format!("no node with id {id}"));
         };
         let net = &mut n.network;
-        let new = (Some(wg_public_key), Some(wg_endpoint), Some(wg_device));
+        // Behind NAT, the address the node sees is no one else's way in;
+        // the mesh learns its real endpoint from its handshakes.
+        let endpoint = (!net.behind_nat).then_some(wg_endpoint);
+        let new = (Some(wg_public_key), endpoint, Some(wg_device));
         if (
             net.wg_public_key.clone(),
             net.wg_endpoint.clone(),

@@ -582,3 +582,64 @@ fn a_manager_skipping_the_cli_cannot_record_a_malformed_key_endpoint_or_peer_nam
         assert_eq!(s, before, "{cmd:?} changed the state");
     }
 }
+
+fn admit_behind_nat(s: &mut ClusterState, id: u64, subnet: &str, key: &str) -> Response {
+    let mut node = NodeRecord {
+        id,
+        name: format!("n{id}"),
+        addr: format!("10.250.{id}.1:7443"),
+        ..NodeRecord::default()
+    };
+    node.network.behind_nat = true;
+    node.network.subnet = Some(subnet.into());
+    node.network.wg_public_key = Some(wg_key(key));
+    let mut touched = Vec::new();
+    s.apply(
+        Command::Admit {
+            token_id: "t1".into(),
+            secret_sha256: "s".into(),
+            now_ms: 10,
+            node,
+        },
+        &mut touched,
+    )
+}
+
+/// Behind NAT the leader picks the subnet ahead (the node's certificate
+/// names its gateway): the command keeps it only while it is a free node
+/// slice, and the key it brings is checked like any other.
+#[test]
+fn a_node_behind_nat_keeps_the_subnet_picked_ahead_only_while_it_is_free() {
+    let mut s = with_network("10.240.0.0/16");
+    admit(&mut s, "s", 10, 1, "n1");
+    assert_eq!(
+        admit_behind_nat(&mut s, 2, "10.240.7.0/24", "a"),
+        Response::Token(TokenUse::Accepted)
+    );
+    assert_eq!(subnet_of(&s, 2).as_deref(), Some("10.240.7.0/24"));
+    assert!(s.nodes[&2].network.behind_nat);
+    let before = s.clone();
+    for (id, subnet, key, why) in [
+        (3, "10.240.7.0/24", "b", "was taken meanwhile"),
+        (3, "10.240.255.0/24", "b", "was taken meanwhile"),
+        (3, "10.240.8.0/24", "a", "already node n2's"),
+    ] {
+        let r = admit_behind_nat(&mut s, id, subnet, key);
+        assert!(
+            matches!(&r, Response::Refused(w) if w.contains(why)),
+            "{subnet} {key}: {r:?}"
+        );
+        assert_eq!(s, before);
+    }
+    // The address it sees is no one's way in: its endpoint stays unknown.
+    run(
+        &mut s,
+        Command::SetNodeNetwork {
+            id: 2,
+            wg_public_key: wg_key("a"),
+            wg_endpoint: "192.168.4.2:51820".into(),
+            wg_device: "userspace".into(),
+        },
+    );
+    assert_eq!(s.nodes[&2].network.wg_endpoint, None);
+}

@@ -118,14 +118,15 @@ pub fn sign_node(
     Ok(csr.signed_by(&issuer, &ca_key)?.pem())
 }
 
-/// Signs a member's CSR on the leader, for its name and the IP of its
-/// `ip:port`; the error says why not, for the member to read.
+/// Signs a member's CSR on the leader, for its name, the IP of its
+/// `ip:port` and, behind NAT, its address in the mesh; the error says why not, for the member to read.
 pub(crate) fn sign_member(
     mut ca: CaRecord,
     ca_key: Option<String>,
     csr_pem: &str,
     name: &str,
     addr: &str,
+    overlay: Option<IpAddr>,
 ) -> Result<String, String> {
     ca.key_pem = ca_key.ok_or(
         "this leader does not hold the CA key yet (it fetches it as a voter); try again in a moment",
@@ -134,7 +135,8 @@ pub(crate) fn sign_member(
         .parse::<std::net::SocketAddr>()
         .map_err(|_| format!("address {addr:?} is not ip:port"))?
         .ip();
-    sign_node(&ca, csr_pem, name, &[ip]).map_err(|e| format!("the CSR: {e}"))
+    let ips: Vec<IpAddr> = std::iter::once(ip).chain(overlay).collect();
+    sign_node(&ca, csr_pem, name, &ips).map_err(|e| format!("the CSR: {e}"))
 }
 
 /// The first node's identity: it signs its own CSR with the CA it made.

@@ -51,11 +51,17 @@ pub(crate) async fn answer(
     let Some(ca) = ca else {
         return RenewReply::Refused("this cluster has no CA yet".into());
     };
-    let cert_pem =
-        match pki::sign_member(ca, ca_key.get(), &req.csr_pem, &record.name, &record.addr) {
-            Ok(c) => c,
-            Err(why) => return RenewReply::Refused(why),
-        };
+    let cert_pem = match pki::sign_member(
+        ca,
+        ca_key.get(),
+        &req.csr_pem,
+        &record.name,
+        &record.addr,
+        None,
+    ) {
+        Ok(c) => c,
+        Err(why) => return RenewReply::Refused(why),
+    };
     let cert_fingerprint = match pki::fingerprint_pem(&cert_pem) {
         Ok(f) => f,
         Err(e) => return RenewReply::Refused(e.to_string()),

@@ -71,6 +71,34 @@ pub(crate) fn free_subnet<'a>(
         })
 }
 
+/// The first address of `subnet` past its network address: the node's
+/// gateway, the address of its bridge and of its mesh device.
+pub(crate) fn gateway(subnet: &str) -> Option<Ipv4Addr> {
+    let (ip, len) = parse(subnet)?;
+    (len < 31).then(|| Ipv4Addr::from((ip & mask(len)) + 1))
+}
+
+/// Whether `subnet` is one of `net`'s node subnets and no string in
+/// `taken` names it.
+pub(crate) fn is_free<'a>(
+    net: &ClusterNetwork,
+    subnet: &str,
+    mut taken: impl Iterator<Item = &'a str>,
+) -> bool {
+    let Some((base, len)) = parse(&net.cidr) else {
+        return false;
+    };
+    let Some((ip, prefix)) = parse(subnet) else {
+        return false;
+    };
+    let last_node_slice = u64::from(base) + (1u64 << (32 - len)) - (1u64 << (32 - prefix)) * 2;
+    prefix == net.node_prefix
+        && ip & mask(len) == base
+        && ip & !mask(prefix) == 0
+        && u64::from(ip) <= last_node_slice
+        && !taken.any(|t| t == subnet)
+}
+
 /// The lowest address of the last slice (past its network address) that
 /// no string in `taken` names, as `a.b.c.d/32`.
 pub(crate) fn free_peer_address<'a>(
@@ -132,6 +160,22 @@ mod tests {
         );
         let all: Vec<String> = (0..255).map(|i| format!("10.240.{i}.0/24")).collect();
         assert!(free_subnet(&n, all.iter().map(String::as_str)).is_err());
+    }
+
+    #[test]
+    fn a_subnet_picked_ahead_is_free_only_if_it_is_a_node_slice_no_one_holds() {
+        let n = net("10.240.0.0/16", 24);
+        assert!(is_free(&n, "10.240.3.0/24", ["10.240.0.0/24"].into_iter()));
+        assert!(!is_free(&n, "10.240.0.0/24", ["10.240.0.0/24"].into_iter()));
+        // The peers' slice, another network, host bits, another prefix.
+        for bad in [
+            "10.240.255.0/24",
+            "10.241.0.0/24",
+            "10.240.3.1/24",
+            "10.240.0.0/25",
+        ] {
+            assert!(!is_free(&n, bad, [].into_iter()), "{bad}");
+        }
     }
 
     #[test]

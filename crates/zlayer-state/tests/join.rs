@@ -24,6 +24,7 @@ fn facts(name: &str, addr: SocketAddr, zone: &str) -> NodeFacts {
             gpus: 0,
         },
         labels: BTreeMap::from([("zone".to_string(), zone.to_string())]),
+        wg_public_key: None,
     }
 }
 

@@ -81,10 +81,21 @@ pub fn join(
     member: MemberArgs,
 ) -> Result<i32> {
     let cfg = super::node::control_config(data, gpu_root, &member);
+    // The key is made before joining so a node behind NAT is recorded with
+    // it; the node start that follows loads the same file.
+    std::fs::create_dir_all(&cfg.dir)?;
+    std::fs::set_permissions(
+        &cfg.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let wg_key = zlayer_overlay::load_or_create_key(&cfg.dir.join("wg.key"))
+        .map(|k| k.public_base64())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let joined = super::block_on(zlayer_control::Control::join(
         &cfg,
         token,
         Some(addr.to_string()),
+        Some(wg_key),
     ));
     let node = match joined {
         Ok(n) => n,

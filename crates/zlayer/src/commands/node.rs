@@ -163,7 +163,11 @@ fn ls(data: &Path, output: Format) -> Result<i32> {
                 } else {
                     n.subnet.clone()
                 },
-                n.overlay.clone(),
+                if n.behind_nat {
+                    format!("{} (behind NAT)", n.overlay)
+                } else {
+                    n.overlay.clone()
+                },
                 n.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))

@@ -56,8 +56,8 @@ pub fn overlay(data: &Path, cmd: OverlayCommand) -> Result<i32> {
                         p.endpoint.clone(),
                         p.handshake_secs_ago
                             .map_or("never".into(), |s| format!("{s}s ago")),
-                        p.rx_bytes.to_string(),
-                        p.tx_bytes.to_string(),
+                        p.rx_bytes.map_or("-".into(), |b| b.to_string()),
+                        p.tx_bytes.map_or("-".into(), |b| b.to_string()),
                         p.allowed_ips.join(","),
                         p.path.clone(),
                         p.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms")),
