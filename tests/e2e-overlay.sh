@@ -40,9 +40,15 @@ services:
       interval: 200ms
       retries: 1
       check: { type: command, command: ["/bin/sh", "-c", "test -e /tmp/ok"] }
-  # Healthy only while /tmp/ok exists, which nothing makes but the test; the
-  # long grace keeps a replica that never passed from being restarted, and a
-  # restarted one starts without the file: it stays out of DNS until told.
+YAML
+
+# Healthy only while /tmp/ok exists, which nothing makes but the test; the
+# long grace keeps a replica that never passed from being restarted, and a
+# restarted one starts without the file: it stays out of DNS until told.
+cat > "$ZLC_DIR/sick.yaml" <<'YAML'
+version: v1
+deployment: probe
+services:
   sick:
     image: { name: demo:latest }
     env: { PORT: "8080", MESSAGE: "sick" }
@@ -111,19 +117,24 @@ check "a caller on another node is seen with its own address (no masquerade insi
 # DNS follows health on every node: sick/1 runs but has never passed its
 # check, so no node resolves it; once it passes every node does; once it
 # fails (and restarts without its file) every node drops it again.
-resolves_sick() { in_replica "$1" "nslookup sick-1 | grep -q '^Address: 10.240'"; }
+# Another deployment's names are asked in full (the search domain is the
+# asker's own deployment).
+resolves_sick() { in_replica "$1" "nslookup sick-1.probe.zlayer | grep -q '^Address: 10.240'"; }
 dns_healthy_only() {
   for n in 1 2 3; do
     eventually 25 bash -c "in_replica $n 'nslookup web' | grep -c '^Address: 10.240' | grep -qx 3" || { echo "web/$n does not see 3 replicas"; return 1; }
   done
+  # up -d waits for health that never comes: a 1 s wait, then on.
+  z 1 up -d --timeout 1 "$ZLC_DIR/sick.yaml"
   eventually 50 bash -c '[ -n "$(at sick 1)" ]' || { echo "sick/1 is not running"; return 1; }
   for n in 1 2 3; do
-    ! resolves_sick "$n" && in_replica "$n" "! nslookup sick >/dev/null 2>&1" || { echo "web/$n resolves sick before it ever passed"; return 1; }
+    ! resolves_sick "$n" && in_replica "$n" "! nslookup sick.probe >/dev/null 2>&1" || { echo "web/$n resolves sick before it ever passed"; return 1; }
   done
   eventually 50 in_svc sick 1 "touch /tmp/ok" || return 1
   for n in 1 2 3; do eventually 50 resolves_sick "$n" || { echo "web/$n does not resolve the healthy sick-1"; return 1; }; done
   in_svc sick 1 "rm /tmp/ok" || return 1
   for n in 1 2 3; do eventually 50 bash -c "! resolves_sick $n" || { echo "web/$n still resolves sick-1 after it failed"; return 1; }; done
+  z 1 down probe >/dev/null
 }
 export -f resolves_sick
 check "DNS on every node answers with the healthy replicas of every node only" dns_healthy_only
