@@ -345,7 +345,8 @@ check "a removed node's peer entry and route go from every other node" node_leav
 # over the mesh once its keepalives open the path, and learns its endpoint
 # (the router's address). The two reach each other through a relay (a
 # reachable node), shown as the path in overlay status. Nothing on the
-# bridge can open a connection to a node behind NAT.
+# bridge can open a connection to a node behind NAT. After a kill -9 and
+# restart, a node behind NAT is reached again.
 cat > "$ZLC_DIR/nat.yaml" <<'YAML'
 version: v1
 deployment: nat
@@ -383,10 +384,15 @@ behind_nat() {
   z 1 overlay status
   z 1 overlay status -o json | jq -e '[.peers[] | select(.name == "n6")][0].endpoint | startswith("10.77.0.106:")' >/dev/null || { echo "n1 did not learn n6's endpoint behind its router"; return 1; }
   # The control plane reaches it through the mesh too: exec forwarded from n1.
-  [ "$(z 1 exec a/1 -- /bin/echo through-nat)" = through-nat ]
+  [ "$(z 1 exec a/1 -- /bin/echo through-nat)" = through-nat ] || return 1
+  # kill -9 and restart behind NAT: its mesh comes back from node.json
+  # before its control plane, and both paths work again.
+  $NC kill 6 && $NC start 6 || return 1
+  eventually 50 in_replica "$(elsewhere_replica || echo 1)" "wget -qO- http://${a#* }:8080/ | grep -q '^a from'" || { echo "a on n6 not reached after its restart"; return 1; }
+  eventually 50 bash -c "[ \"\$($NC z 1 exec a/1 -- /bin/echo again)\" = again ]"
 }
 export -f elsewhere_replica
-check "nodes behind NAT join and serve, are reached through their keepalives, and reach each other through a relay (overlay status shows the path)" behind_nat
+check "nodes behind NAT join and serve, are reached through their keepalives, reach each other through a relay (overlay status shows the path), and come back after kill -9" behind_nat
 
 echo "e2e-overlay: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
