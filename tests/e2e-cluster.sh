@@ -378,7 +378,7 @@ services:
     stop: { grace: 1s }
     resources: { cpu: 0.1, memory: 32Mi }
     scale: { mode: fixed, replicas: 3 }
-    update: { parallelism: 1, timeout: 5s }
+    update: { parallelism: 1, timeout: 60s }
     health:
       interval: 200ms
       check: { type: http, url: "http://localhost:8080/health" }
