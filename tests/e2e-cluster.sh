@@ -230,7 +230,7 @@ check "a member's link probe over 4 MiB is refused (413)" big_probe
 spreads() {
   z 1 up -d --timeout 60 specs/cluster/spread.yaml || return 1
   # Node 2 sees the others' replicas as their heartbeats report them.
-  eventually 50 bash -c "[ \"\$($NC z 2 ps -o json | jq -r '[.[] | select(.deployment == \"spread\" and .state == \"running\") | .node] | sort | join(\",\")')\" = n1,n2,n3 ]"
+  eventually 100 bash -c "[ \"\$($NC z 2 ps -o json | jq -r '[.[] | select(.deployment == \"spread\" and .state == \"running\") | .node] | sort | join(\",\")')\" = n1,n2,n3 ]"
 }
 check "a deploy spreads one replica per node" spreads
 
@@ -288,7 +288,7 @@ node_loss() {
   $NC kill "$V"
   eventually 100 node_is "$L" "$V" down || return 1
   # Its last report no longer vouches for anything.
-  eventually 50 bash -c "[ \$($NC z $L ps -o json | jq '[.[] | select(.node == \"n$V\" and .state == \"unknown\")] | length') -ge 1 ]" || return 1
+  eventually 100 bash -c "[ \$($NC z $L ps -o json | jq '[.[] | select(.node == \"n$V\" and .state == \"unknown\")] | length') -ge 1 ]" || return 1
   is "$L" ".node == \"n$V\" and .state == \"running\"" 0 || return 1
   eventually 100 is "$L" ".deployment == \"spread\" and .state == \"running\" and .node != \"n$V\"" 3 || return 1
   $NC start "$V" || return 1
@@ -302,7 +302,7 @@ partition() {
   local L P O
   L=$(leader 1); P=$(( L % 3 + 1 )); O=$(( 6 - L - P ))
   z "$L" down spread >/dev/null; z "$L" up -d --timeout 60 specs/cluster/spread.yaml >/dev/null || return 1
-  eventually 50 is "$P" "$(here "$P")" 1 || return 1
+  eventually 100 is "$P" "$(here "$P")" 1 || return 1
   $NC partition "$P"
   eventually 100 is "$P" "$(here "$P")" 0 || { echo "the partitioned node kept its replica"; return 1; }
   eventually 100 is "$L" ".deployment == \"spread\" and .state == \"running\" and .node != \"n$P\"" 3 || { echo "not rescheduled"; return 1; }
@@ -397,7 +397,7 @@ YAML
   echo "$before" | grep -qE ':(,|$)' && { echo "a node did not report its container"; return 1; }
   local out; out=$(rolls_apply v3 0 2>&1); echo "$out"
   echo "$out" | grep -qE 'rolls/web: rollout on n[123] stopped: the new replica web/1 \(revision [0-9a-f]+\) exited before it was healthy' || return 1
-  eventually 50 bash -c "$NC z 2 rollouts | grep -qE '^rolls/web .* failed +n[123] '" || { z 2 rollouts; return 1; }
+  eventually 100 bash -c "$NC z 2 rollouts | grep -qE '^rolls/web .* failed +n[123] '" || { z 2 rollouts; return 1; }
   z 2 rollouts
   sleep 1
   [ "$(rolls_ids)" = "$before" ] && is 1 '.deployment == "rolls" and .surge' 0 || { echo "old replicas changed"; z 1 ps; return 1; }

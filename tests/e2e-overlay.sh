@@ -91,10 +91,10 @@ all_pairs() {
     for j in 1 2 3; do
       [ "$i" = "$j" ] && continue
       ip=$(where "$j" | cut -d' ' -f2)
-      eventually 25 in_replica "$i" "wget -qO- http://$ip:8080/ | grep -q 'from web-$j'" || { echo "web/$i -> web/$j by IP $ip failed"; return 1; }
+      eventually 75 in_replica "$i" "wget -qO- http://$ip:8080/ | grep -q 'from web-$j'" || { echo "web/$i -> web/$j by IP $ip failed"; return 1; }
       # The name follows the replica's report (its health, through a
       # heartbeat), which may come a moment after it answers by IP.
-      eventually 25 in_replica "$i" "wget -qO- http://web-$j:8080/ | grep -q 'from web-$j'" || { echo "web/$i -> web-$j by name failed"; return 1; }
+      eventually 75 in_replica "$i" "wget -qO- http://web-$j:8080/ | grep -q 'from web-$j'" || { echo "web/$i -> web-$j by name failed"; return 1; }
     done
   done
 }
@@ -122,18 +122,18 @@ check "a caller on another node is seen with its own address (no masquerade insi
 resolves_sick() { in_replica "$1" "nslookup sick-1.probe.zlayer | grep -q '^Address: 10.240'"; }
 dns_healthy_only() {
   for n in 1 2 3; do
-    eventually 25 bash -c "in_replica $n 'nslookup web' | grep -c '^Address: 10.240' | grep -qx 3" || { echo "web/$n does not see 3 replicas"; return 1; }
+    eventually 75 bash -c "in_replica $n 'nslookup web' | grep -c '^Address: 10.240' | grep -qx 3" || { echo "web/$n does not see 3 replicas"; return 1; }
   done
   # up -d waits for health that never comes: a 1 s wait, then on.
   z 1 up -d --timeout 1 "$ZLC_DIR/sick.yaml"
-  eventually 50 bash -c '[ -n "$(at sick 1)" ]' || { echo "sick/1 is not running"; return 1; }
+  eventually 100 bash -c '[ -n "$(at sick 1)" ]' || { echo "sick/1 is not running"; return 1; }
   for n in 1 2 3; do
     ! resolves_sick "$n" && in_replica "$n" "! nslookup sick.probe >/dev/null 2>&1" || { echo "web/$n resolves sick before it ever passed"; return 1; }
   done
-  eventually 50 in_svc sick 1 "touch /tmp/ok" || return 1
-  for n in 1 2 3; do eventually 50 resolves_sick "$n" || { echo "web/$n does not resolve the healthy sick-1"; return 1; }; done
+  eventually 100 in_svc sick 1 "touch /tmp/ok" || return 1
+  for n in 1 2 3; do eventually 100 resolves_sick "$n" || { echo "web/$n does not resolve the healthy sick-1"; return 1; }; done
   in_svc sick 1 "rm /tmp/ok" || return 1
-  for n in 1 2 3; do eventually 50 bash -c "! resolves_sick $n" || { echo "web/$n still resolves sick-1 after it failed"; return 1; }; done
+  for n in 1 2 3; do eventually 100 bash -c "! resolves_sick $n" || { echo "web/$n still resolves sick-1 after it failed"; return 1; }; done
   z 1 down probe >/dev/null
 }
 export -f resolves_sick
@@ -170,7 +170,7 @@ status_shows_peers() {
     # comes back through the tunnel.
     nsenter --net=/run/netns/zlo1 curl -s -m 3 "http://$g:1/" >/dev/null
   done
-  eventually 25 bash -c "$NC z 1 overlay status -o json | jq -e '.peers | length == 2 and all(.[]; .handshake_secs_ago != null and .rx_bytes > 0)'"
+  eventually 75 bash -c "$NC z 1 overlay status -o json | jq -e '.peers | length == 2 and all(.[]; .handshake_secs_ago != null and .rx_bytes > 0)'"
   z 1 overlay status
   z 1 overlay status -o json | jq -e '
     (.device == "userspace" or .device == "kernel") and (.peers | length) == 2 and
@@ -209,7 +209,7 @@ policy_enforced() {
   for a in 1 2; do
     ip=$(at api "$a" | cut -d' ' -f2)
     for k in 1 2 3; do
-      eventually 25 reaches client "$k" "$ip" || { echo "client/$k cannot reach api/$a ($ip)"; return 1; }
+      eventually 75 reaches client "$k" "$ip" || { echo "client/$k cannot reach api/$a ($ip)"; return 1; }
       ! reaches other "$k" "$ip" || { echo "other/$k reached api/$a ($ip)"; return 1; }
     done
     ! in_replica 1 "timeout 3 wget -qO- http://$ip:8080/ >/dev/null" || { echo "web/1 of another deployment reached api/$a"; return 1; }
@@ -219,7 +219,7 @@ policy_enforced() {
   local out; out=$(z 1 up -d --timeout 60 "$ZLC_DIR/policy2.yaml") || return 1
   echo "$out"; echo "$out" | grep -q 'applied (changed)' || return 1
   ip=$(at api 1 | cut -d' ' -f2)
-  for k in 1 2 3; do eventually 25 reaches other "$k" "$ip" || { echo "other/$k still refused after the change"; return 1; }; done
+  for k in 1 2 3; do eventually 75 reaches other "$k" "$ip" || { echo "other/$k still refused after the change"; return 1; }; done
   [ "$(z 1 ps -o json | jq -c '[.[] | select(.deployment == "pol") | .container_id] | sort')" = "$before" ] || { echo "changing the policy restarted a container"; return 1; }
   z 1 down pol >/dev/null
 }
@@ -237,14 +237,14 @@ stock_peer() {
   ip link set zlov4 netns zlohub && ip -n zlohub link set zlov4 master br0 up &&
   ip -n zlo4 addr add 10.77.0.4/24 dev eth0 && ip -n zlo4 link set eth0 up || return 1
   ip netns exec zlo4 env WG_PROCESS_FOREGROUND=1 wireguard-go zlopeer0 >"$ZLC_DIR/wireguard-go.log" 2>&1 &
-  eventually 25 test -S /var/run/wireguard/zlopeer0.sock || return 1
+  eventually 75 test -S /var/run/wireguard/zlopeer0.sock || return 1
   ip netns exec zlo4 wg setconf zlopeer0 <(wg-quick strip "$conf") &&
   ip -n zlo4 addr add "$(sed -n 's/^Address = //p' "$conf")" dev zlopeer0 &&
   ip -n zlo4 link set zlopeer0 up && ip -n zlo4 route add 10.240.0.0/16 dev zlopeer0 || return 1
   local n ip
   for n in 1 2 3; do
     ip=$(where "$n" | cut -d' ' -f2)
-    eventually 25 bash -c "ip netns exec zlo4 curl -sf -m 2 http://$ip:8080/ | grep -q 'from web-$n'" || { echo "the stock peer cannot reach web/$n ($ip)"; return 1; }
+    eventually 75 bash -c "ip netns exec zlo4 curl -sf -m 2 http://$ip:8080/ | grep -q 'from web-$n'" || { echo "the stock peer cannot reach web/$n ($ip)"; return 1; }
   done
   z 1 overlay status | grep -q 'laptop (peer)'
 }
@@ -283,9 +283,9 @@ across_nodes() {
   z 1 logs web | grep -o '^web/[0-9] | ' | sort -u | tr -d '\n' | grep -qx "web/1 | web/2 | web/3 | " || { z 1 logs web; return 1; }
   timeout 20 "$NC" z 1 logs -f "web/$n" > "$ZLC_DIR/follow.out" 2>&1 &
   local follower=$!
-  eventually 50 grep -q "^across-marker$" "$ZLC_DIR/follow.out" || return 1
+  eventually 100 grep -q "^across-marker$" "$ZLC_DIR/follow.out" || return 1
   in_replica "$n" "echo followed-marker > /proc/1/fd/1" || return 1
-  eventually 50 grep -q "^followed-marker$" "$ZLC_DIR/follow.out"; local followed=$?
+  eventually 100 grep -q "^followed-marker$" "$ZLC_DIR/follow.out"; local followed=$?
   kill "$follower" 2>/dev/null; wait "$follower" 2>/dev/null
   [ "$followed" = 0 ] || { echo "logs -f missed a new line"; cat "$ZLC_DIR/follow.out"; return 1; }
   t=$(z 1 token create --api --ttl 10m) || return 1
@@ -303,7 +303,7 @@ check "logs and exec of a replica on another node, from a manager and from a rem
 # and shows in node ls, where the scheduler reads it.
 bandwidth_of() { z 1 node ls -o json | jq -r ".[] | select(.name == \"$1\") | .health.bandwidth"; }
 link_health() {
-  eventually 50 bash -c "$NC z 1 overlay status -o json | jq -e '[.peers[] | select(.name == \"n2\" or .name == \"n3\") | select(.rtt_ms > 0 and .mbit_s > 0)] | length == 2'" || { z 1 overlay status; return 1; }
+  eventually 100 bash -c "$NC z 1 overlay status -o json | jq -e '[.peers[] | select(.name == \"n2\" or .name == \"n3\") | select(.rtt_ms > 0 and .mbit_s > 0)] | length == 2'" || { z 1 overlay status; return 1; }
   z 1 overlay status
   ip netns exec zlo2 tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 400ms || return 1
   eventually 150 bash -c "[ \"\$(bandwidth_of n2)\" = 0 ] || [ \"\$(bandwidth_of n2)\" = 0.0 ]"; local dropped=$?
@@ -323,8 +323,8 @@ kill_and_restart() {
   timeout 10 $NC z 1 ps >/dev/null || { echo "n1 stalled with n2 dead"; return 1; }
   timeout 10 $NC z 3 overlay status >/dev/null || { echo "n3 stalled with n2 dead"; return 1; }
   $NC start 2 || return 1
-  ip -n zlo2 route | grep -q "10.240.0.0/24 dev zlwg" || eventually 50 bash -c "ip -n zlo2 route | grep -q '10.240.0.0/24 dev zlwg'" || return 1
-  eventually 50 in_replica 1 "wget -qO- http://$to_ip:8080/ | grep -q 'from web-2'"
+  ip -n zlo2 route | grep -q "10.240.0.0/24 dev zlwg" || eventually 100 bash -c "ip -n zlo2 route | grep -q '10.240.0.0/24 dev zlwg'" || return 1
+  eventually 100 in_replica 1 "wget -qO- http://$to_ip:8080/ | grep -q 'from web-2'"
 }
 check "kill -9 of a node: its tunnel is rebuilt on restart and no other node stalls" kill_and_restart
 
@@ -333,8 +333,8 @@ node_leaves() {
   z 1 node rm n3 || return 1
   $NC kill 3
   for n in 1 2; do
-    eventually 50 bash -c "! ip -n zlo$n route | grep -q '^$gone '" || { echo "n$n still routes $gone"; return 1; }
-    eventually 50 bash -c "$NC z $n overlay status -o json | jq -e '([.peers[] | select(.name | endswith(\"(peer)\") | not)] | length) == 1 and all(.peers[]; .name != \"n3\")'" || return 1
+    eventually 100 bash -c "! ip -n zlo$n route | grep -q '^$gone '" || { echo "n$n still routes $gone"; return 1; }
+    eventually 100 bash -c "$NC z $n overlay status -o json | jq -e '([.peers[] | select(.name | endswith(\"(peer)\") | not)] | length) == 1 and all(.peers[]; .name != \"n3\")'" || return 1
   done
 }
 check "a removed node's peer entry and route go from every other node" node_leaves
@@ -374,9 +374,9 @@ behind_nat() {
   local a b web
   a=$(at a 1); b=$(at b 1); web=$(where "$(elsewhere_replica || echo 1)")
   [ "${a%% *}" = 6 ] && [ "${b%% *}" = 7 ] || { echo "a on n${a%% *}, b on n${b%% *}"; return 1; }
-  eventually 50 in_replica "$(elsewhere_replica || echo 1)" "wget -qO- http://${a#* }:8080/ | grep -q '^a from'" || { echo "web on n${web%% *} cannot reach a on n6"; return 1; }
+  eventually 100 in_replica "$(elsewhere_replica || echo 1)" "wget -qO- http://${a#* }:8080/ | grep -q '^a from'" || { echo "web on n${web%% *} cannot reach a on n6"; return 1; }
   in_svc a 1 "wget -qO- http://${web#* }:8080/ | grep -q '^mesh from'" || { echo "a on n6 cannot reach web on n${web%% *}"; return 1; }
-  eventually 50 in_svc a 1 "wget -qO- http://${b#* }:8080/ | grep -q '^b from'" || { echo "a on n6 cannot reach b on n7 (relay)"; return 1; }
+  eventually 100 in_svc a 1 "wget -qO- http://${b#* }:8080/ | grep -q '^b from'" || { echo "a on n6 cannot reach b on n7 (relay)"; return 1; }
   in_svc b 1 "wget -qO- http://a:8080/ | grep -q '^a from'" || { echo "b on n7 cannot reach a by name"; return 1; }
   z 6 overlay status
   z 6 overlay status -o json | jq -e '([.peers[] | select(.name == "n7")][0].path | startswith("relay via n")) and
@@ -388,8 +388,8 @@ behind_nat() {
   # kill -9 and restart behind NAT: its mesh comes back from node.json
   # before its control plane, and both paths work again.
   $NC kill 6 && $NC start 6 || return 1
-  eventually 50 in_replica "$(elsewhere_replica || echo 1)" "wget -qO- http://${a#* }:8080/ | grep -q '^a from'" || { echo "a on n6 not reached after its restart"; return 1; }
-  eventually 50 bash -c "[ \"\$($NC z 1 exec a/1 -- /bin/echo again)\" = again ]"
+  eventually 100 in_replica "$(elsewhere_replica || echo 1)" "wget -qO- http://${a#* }:8080/ | grep -q '^a from'" || { echo "a on n6 not reached after its restart"; return 1; }
+  eventually 100 bash -c "[ \"\$($NC z 1 exec a/1 -- /bin/echo again)\" = again ]"
 }
 export -f elsewhere_replica
 check "nodes behind NAT join and serve, are reached through their keepalives, reach each other through a relay (overlay status shows the path), and come back after kill -9" behind_nat
