@@ -1,7 +1,8 @@
 //! zlayer-node is the one composition point of a node. It owns the agent
-//! (`zlayer-agent`) and the control plane (`zlayer-control`), and later the
-//! overlay (`overlay`: the WireGuard mesh from the node records) and later
-//! the proxy; it feeds the agent from the committed state
+//! (`zlayer-agent`), the control plane (`zlayer-control`) and the node's
+//! side of the overlay (`overlay`: the WireGuard mesh from the node records,
+//! brought up first behind NAT; `mesh_plan`: peers, keepalives, relays), and
+//! later the proxy; it feeds the agent from the committed state
 //! through [`ControlPort`], answers the node API ([`zlayer_api::Backend`])
 //! by sending each request to the part that owns it (on the unix socket,
 //! and for remote CLIs on the control plane's mTLS endpoint, `remote`),
