@@ -60,6 +60,21 @@ check "missing image is pulled; a dead registry is named" bash -c "'$Z' run --rm
 check "up -d: 2 replicas healthy" "$Z" up -d --timeout 60 specs/hello.yaml
 check "ps lists 2 running healthy replicas" bash -c "[ \$('$Z' ps -o json | grep -c '\"health\": \"healthy\"') -eq 2 ]"
 check "ps -o yaml" bash -c "'$Z' ps -o yaml | grep -q 'service: hello'"
+# A reader that has gone (`| grep -q` that matched, `| head`): stdout is a
+# pipe whose read end is closed before zlayer runs (perl-base is in every
+# Debian). Before, println! panicked on the broken pipe and the command
+# failed with 101.
+gone_reader() {
+  local f out rc
+  for f in table json yaml; do
+    out=$(perl -e 'pipe(my $r, my $w) or die; close $r; open(STDOUT, ">&", $w) or die; exec @ARGV' -- "$Z" ps -o "$f" 2>&1); rc=$?
+    [ "$rc" = 0 ] && [ -z "$out" ] || { echo "ps -o $f into a closed pipe: exit $rc: $out"; return 1; }
+  done
+  out=$(perl -e 'pipe(my $r, my $w) or die; close $r; open(STDOUT, ">&", $w) or die; exec @ARGV' -- "$Z" image ls 2>&1); rc=$?
+  [ "$rc" = 0 ] && [ -z "$out" ] || { echo "image ls into a closed pipe: exit $rc: $out"; return 1; }
+}
+export -f gone_reader
+check "output into a pipe whose reader has gone ends quietly (no panic)" gone_reader
 check "published port answers, both replicas serve" bash -c "for i in 1 2 3 4; do curl -s -m 3 http://127.0.0.1:8080/; done | sort -u | grep -c 'hello from' | grep -q 2"
 check "exec runs inside the replica" bash -c "'$Z' exec hello/1 -- /bin/sh -c 'hostname' | grep -q hello-1"
 check "service DNS resolves by name" bash -c "'$Z' exec hello/2 -- nslookup hello-1 2>&1 | grep -A1 '^Name:' | grep -q \"Address: \$('$Z' ps -o json | grep -A6 '\"replica\": 1' | sed -n 's/.*\"ip\": \"\\(.*\\)\".*/\\1/p')\""
