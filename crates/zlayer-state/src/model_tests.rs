@@ -631,6 +631,29 @@ fn a_node_behind_nat_keeps_the_subnet_picked_ahead_only_while_it_is_free() {
         );
         assert_eq!(s, before);
     }
+    // A key that is not a WireGuard public key (a hostile joiner's, or one
+    // a bad leader let through) is refused by every member at apply.
+    let mut bad = NodeRecord {
+        id: 4,
+        name: "n4".into(),
+        addr: "10.250.4.1:7443".into(),
+        ..NodeRecord::default()
+    };
+    bad.network.wg_public_key = Some("not-a-key\nPostUp = touch /tmp/pwned".into());
+    let r = s.apply(
+        Command::Admit {
+            token_id: "t1".into(),
+            secret_sha256: "s".into(),
+            now_ms: 10,
+            node: bad,
+        },
+        &mut Vec::new(),
+    );
+    assert!(
+        matches!(&r, Response::Refused(w) if w.contains("is not a WireGuard public key")),
+        "{r:?}"
+    );
+    assert_eq!(s, before);
     // The address it sees is no one's way in: its endpoint stays unknown.
     run(
         &mut s,

@@ -83,11 +83,19 @@ pub fn join(
     let cfg = super::node::control_config(data, gpu_root, &member);
     // The key is made before joining so a node behind NAT is recorded with
     // it; the node start that follows loads the same file.
-    std::fs::create_dir_all(&cfg.dir)?;
-    std::fs::set_permissions(
-        &cfg.dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )?;
+    std::fs::create_dir_all(&cfg.dir)
+        .and_then(|()| {
+            std::fs::set_permissions(
+                &cfg.dir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot make {} (mode 0700) for this node's keys: {e}; check --data-dir",
+                cfg.dir.display()
+            )
+        })?;
     let wg_key = zlayer_overlay::load_or_create_key(&cfg.dir.join("wg.key"))
         .map(|k| k.public_base64())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
