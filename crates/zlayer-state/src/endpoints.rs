@@ -209,15 +209,20 @@ pub(crate) async fn body<T: DeserializeOwned>(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<T, Response<Body>> {
-    // A declared length over the limit is refused before any of the body
-    // is read: the client (told no `100 Continue`) sends none of it, and
-    // gets the 413 whole instead of a reset while it is still sending.
-    let declared = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    // A client that waits for `100 Continue` and declares a length over
+    // the limit is refused before any of the body is read: it sends none
+    // of it and gets the 413 whole, not a reset while it is still sending.
+    // A client that sends at once is read up to the limit as before (a
+    // refusal without reading would reset it mid-send).
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+    };
+    let waits =
+        header(hyper::header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let declared = header(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if waits && declared.is_some_and(|len| len > limit as u64) {
         let msg = format!("request body refused: length limit exceeded (limit {limit} bytes)");
         return Err(reply(StatusCode::PAYLOAD_TOO_LARGE, msg.into_bytes()));
     }
