@@ -9,6 +9,7 @@
 
 mod accept;
 mod bridge;
+mod conns;
 mod dns;
 mod error;
 mod ipam;
@@ -21,6 +22,7 @@ mod veth;
 
 pub use accept::Acceptor;
 pub use bridge::{ensure_bridge, BridgeConfig};
+pub use conns::{Activity, Admitted, ConnectionTable, Watched};
 pub use dns::{DnsServer, DnsTable};
 pub use error::NetError;
 pub use ipam::{allocate, Cidr};

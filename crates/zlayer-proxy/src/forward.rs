@@ -1,0 +1,454 @@
+//! One request through the proxy: find its route, check its limits, pick a
+//! replica, forward it (once more to another replica when an idempotent
+//! request without a body could not connect), and hand back the answer.
+//! The replica's lease is held until the answer's body has been sent, so a
+//! replica being drained is waited on until its last request is done.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+
+use crate::balance::Lease;
+use crate::respond::Refusal;
+use crate::route::{normalize_host, Route, UpstreamProtocol};
+use crate::{BoxError, ProxyBody, Shared};
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub struct Downstream {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Headers that describe one hop's connection, never forwarded.
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    down: Downstream,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let host = request_host(&req);
+    let path = req.uri().path().to_string();
+    let (answer, route_name, upstream) =
+        route_and_forward(&shared, down, host.as_deref(), req).await;
+    let route_label = route_name.as_deref().unwrap_or("");
+    let status = answer.status();
+    shared
+        .metrics
+        .latency
+        .with_label_values(&[route_label])
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(up) = upstream {
+        shared
+            .metrics
+            .requests
+            .with_label_values(&[route_label, &up.to_string(), status.as_str()])
+            .inc();
+    }
+    if shared.access_log {
+        tracing::info!(
+            target: "zlayer::access",
+            peer = %down.peer,
+            host = host.as_deref().unwrap_or("-"),
+            path = %path,
+            route = route_label,
+            upstream = %upstream.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+            status = status.as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    answer
+}
+
+async fn route_and_forward(
+    shared: &Arc<Shared>,
+    down: Downstream,
+    host: Option<&str>,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, Option<String>, Option<SocketAddr>) {
+    let refuse = |shared: &Shared, r: Refusal, route: Option<&Route>| {
+        let name = route.map(|r| r.name.clone());
+        shared
+            .metrics
+            .refusals
+            .with_label_values(&[name.as_deref().unwrap_or(""), r.kind()])
+            .inc();
+        (r.respond(None), name, None)
+    };
+    let Some(host) = host else {
+        return refuse(shared, Refusal::NoHost, None);
+    };
+    let table = shared.routes(down.tls);
+    let Some(route) = table.lookup(host, req.uri().path()) else {
+        if !down.tls && shared.routes(true).lookup(host, req.uri().path()).is_some() {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let to = format!("https://{host}{}{pq}", shared.https_port_suffix());
+            return (Refusal::RedirectToHttps.respond(Some(&to)), None, None);
+        }
+        return refuse(shared, Refusal::UnknownRoute, None);
+    };
+    if req.headers().len() > shared.limits.max_headers {
+        return refuse(shared, Refusal::TooManyHeaders, Some(&route));
+    }
+    if declared_length(req.headers()).is_some_and(|n| n > shared.limits.max_body_bytes) {
+        return refuse(shared, Refusal::BodyTooLarge, Some(&route));
+    }
+    let Some(lease) = route.balancer.pick(None) else {
+        return refuse(shared, Refusal::NoHealthyReplica, Some(&route));
+    };
+    let in_flight = shared.metrics.in_flight.with_label_values(&[&route.name]);
+    in_flight.inc();
+    let gauge = InFlight(in_flight);
+    match forward(shared, down, host, &route, lease, req).await {
+        Ok((resp, addr)) => (
+            resp.map(|b| held(b, gauge)),
+            Some(route.name.clone()),
+            Some(addr),
+        ),
+        Err((r, addr)) => {
+            drop(gauge);
+            let (resp, name, _) = refuse(shared, r, Some(&route));
+            (resp, name, addr)
+        }
+    }
+}
+
+async fn forward(
+    shared: &Arc<Shared>,
+    down: Downstream,
+    host: &str,
+    route: &Arc<Route>,
+    mut lease: Lease,
+    mut req: Request<Incoming>,
+) -> Result<(Response<ProxyBody>, SocketAddr), (Refusal, Option<SocketAddr>)> {
+    let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let empty = body.is_end_stream();
+    let retryable = empty && upgrade.is_none() && is_idempotent(&parts.method);
+    let headers = upstream_headers(&parts.headers, down, host, upgrade.is_some(), &parts);
+    let limit = usize::try_from(shared.limits.max_body_bytes).unwrap_or(usize::MAX);
+    let mut body: Option<ProxyBody> = Some(if empty {
+        Empty::new().map_err(|never| match never {}).boxed()
+    } else {
+        Limited::new(body, limit).boxed()
+    });
+    let mut tried_another = false;
+    loop {
+        let addr = lease.addr();
+        let outgoing = build_request(
+            &parts,
+            &headers,
+            route.upstream,
+            addr,
+            body.take()
+                .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
+        );
+        let sent = tokio::time::timeout(
+            shared.limits.upstream_timeout,
+            shared.client(route.upstream).request(outgoing),
+        )
+        .await;
+        match sent {
+            Err(_) => return Err((Refusal::UpstreamTimeout, Some(addr))),
+            Ok(Ok(mut resp)) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_side) = upgrade {
+                        let upstream_side = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(tunnel(client_side, upstream_side, lease));
+                        let (mut p, _) = resp.into_parts();
+                        p.headers.remove(header::CONTENT_LENGTH);
+                        return Ok((
+                            Response::from_parts(
+                                p,
+                                Empty::new().map_err(|never| match never {}).boxed(),
+                            ),
+                            addr,
+                        ));
+                    }
+                }
+                let (mut p, b) = resp.into_parts();
+                strip_hop_by_hop(&mut p.headers);
+                let body = Leased {
+                    inner: b.map_err(|e| Box::new(e) as BoxError).boxed(),
+                    _lease: Some(lease),
+                };
+                return Ok((Response::from_parts(p, body.boxed()), addr));
+            }
+            Ok(Err(e)) => {
+                if is_body_limit(&e) {
+                    return Err((Refusal::BodyTooLarge, Some(addr)));
+                }
+                if e.is_connect() && retryable && !tried_another {
+                    if let Some(next) = route.balancer.pick(Some(addr)) {
+                        tracing::debug!(route = %route.name, %addr, "connect failed; retrying on {}", next.addr());
+                        lease = next;
+                        tried_another = true;
+                        continue;
+                    }
+                }
+                tracing::debug!(route = %route.name, %addr, "upstream: {e}");
+                return Err((Refusal::UpstreamFailed, Some(addr)));
+            }
+        }
+    }
+}
+
+fn build_request(
+    parts: &http::request::Parts,
+    headers: &HeaderMap,
+    protocol: UpstreamProtocol,
+    addr: SocketAddr,
+    body: ProxyBody,
+) -> Request<ProxyBody> {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://{addr}{pq}")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = match protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::H2c => Version::HTTP_2,
+    };
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+/// The request's headers as the replica sees them: hop-by-hop fields gone
+/// (but for an upgrade's), the original host kept, and X-Forwarded-For,
+/// -Proto and -Host added.
+fn upstream_headers(
+    incoming: &HeaderMap,
+    down: Downstream,
+    host: &str,
+    upgrade: bool,
+    parts: &http::request::Parts,
+) -> HeaderMap {
+    let mut h = incoming.clone();
+    let upgrade_to = h.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut h);
+    if upgrade {
+        if let Some(u) = upgrade_to {
+            h.insert(header::UPGRADE, u);
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+    let original_host = incoming
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        })
+        .or_else(|| HeaderValue::from_str(host).ok());
+    if let Some(v) = original_host.clone() {
+        h.insert(header::HOST, v.clone());
+        h.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+    let peer = down.peer.ip().to_string();
+    let xff = match incoming
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prior) => format!("{prior}, {peer}"),
+        None => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if down.tls { "https" } else { "http" }),
+    );
+    h
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Fields the Connection header names are this hop's too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP) {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn declared_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })?;
+    let raw = raw
+        .rsplit_once('@')
+        .map_or(raw.as_str(), |(_, h)| h)
+        .to_string();
+    let host = normalize_host(&raw);
+    (!host.is_empty()).then_some(host)
+}
+
+fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Bytes both ways between an upgraded client and replica, holding the
+/// replica's lease until either side closes.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    lease: Lease,
+) {
+    let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
+        return;
+    };
+    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+    drop(lease);
+}
+
+/// A route's in-flight gauge, lowered when the answer is done.
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn held(body: ProxyBody, gauge: InFlight) -> ProxyBody {
+    Leased {
+        inner: body,
+        _lease: Some(gauge),
+    }
+    .boxed()
+}
+
+/// A body that keeps something alive (a lease, a gauge) until it ends or is dropped.
+struct Leased<T> {
+    inner: ProxyBody,
+    _lease: Option<T>,
+}
+
+impl<T: Unpin> Body for Leased<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self._lease = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_fields_and_hop_by_hop_fields_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn only_methods_safe_to_repeat_are_retried() {
+        assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+    }
+}

@@ -1,0 +1,277 @@
+//! zlayer-proxy owns ingress on a node: the HTTP and HTTPS listeners, routes
+//! by host and longest path prefix, balancing over the healthy replicas of
+//! any node (power of two choices on outstanding requests, or round robin),
+//! draining a replica before it stops, TLS by SNI, HTTP/1.1 and HTTP/2
+//! (ALPN, h2c), WebSocket upgrades, request limits, and its metrics.
+//!
+//! Layers, each in its own module: `listen` (connections, TLS, hyper),
+//! `forward` (one request), `route` (which route), `balance` (which
+//! replica), `respond` (every answer the proxy gives itself), `tls`,
+//! `limits`, `metrics`.
+//!
+//! It must not manage containers or read specs: the agent hands it typed
+//! routes with replica addresses, and certificates. L4 `tcp` ports stay in
+//! `zlayer-net`'s port publisher; the connection table is shared with it.
+
+mod balance;
+mod forward;
+mod limits;
+mod listen;
+mod metrics;
+mod respond;
+mod route;
+mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+pub use balance::Policy;
+pub use limits::Limits;
+pub use route::{HostPattern, UpstreamProtocol};
+pub use rustls::sign::CertifiedKey;
+pub use tls::{certified_key, certified_key_from_files};
+
+use balance::{Balancer, UpstreamPool};
+use route::{Route, RouteTable};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen for {what} on {addr}: {reason}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("certificate: {0}")]
+    Certificate(String),
+}
+
+/// Where a node's listeners are, and what they allow.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyConfig {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub limits: Limits,
+    /// One structured line per request (target `zlayer::access`).
+    pub access_log: bool,
+}
+
+/// One route as the agent computes it from the specs and the replicas.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteSpec {
+    /// `deployment/service/endpoint`.
+    pub name: String,
+    pub host: HostPattern,
+    pub path: String,
+    /// Served on the HTTPS listener (else the HTTP one).
+    pub tls: bool,
+    pub upstream: UpstreamProtocol,
+    pub policy: Policy,
+    /// The healthy replicas' addresses, on any node.
+    pub backends: Vec<SocketAddr>,
+}
+
+pub(crate) struct Shared {
+    http_routes: RwLock<Arc<RouteTable>>,
+    https_routes: RwLock<Arc<RouteTable>>,
+    specs: Mutex<Vec<RouteSpec>>,
+    pool: UpstreamPool,
+    certs: Arc<tls::CertResolver>,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) limits: Limits,
+    pub(crate) access_log: bool,
+    pub(crate) conns: zlayer_net::ConnectionTable,
+    https_port: Option<u16>,
+    h1: Client<HttpConnector, ProxyBody>,
+    h2c: Client<HttpConnector, ProxyBody>,
+}
+
+impl Shared {
+    pub(crate) fn routes(&self, tls: bool) -> Arc<RouteTable> {
+        let t = if tls {
+            &self.https_routes
+        } else {
+            &self.http_routes
+        };
+        t.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn client(&self, p: UpstreamProtocol) -> &Client<HttpConnector, ProxyBody> {
+        match p {
+            UpstreamProtocol::Http1 => &self.h1,
+            UpstreamProtocol::H2c => &self.h2c,
+        }
+    }
+
+    /// `:PORT` for a redirect to the HTTPS listener, empty on 443.
+    pub(crate) fn https_port_suffix(&self) -> String {
+        match self.https_port {
+            Some(443) | None => String::new(),
+            Some(p) => format!(":{p}"),
+        }
+    }
+
+    fn rebuild(&self, specs: &[RouteSpec]) {
+        let build = |tls: bool| {
+            let routes = specs
+                .iter()
+                .filter(|s| s.tls == tls)
+                .map(|s| {
+                    Arc::new(Route {
+                        name: s.name.clone(),
+                        host: s.host.clone(),
+                        path: s.path.clone(),
+                        upstream: s.upstream,
+                        balancer: Balancer::new(
+                            s.policy,
+                            s.backends.iter().map(|a| self.pool.get(*a)).collect(),
+                        ),
+                    })
+                })
+                .collect();
+            Arc::new(RouteTable::new(routes))
+        };
+        let (http, https) = (build(false), build(true));
+        *self.http_routes.write().unwrap_or_else(|e| e.into_inner()) = http;
+        *self.https_routes.write().unwrap_or_else(|e| e.into_inner()) = https;
+        self.pool.sweep();
+    }
+}
+
+/// A node's ingress: its listeners run until it is dropped.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    bound: Vec<(String, SocketAddr)>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Proxy {
+    /// Binds the listeners the config names; one that cannot bind is an error.
+    pub async fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.limits.connect_timeout));
+        connector.set_nodelay(true);
+        let h1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        let certs = Arc::new(tls::CertResolver::default());
+        let shared = Arc::new(Shared {
+            http_routes: RwLock::default(),
+            https_routes: RwLock::default(),
+            specs: Mutex::default(),
+            pool: UpstreamPool::default(),
+            certs: certs.clone(),
+            metrics: metrics::Metrics::new(),
+            conns: zlayer_net::ConnectionTable::new(cfg.limits.max_connections),
+            limits: cfg.limits,
+            access_log: cfg.access_log,
+            https_port: cfg.https.map(|a| a.port()),
+            h1,
+            h2c,
+        });
+        let mut proxy = Proxy {
+            shared: shared.clone(),
+            tasks: Vec::new(),
+            bound: Vec::new(),
+        };
+        if let Some(addr) = cfg.http {
+            let l = listen::bind(addr, "HTTP").await?;
+            proxy
+                .bound
+                .push(("http".into(), l.local_addr().unwrap_or(addr)));
+            proxy
+                .tasks
+                .push(tokio::spawn(listen::serve(shared.clone(), l, None)));
+        }
+        if let Some(addr) = cfg.https {
+            let l = listen::bind(addr, "HTTPS").await?;
+            proxy
+                .bound
+                .push(("https".into(), l.local_addr().unwrap_or(addr)));
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?);
+            proxy.tasks.push(tokio::spawn(listen::serve(
+                shared.clone(),
+                l,
+                Some(acceptor),
+            )));
+        }
+        Ok(proxy)
+    }
+
+    /// The listeners' addresses, as (`http` | `https`, address).
+    pub fn listening(&self) -> &[(String, SocketAddr)] {
+        &self.bound
+    }
+
+    /// Replaces every route; requests in flight keep their replicas.
+    pub fn set_routes(&self, mut specs: Vec<RouteSpec>) {
+        specs.sort_by(|a, b| a.name.cmp(&b.name).then(a.tls.cmp(&b.tls)));
+        let mut last = self.shared.specs.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == specs {
+            return;
+        }
+        self.shared.rebuild(&specs);
+        *last = specs;
+    }
+
+    /// Takes every replica at `ip` out of every route now: no new request reaches it.
+    pub fn withdraw(&self, ip: IpAddr) {
+        let mut last = self.shared.specs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for s in last.iter_mut() {
+            let before = s.backends.len();
+            s.backends.retain(|a| a.ip() != ip);
+            changed |= s.backends.len() != before;
+        }
+        if changed {
+            self.shared.rebuild(&last);
+        }
+    }
+
+    /// Resolves once no request forwarded to a replica at `ip` is still in
+    /// flight. Withdraw it first; the caller bounds the wait.
+    pub fn drained(&self, ip: IpAddr) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            while shared.pool.outstanding_at(ip) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Replaces the HTTPS listener's certificates; new handshakes use them at once.
+    pub fn set_certificates(&self, certs: Vec<(HostPattern, Arc<CertifiedKey>)>) {
+        self.shared.certs.replace(certs);
+    }
+
+    /// The proxy's metrics in Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Connections the listeners hold now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns.len()
+    }
+}
