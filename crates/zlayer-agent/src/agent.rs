@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub log_limit: zlayer_runtime::LogLimit,
     /// Connections each published port forwards at once (`--port-max-connections`).
     pub port_max_connections: usize,
+    /// The node's ingress, when it runs one: the agent keeps its routes and
+    /// certificates current and drains a replica there before it stops.
+    pub ingress: Option<Arc<zlayer_proxy::Proxy>>,
 }
 
 pub struct Agent {
@@ -57,6 +60,8 @@ pub struct Agent {
     pub(crate) events: Mutex<VecDeque<Event>>,
     pub(crate) publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
     pub(crate) port_max_connections: usize,
+    pub(crate) ingress: Option<Arc<zlayer_proxy::Proxy>>,
+    pub(crate) certs: tokio::sync::Mutex<crate::ingress::CertState>,
     pub(crate) depends_since: Mutex<HashMap<String, u64>>,
     /// Ports whose bind failure was already logged (the loop retries every tick).
     pub(crate) publish_errors: Mutex<HashSet<u16>>,
@@ -118,6 +123,8 @@ impl Agent {
             events: Mutex::new(VecDeque::new()),
             publishers: tokio::sync::Mutex::new(HashMap::new()),
             port_max_connections: cfg.port_max_connections,
+            ingress: cfg.ingress.clone(),
+            certs: Default::default(),
             depends_since: Mutex::new(HashMap::new()),
             publish_errors: Mutex::new(HashSet::new()),
             applied_policy: Mutex::new(None),

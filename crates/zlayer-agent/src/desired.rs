@@ -28,4 +28,13 @@ pub trait Cluster: Send + Sync + 'static {
     /// The replicas the other live nodes last reported: what `depends` and
     /// rollout turns count beside this node's own.
     fn reported_elsewhere(&self) -> Vec<ReplicaReport>;
+    /// A certificate (PEM chain, PEM key) for `hosts` from the cluster's
+    /// ingress CA, for `https` routes that name none of their own.
+    fn ingress_certificate(
+        &self,
+        hosts: Vec<String>,
+    ) -> futures::future::BoxFuture<'static, Result<(String, String), String>> {
+        let _ = hosts;
+        Box::pin(async { Err("this cluster issues no ingress certificates".to_string()) })
+    }
 }

@@ -21,6 +21,7 @@ pub mod health;
 pub mod host_paths;
 pub mod ids;
 mod images;
+mod ingress;
 pub mod launch;
 pub mod launcher;
 pub mod metrics;

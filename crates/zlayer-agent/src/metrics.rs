@@ -1,5 +1,5 @@
 //! Prometheus text for the node: per-container CPU and memory from cgroups,
-//! restarts, health and OOM kills. A fresh registry per scrape turns cgroup
+//! restarts, health and OOM kills, then the ingress's own. A fresh registry per scrape turns cgroup
 //! counters into Prometheus counters without keeping deltas.
 
 use std::net::SocketAddr;
@@ -112,7 +112,11 @@ pub fn render(node: &Agent) -> String {
     let _ = reg.register(Box::new(store_errors));
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&reg.gather(), &mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if let Some(proxy) = &node.ingress {
+        text.push_str(&proxy.render_metrics());
+    }
+    text
 }
 
 /// Scrapes served at once; more connections are closed at accept.

@@ -35,6 +35,7 @@ fn node(dir: &std::path::Path) -> Arc<Agent> {
         allow_host_paths: Vec::new(),
         log_limit: zlayer_runtime::LogLimit::default(),
         port_max_connections: zlayer_net::DEFAULT_MAX_CONNECTIONS,
+        ingress: None,
         gpu_root: dir.join("gpu"),
         data_dir: dir.to_path_buf(),
         exe: PathBuf::from("/bin/false"),

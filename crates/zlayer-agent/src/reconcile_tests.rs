@@ -201,6 +201,7 @@ impl Rig {
                 allow_host_paths: Vec::new(),
                 log_limit: zlayer_runtime::LogLimit::default(),
                 port_max_connections: zlayer_net::DEFAULT_MAX_CONNECTIONS,
+                ingress: None,
             },
             launcher.clone(),
         )

@@ -36,7 +36,16 @@ impl Agent {
 
     /// The template a replica was started from.
     pub(crate) fn template_of(&self, r: &Replica) -> Option<Arc<Template>> {
-        let key = crate::template::key(&r.deployment, &r.service, &r.revision);
+        self.template_by_key(&crate::template::key(
+            &r.deployment,
+            &r.service,
+            &r.revision,
+        ))
+    }
+
+    /// The stored template `deployment/service/revision`, if this node has it.
+    pub(crate) fn template_by_key(&self, key: &str) -> Option<Arc<Template>> {
+        let key = key.to_string();
         let mut cache = self.templates.lock().ok()?;
         if let Some(t) = cache.get(&key) {
             return Some(t.clone());

@@ -1,13 +1,14 @@
-//! Service discovery on the node: DNS names and published ports follow the
-//! replicas that may serve (running, and healthy or without a check). DNS
-//! names every such replica in the cluster, from the other nodes' reports
-//! (reached through the mesh); published ports forward to this node's own.
+//! Service discovery on the node: DNS names, published ports and ingress
+//! routes follow the replicas that may serve (running, and healthy or
+//! without a check) on every node: this node's own, and the others' from
+//! their reports (reached through the mesh).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 
+use zlayer_model::ReplicaReport;
 use zlayer_net::PortPublisher;
-use zlayer_spec::Expose;
+use zlayer_spec::{Endpoint, Expose};
 
 use crate::agent::Agent;
 use crate::reconcile::Specs;
@@ -25,15 +26,16 @@ impl Agent {
             .filter_map(|r| Some((r.deployment.clone(), r.service.clone(), r.index, r.ip?)));
         let reports = self.cluster.reported_elsewhere();
         self.enforce_policy(specs, replicas, &reports);
-        let elsewhere = reports
-            .into_iter()
-            .filter(|r| r.is_serving())
-            .filter_map(|r| {
-                let (dep, svc) = r.workload.split_once('/')?;
-                Some((dep.to_string(), svc.to_string(), r.replica, r.ip?))
-            });
+        let elsewhere = reports.iter().filter(|r| r.is_serving()).filter_map(|r| {
+            let (dep, svc) = r.workload.split_once('/')?;
+            Some((dep.to_string(), svc.to_string(), r.replica, r.ip?))
+        });
         self.dns.replace(dns_names(here.chain(elsewhere)));
-        let wanted = self.port_backends(specs, replicas);
+        if let Some(ingress) = &self.ingress {
+            ingress.set_routes(self.ingress_routes(specs, replicas, &reports));
+            self.refresh_certificates(specs).await;
+        }
+        let wanted = self.port_backends(specs, replicas, &reports);
         let mut pubs = self.publishers.lock().await;
         pubs.retain(|port, _| wanted.contains_key(port));
         for (port, backends) in wanted {
@@ -76,7 +78,11 @@ impl Agent {
         let Some(v4) = r.ip else { return };
         self.dns.forget(v4);
         let ip = std::net::IpAddr::V4(v4);
-        let drained: Vec<_> = self
+        let ingress_drained = self.ingress.as_ref().map(|p| {
+            p.withdraw(ip);
+            p.drained(ip)
+        });
+        let mut drained: Vec<_> = self
             .publishers
             .lock()
             .await
@@ -87,9 +93,10 @@ impl Agent {
                     cur.retain(|a| a.ip() != ip);
                     cur.len() != before
                 });
-                p.drained(ip)
+                futures::future::Either::Left(p.drained(ip))
             })
             .collect();
+        drained.extend(ingress_drained.map(futures::future::Either::Right));
         if tokio::time::timeout(drain, futures::future::join_all(drained))
             .await
             .is_err()
@@ -101,39 +108,69 @@ impl Agent {
         }
     }
 
-    /// Each published port of the current specs, with the replicas behind it.
-    /// A replica is reached on the container port of its own revision, which
-    /// matters while a rollout changes that port.
+    /// Each published port of the current specs, with the serving replicas
+    /// of every node behind it (ingress routes are not ports).
     fn port_backends(
         &self,
         specs: &Specs,
         replicas: &BTreeMap<String, Replica>,
+        elsewhere: &[ReplicaReport],
     ) -> HashMap<u16, Vec<SocketAddr>> {
         let mut wanted: HashMap<u16, Vec<SocketAddr>> = HashMap::new();
         for (_, spec) in specs {
             for (name, svc) in &spec.services {
-                for ep in svc.endpoints.iter().filter(|e| e.expose == Expose::Public) {
-                    let backends = wanted.entry(ep.published_port()).or_default();
-                    for r in replicas.values().filter(|r| {
-                        serving(r) && r.deployment == spec.deployment && &r.service == name
-                    }) {
-                        let Some(ip) = r.ip else { continue };
-                        let port = self
-                            .template_of(r)
-                            .and_then(|t| {
-                                t.service
-                                    .endpoints
-                                    .iter()
-                                    .find(|e| e.name == ep.name)
-                                    .map(|e| e.container_port())
-                            })
-                            .unwrap_or(ep.container_port());
-                        backends.push(SocketAddr::from((ip, port)));
-                    }
+                let published = svc
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.expose == Expose::Public && !e.is_ingress_route());
+                for ep in published {
+                    let backends =
+                        self.endpoint_backends(&spec.deployment, name, ep, replicas, elsewhere);
+                    wanted
+                        .entry(ep.published_port())
+                        .or_default()
+                        .extend(backends);
                 }
             }
         }
         wanted
+    }
+
+    /// Where an endpoint's serving replicas listen, on this node and the
+    /// others. Each is reached on the container port of its own revision,
+    /// which matters while a rollout changes that port.
+    pub(crate) fn endpoint_backends(
+        &self,
+        deployment: &str,
+        service: &str,
+        ep: &Endpoint,
+        replicas: &BTreeMap<String, Replica>,
+        elsewhere: &[ReplicaReport],
+    ) -> Vec<SocketAddr> {
+        let port_of = |revision: &str| {
+            self.template_by_key(&crate::template::key(deployment, service, revision))
+                .and_then(|t| {
+                    t.service
+                        .endpoints
+                        .iter()
+                        .find(|e| e.name == ep.name)
+                        .map(|e| e.container_port())
+                })
+                .unwrap_or(ep.container_port())
+        };
+        let here = replicas
+            .values()
+            .filter(|r| serving(r) && r.deployment == deployment && r.service == service)
+            .filter_map(|r| Some(SocketAddr::from((r.ip?, port_of(&r.revision)))));
+        let workload = format!("{deployment}/{service}");
+        let there = elsewhere
+            .iter()
+            .filter(|r| r.is_serving() && r.workload == workload)
+            .filter_map(|r| Some(SocketAddr::from((r.ip?, port_of(&r.revision)))));
+        let mut all: Vec<SocketAddr> = here.chain(there).collect();
+        all.sort();
+        all.dedup();
+        all
     }
 }
 

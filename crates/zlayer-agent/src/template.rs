@@ -58,9 +58,10 @@ fn resolve_env(svc: &Service, caller_env: &BTreeMap<String, String>) -> Vec<(Str
         .collect()
 }
 
-/// Scale, `depends`, the update policy, the network policy and a cron
-/// schedule change no container, so they are left out of the template and
-/// roll nothing.
+/// Scale, `depends`, the update policy, the network policy, a cron
+/// schedule and an endpoint's publishing and route fields (everything but
+/// its name, protocol and container port) change no container, so they are
+/// left out of the template and roll nothing.
 fn container_shape(svc: &Service) -> Service {
     let mut shape = svc.clone();
     shape.network_policy = None;
@@ -69,6 +70,15 @@ fn container_shape(svc: &Service) -> Service {
     shape.depends.clear();
     shape.update = Default::default();
     shape.env.clear();
+    for ep in &mut shape.endpoints {
+        ep.host_port = None;
+        ep.host = None;
+        ep.path = None;
+        ep.expose = Default::default();
+        ep.balance = Default::default();
+        ep.upstream = Default::default();
+        ep.tls = None;
+    }
     shape
 }
 

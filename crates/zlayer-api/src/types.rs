@@ -292,6 +292,8 @@ pub enum ClusterRequest {
         public_key: String,
     },
     PeerRemove(String),
+    /// The ingress CA certificate (only voters can derive it).
+    IngressCa,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -302,6 +304,8 @@ pub enum ClusterReply {
     Token(String),
     Overlay(OverlayView),
     Peer(StockPeerConfig),
+    /// A PEM document.
+    Pem(String),
     Done,
 }
 

@@ -35,6 +35,9 @@ impl Control {
         env: &BTreeMap<String, String>,
     ) -> Result<bool, ControlError> {
         crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
+        if let Some(clash) = self.route_clash(name, file, text) {
+            return Err(ControlError::Refused(clash));
+        }
         let before = self.read(|s| s.deployments.get(name).map(|d| d.current.revision));
         let cmd = Command::PutDeployment {
             name: name.to_string(),
@@ -50,6 +53,40 @@ impl Control {
                 "unexpected answer {other:?}"
             ))),
         }
+    }
+
+    /// An ingress route of the spec that another deployment already serves:
+    /// routes are unique on (scheme, host, path) across the cluster.
+    fn route_clash(&self, name: &str, file: &str, text: &str) -> Option<String> {
+        let spec = zlayer_spec::parse(file, text).ok()?;
+        let mine: Vec<((String, String), String)> = spec
+            .services
+            .iter()
+            .flat_map(|(svc, s)| {
+                s.endpoints
+                    .iter()
+                    .filter(|e| e.is_ingress_route())
+                    .map(move |e| (zlayer_spec::route_key(e), format!("{svc}/{}", e.name)))
+            })
+            .collect();
+        for other in self.specs() {
+            let Ok(theirs) = &other.parsed else { continue };
+            if other.name == name {
+                continue;
+            }
+            for (svc, s) in &theirs.services {
+                for e in s.endpoints.iter().filter(|e| e.is_ingress_route()) {
+                    let key = zlayer_spec::route_key(e);
+                    if let Some((_, ours)) = mine.iter().find(|(k, _)| *k == key) {
+                        return Some(format!(
+                            "{file}: endpoint {ours} routes {}{}, which deployment `{}` already serves ({svc}/{}); give it another `host` or `path`, or change `{}` first",
+                            key.0, key.1, other.name, e.name, other.name
+                        ));
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Removes a deployment and its assignments; false if there was none.

@@ -14,15 +14,19 @@
 //!   `clone3` and `io_uring_setup` fare (`name: ok` or `name: ERRNO`), exit
 //!
 //! `/slow/MS` answers like `/` after MS milliseconds: a request that is
-//! still in flight when something stops the replica.
+//! still in flight when something stops the replica. `/headers` echoes the
+//! request's version and headers, `/echo` says how many body bytes came,
+//! and `/ws` is a WebSocket echo. It speaks HTTP/1.1 and h2c.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+
+mod ws;
 
 fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok()?.parse().ok()
@@ -38,7 +42,7 @@ struct App {
 }
 
 impl App {
-    fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    fn handle(&self, req: &Request<()>, body_len: usize) -> Response<Full<Bytes>> {
         let path = match req.uri().path() {
             p if p.starts_with("/slow/") => "/slow",
             p => p,
@@ -48,6 +52,14 @@ impl App {
                 StatusCode::OK,
                 format!("{} from {}\n", self.message, self.host),
             ),
+            "/headers" => {
+                let mut text = format!("version: {:?}\n", req.version());
+                for (k, v) in req.headers() {
+                    text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+                }
+                (StatusCode::OK, text)
+            }
+            "/echo" => (StatusCode::OK, format!("{body_len} bytes\n")),
             "/health" => match self.fail_after {
                 Some(t) if self.started.elapsed() >= t => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "unhealthy\n".into())
@@ -59,7 +71,10 @@ impl App {
                 let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
                 (StatusCode::OK, String::from_utf8_lossy(&buf).into_owned())
             }
-            _ => (StatusCode::NOT_FOUND, "not found\n".into()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                format!("not found on {}\n", self.host),
+            ),
         };
         self.requests
             .with_label_values(&[path, status.as_str()])
@@ -70,7 +85,7 @@ impl App {
     }
 }
 
-fn slow_ms(req: &Request<Incoming>) -> Option<u64> {
+fn slow_ms<B>(req: &Request<B>) -> Option<u64> {
     req.uri().path().strip_prefix("/slow/")?.parse().ok()
 }
 
@@ -210,15 +225,23 @@ async fn main() {
             conn = listener.accept() => {
                 let Ok((stream, _)) = conn else { continue };
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
                         if let Some(ms) = slow_ms(&req) {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
                         }
-                        Ok::<_, Infallible>(app.handle(&req))
+                        if req.uri().path() == "/ws" {
+                            return Ok::<_, Infallible>(ws::upgrade(req));
+                        }
+                        let (parts, body) = req.into_parts();
+                        let len = body.collect().await.map_or(0, |b| b.to_bytes().len());
+                        let req = Request::from_parts(parts, ());
+                        Ok::<_, Infallible>(app.handle(&req, len))
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
                 });
             }
             _ = term.recv() => {

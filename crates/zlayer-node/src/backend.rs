@@ -151,6 +151,11 @@ impl Backend for Node {
                 .await
                 .map(ClusterReply::Token)
                 .map_err(errors::control),
+            ClusterRequest::IngressCa => c
+                .member
+                .ingress_ca_pem()
+                .map(ClusterReply::Pem)
+                .map_err(zlayer_api::ApiError::Invalid),
             ClusterRequest::Tokens => Ok(ClusterReply::Tokens(
                 c.tokens().iter().map(TokenView::of).collect(),
             )),

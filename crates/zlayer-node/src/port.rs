@@ -29,4 +29,11 @@ impl Cluster for ControlPort {
     fn reported_elsewhere(&self) -> Vec<ReplicaReport> {
         self.0.reported_elsewhere()
     }
+    fn ingress_certificate(
+        &self,
+        hosts: Vec<String>,
+    ) -> futures::future::BoxFuture<'static, Result<(String, String), String>> {
+        let issued = self.0.member.issue_ingress_certificate(&hosts);
+        Box::pin(async move { issued })
+    }
 }

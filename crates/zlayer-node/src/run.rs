@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub wg_device: Option<zlayer_overlay::DeviceKind>,
     /// Threads of a userspace device (at least 1).
     pub wg_threads: usize,
+    /// The ingress listeners and limits; `None` runs no ingress.
+    pub ingress: Option<zlayer_proxy::ProxyConfig>,
 }
 
 /// A node's parts, as the API reaches them.
@@ -44,6 +46,28 @@ pub struct Node {
     /// The mesh, where the cluster gave this node a subnet and a device
     /// could be made.
     pub overlay: Option<Arc<zlayer_overlay::Mesh>>,
+}
+
+/// Starts the ingress; a listener whose port is taken is left off with a
+/// warning that says how to move it, and the node runs on.
+async fn start_ingress(cfg: zlayer_proxy::ProxyConfig) -> Option<Arc<zlayer_proxy::Proxy>> {
+    match zlayer_proxy::Proxy::start(cfg).await {
+        Ok((proxy, refused)) => {
+            for e in refused {
+                tracing::warn!(
+                    "{e}; that ingress listener is off (free the port, or pick another with --http-port / --https-port, 0 for none)"
+                );
+            }
+            for (what, addr) in proxy.listening() {
+                tracing::info!("ingress {what} on {addr}");
+            }
+            Some(Arc::new(proxy))
+        }
+        Err(e) => {
+            tracing::warn!("ingress: {e}; running without it");
+            None
+        }
+    }
 }
 
 /// Runs a node until `zlayer` asks it to shut down. Containers keep running.
@@ -94,6 +118,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         }
         (None, None) => None,
     };
+    let ingress = match cfg.ingress {
+        Some(c) => start_ingress(c).await,
+        None => None,
+    };
     let agent = Agent::open(&AgentConfig {
         data_dir: cfg.data_dir.clone(),
         exe: cfg.exe,
@@ -107,6 +135,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         allow_host_paths: cfg.allow_host_paths.clone(),
         log_limit: cfg.log_limit,
         port_max_connections: cfg.port_max_connections,
+        ingress,
     });
     let agent = match agent {
         Ok(a) => a,

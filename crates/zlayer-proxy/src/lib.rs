@@ -164,8 +164,9 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
-    /// Binds the listeners the config names; one that cannot bind is an error.
-    pub async fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
+    /// Binds the listeners the config names. A listener that cannot bind is
+    /// left off and returned beside the proxy, so the other still serves.
+    pub async fn start(cfg: ProxyConfig) -> Result<(Proxy, Vec<ProxyError>), ProxyError> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.limits.connect_timeout));
         connector.set_nodelay(true);
@@ -195,28 +196,37 @@ impl Proxy {
             tasks: Vec::new(),
             bound: Vec::new(),
         };
+        let mut refused = Vec::new();
         if let Some(addr) = cfg.http {
-            let l = listen::bind(addr, "HTTP").await?;
-            proxy
-                .bound
-                .push(("http".into(), l.local_addr().unwrap_or(addr)));
-            proxy
-                .tasks
-                .push(tokio::spawn(listen::serve(shared.clone(), l, None)));
+            match listen::bind(addr, "HTTP").await {
+                Ok(l) => {
+                    proxy
+                        .bound
+                        .push(("http".into(), l.local_addr().unwrap_or(addr)));
+                    proxy
+                        .tasks
+                        .push(tokio::spawn(listen::serve(shared.clone(), l, None)));
+                }
+                Err(e) => refused.push(e),
+            }
         }
         if let Some(addr) = cfg.https {
-            let l = listen::bind(addr, "HTTPS").await?;
-            proxy
-                .bound
-                .push(("https".into(), l.local_addr().unwrap_or(addr)));
             let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?);
-            proxy.tasks.push(tokio::spawn(listen::serve(
-                shared.clone(),
-                l,
-                Some(acceptor),
-            )));
+            match listen::bind(addr, "HTTPS").await {
+                Ok(l) => {
+                    proxy
+                        .bound
+                        .push(("https".into(), l.local_addr().unwrap_or(addr)));
+                    proxy.tasks.push(tokio::spawn(listen::serve(
+                        shared.clone(),
+                        l,
+                        Some(acceptor),
+                    )));
+                }
+                Err(e) => refused.push(e),
+            }
         }
-        Ok(proxy)
+        Ok((proxy, refused))
     }
 
     /// The listeners' addresses, as (`http` | `https`, address).

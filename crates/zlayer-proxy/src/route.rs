@@ -45,6 +45,11 @@ impl HostPattern {
         })
     }
 
+    /// Every host: a route with a path and no host.
+    pub fn any() -> HostPattern {
+        HostPattern::Wildcard(String::new())
+    }
+
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h == host,

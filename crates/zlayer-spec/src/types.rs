@@ -201,9 +201,62 @@ pub struct Endpoint {
     pub path: Option<String>,
     #[serde(default)]
     pub expose: Expose,
+    /// Extension: how the ingress spreads this endpoint's requests.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub balance: Balance,
+    /// Extension: the protocol the ingress speaks to the replicas.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub upstream: Upstream,
+    /// Extension: the certificate of an `https` endpoint; without it the
+    /// ingress serves one issued by the cluster's ingress CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EndpointTls>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Ingress balancing of one endpoint.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// The less busy of two replicas picked at random (least outstanding requests).
+    #[default]
+    PowerOfTwo,
+    RoundRobin,
+}
+
+/// What the ingress speaks to an endpoint's replicas.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Upstream {
+    #[default]
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge), for gRPC and other h2 servers.
+    H2c,
+}
+
+/// A certificate and key read from files present on every node.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointTls {
+    /// PEM certificate chain, leaf first (an absolute path).
+    pub cert: String,
+    /// PEM private key (an absolute path).
+    pub key: String,
 }
 
 impl Endpoint {
+    /// Whether the ingress routes this endpoint by host and path (an
+    /// `http`/`https` endpoint with `expose: public` and a `host` or
+    /// `path`); any other public endpoint is published as a port.
+    pub fn is_ingress_route(&self) -> bool {
+        self.expose == Expose::Public
+            && matches!(self.protocol, Protocol::Http | Protocol::Https)
+            && (self.host.is_some() || self.path.is_some())
+    }
+
     /// The port published on the host when `expose: public`.
     pub fn published_port(&self) -> u16 {
         u16::try_from(self.host_port.unwrap_or(self.port)).unwrap_or(0)

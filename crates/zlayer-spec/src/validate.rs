@@ -64,6 +64,7 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
         p.add("services", "at least one service is required");
     }
     let mut published: HashMap<u16, String> = HashMap::new();
+    let mut routes: HashMap<(String, String), String> = HashMap::new();
     for (name, svc) in &spec.services {
         let at = format!("services.{name}");
         if !is_dns_label(name) {
@@ -76,6 +77,17 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
         }
         check_service(&mut p, &at, svc);
         for (i, ep) in svc.endpoints.iter().enumerate() {
+            if ep.is_ingress_route() {
+                let key = route_key(ep);
+                if let Some(other) = routes.insert(key.clone(), format!("{name}/{}", ep.name)) {
+                    p.push(
+                        format!("{at}.endpoints[{i}]"),
+                        format!("route {}{} is already served by `{other}`", key.0, key.1),
+                        Some("give one of them another `host` or `path`".into()),
+                    );
+                }
+                continue;
+            }
             if ep.expose == Expose::Public && (1..=65535).contains(&ep.host_port.unwrap_or(ep.port))
             {
                 let hp = ep.published_port();
@@ -91,6 +103,26 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
     check_depends(&mut p, spec);
     check_network_policy(&mut p, spec);
     p.0
+}
+
+/// What makes an ingress route unique: (scheme://host, path), host
+/// lowercased and path without its trailing `/`.
+pub fn route_key(ep: &Endpoint) -> (String, String) {
+    let scheme = if ep.protocol == Protocol::Https {
+        "https"
+    } else {
+        "http"
+    };
+    let host = ep.host.as_deref().unwrap_or("*").to_ascii_lowercase();
+    let path = ep.path.as_deref().unwrap_or("/").trim_end_matches('/');
+    (
+        format!("{scheme}://{host}"),
+        if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_string()
+        },
+    )
 }
 
 /// Each `ingress_from` entry names a service of this spec, or
@@ -317,7 +349,9 @@ fn check_endpoints(p: &mut Problems, at: &str, eps: &[Endpoint]) {
                 format!("{ep_at}.port"),
                 format!("port must be between 1 and 65535, got {}", ep.port),
             );
-        } else if let Some(other) = ports.insert((ep.protocol == Protocol::Udp, ep.port), &ep.name)
+        } else if let Some(other) = (!ep.is_ingress_route())
+            .then(|| ports.insert((ep.protocol == Protocol::Udp, ep.port), &ep.name))
+            .flatten()
         {
             p.add(
                 format!("{ep_at}.port"),
@@ -350,17 +384,21 @@ fn check_endpoints(p: &mut Problems, at: &str, eps: &[Endpoint]) {
             }
         }
         if let Some(host) = &ep.host {
-            if host.is_empty()
-                || !host
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            if name.is_empty()
+                || name.len() > 253
+                || !name
                     .split('.')
                     .all(|l| is_dns_label(&l.to_ascii_lowercase()))
             {
-                p.add(
+                p.push(
                     format!("{ep_at}.host"),
                     format!("`{host}` is not a valid host name"),
+                    Some("write a name like `shop.example.test`, or `*.example.test` for every name under it".into()),
                 );
             }
         }
+        check_route_fields(p, &ep_at, ep);
         if (ep.host.is_some() || ep.path.is_some())
             && matches!(ep.protocol, Protocol::Tcp | Protocol::Udp)
         {
@@ -369,6 +407,52 @@ fn check_endpoints(p: &mut Problems, at: &str, eps: &[Endpoint]) {
                 "`host` and `path` apply only to http and https endpoints",
             );
         }
+    }
+}
+
+/// Fields that only the ingress reads belong to routed http/https endpoints.
+fn check_route_fields(p: &mut Problems, ep_at: &str, ep: &Endpoint) {
+    let http = matches!(ep.protocol, Protocol::Http | Protocol::Https);
+    if (ep.host.is_some() || ep.path.is_some()) && http && ep.expose != Expose::Public {
+        p.push(
+            ep_at.to_string(),
+            "`host` and `path` route through the ingress, which serves only public endpoints",
+            Some("add `expose: public`, or remove `host` and `path`".into()),
+        );
+    }
+    if !http && (ep.balance != Balance::default() || ep.upstream != Upstream::default()) {
+        p.add(
+            ep_at.to_string(),
+            "`balance` and `upstream` apply only to http and https endpoints",
+        );
+    }
+    if let Some(tls) = &ep.tls {
+        if ep.protocol != Protocol::Https {
+            p.push(
+                format!("{ep_at}.tls"),
+                "`tls` applies only to `protocol: https` endpoints",
+                Some("set `protocol: https`, or remove `tls`".into()),
+            );
+        }
+        for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                p.add(
+                    format!("{ep_at}.tls.{field}"),
+                    format!("`{path}` must be an absolute path without `..`"),
+                );
+            }
+        }
+    }
+    if ep.protocol == Protocol::Https
+        && ep.expose == Expose::Public
+        && ep.path.is_some()
+        && ep.host.is_none()
+    {
+        p.push(
+            ep_at.to_string(),
+            "an https route needs a `host`: TLS picks its certificate by name",
+            Some("add e.g. `host: shop.example.test`".into()),
+        );
     }
 }
 

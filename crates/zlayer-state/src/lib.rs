@@ -17,6 +17,7 @@ pub mod alive;
 pub mod authz;
 pub mod ca_key;
 mod endpoints;
+pub mod ingress_ca;
 pub mod join;
 pub mod keeper;
 mod member;

@@ -105,6 +105,9 @@ pub enum WriteReply {
     Failed(String),
 }
 
+const NOT_A_VOTER: &str =
+    "only voters hold the CA key: run this on a manager (`zlayer node ls` shows the roles)";
+
 pub struct Member {
     pub id: u64,
     pub raft: Raft,
@@ -408,6 +411,26 @@ impl Member {
     /// Whether this member holds the CA key (the founder, and voters).
     pub fn holds_ca_key(&self) -> bool {
         self.ca_key.get().is_some()
+    }
+
+    /// A key and certificate chain for `hosts` from the ingress CA; only a
+    /// holder of the CA key (a voter) can issue one.
+    pub fn issue_ingress_certificate(&self, hosts: &[String]) -> Result<(String, String), String> {
+        let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
+        let id = self.cluster_id().ok_or("the cluster has no CA yet")?;
+        crate::ingress_ca::issue(&key, &id, hosts).map_err(|e| e.to_string())
+    }
+
+    /// The ingress CA's certificate, for clients to trust.
+    pub fn ingress_ca_pem(&self) -> Result<String, String> {
+        let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
+        let id = self.cluster_id().ok_or("the cluster has no CA yet")?;
+        crate::ingress_ca::ca_cert_pem(&key, &id).map_err(|e| e.to_string())
+    }
+
+    fn cluster_id(&self) -> Option<String> {
+        self.machine
+            .read(|s| s.ca.as_ref().map(|c| c.cluster_id.clone()))
     }
 
     /// Asks the leader for a new certificate for a new key. The leader

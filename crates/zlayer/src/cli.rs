@@ -138,6 +138,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The cluster's ingress CA, which issues dev certificates for https routes.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// The WireGuard mesh between nodes.
     Overlay {
         #[command(subcommand)]
@@ -323,6 +328,75 @@ pub struct AgentArgs {
     /// cap closes the connection that has been idle the longest.
     #[arg(long, default_value_t = zlayer_net::DEFAULT_MAX_CONNECTIONS, value_parser = parse_connections)]
     pub port_max_connections: usize,
+    #[command(flatten)]
+    pub ingress: IngressArgs,
+}
+
+/// The node's ingress: HTTP and HTTPS listeners for routed endpoints.
+#[derive(clap::Args, Clone)]
+pub struct IngressArgs {
+    /// Port of the ingress's HTTP listener; 0 turns it off.
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// Port of the ingress's HTTPS listener; 0 turns it off.
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
+    /// Address the ingress listeners bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub ingress_addr: std::net::IpAddr,
+    /// Log one line per ingress request (target `zlayer::access`).
+    #[arg(long)]
+    pub access_log: bool,
+    /// The largest request body the ingress forwards (413 above it).
+    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
+    pub ingress_max_body: u64,
+    /// The most bytes of request line and headers (431 above it; at least 8Ki).
+    #[arg(long, default_value = "64Ki", value_parser = parse_size)]
+    pub ingress_max_header_size: u64,
+    /// The most header fields in one request (431 above it).
+    #[arg(long, default_value_t = 100)]
+    pub ingress_max_headers: usize,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ingress_header_timeout: std::time::Duration,
+    /// How long a replica may take to start answering (504 after).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ingress_upstream_timeout: std::time::Duration,
+    /// Connections the ingress holds at once; one more closes the idlest.
+    #[arg(long, default_value_t = 16_384, value_parser = parse_connections)]
+    pub ingress_max_connections: usize,
+}
+
+impl IngressArgs {
+    /// The proxy's settings; `None` when both listeners are off.
+    pub fn config(&self) -> Option<zlayer_proxy::ProxyConfig> {
+        let at =
+            |port: u16| (port != 0).then(|| std::net::SocketAddr::new(self.ingress_addr, port));
+        let (http, https) = (at(self.http_port), at(self.https_port));
+        if http.is_none() && https.is_none() {
+            return None;
+        }
+        Some(zlayer_proxy::ProxyConfig {
+            http,
+            https,
+            access_log: self.access_log,
+            limits: zlayer_proxy::Limits {
+                max_body_bytes: self.ingress_max_body,
+                max_header_bytes: usize::try_from(self.ingress_max_header_size)
+                    .unwrap_or(usize::MAX)
+                    .max(8192),
+                max_headers: self.ingress_max_headers.max(1),
+                header_timeout: self.ingress_header_timeout,
+                upstream_timeout: self.ingress_upstream_timeout,
+                max_connections: self.ingress_max_connections,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 10s or 1m: {e}"))
 }
 
 impl AgentArgs {
@@ -470,6 +544,12 @@ pub enum PeerCommand {
     },
     /// Forget a peer: every node drops it.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Print the ingress CA certificate (PEM), for `curl --cacert` or a trust store.
+    Export,
 }
 
 #[derive(Subcommand)]

@@ -56,7 +56,7 @@ pub fn print_value<T: Serialize>(format: Format, value: &T) -> anyhow::Result<()
 }
 
 /// Writes `text` to stdout at once; a reader that has gone is no error.
-fn emit(text: &str) -> anyhow::Result<()> {
+pub fn emit(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

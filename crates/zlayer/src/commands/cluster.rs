@@ -6,8 +6,20 @@ use std::path::Path;
 use anyhow::Result;
 use zlayer_api::{ClusterReply, ClusterRequest, TokenView};
 
-use crate::cli::{AgentArgs, MemberArgs, TokenCommand};
+use crate::cli::{AgentArgs, CaCommand, MemberArgs, TokenCommand};
 use crate::output::render;
+
+pub fn ca(data: &Path, cmd: CaCommand) -> Result<i32> {
+    match cmd {
+        CaCommand::Export => match super::cluster(data, ClusterRequest::IngressCa)? {
+            ClusterReply::Pem(pem) => {
+                crate::output::emit(&pem)?;
+                Ok(0)
+            }
+            other => anyhow::bail!("unexpected answer: {other:?}"),
+        },
+    }
+}
 
 pub fn token(data: &Path, cmd: TokenCommand) -> Result<i32> {
     match cmd {

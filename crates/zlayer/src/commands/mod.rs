@@ -37,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Events { .. }
             | Command::Rollouts { .. }
             | Command::Token { .. }
+            | Command::Ca { .. }
             | Command::Overlay { .. }
             | Command::Validate { .. }
             | Command::Spec { .. }
@@ -89,6 +90,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => exec::exec(&data, target, id, command),
         Command::Node { command } => node::node(&data, &cli.gpu_root, &registries, command),
         Command::Token { command } => cluster::token(&data, command),
+        Command::Ca { command } => cluster::ca(&data, command),
         Command::Overlay { command } => overlay::overlay(&data, command),
         Command::Join {
             addr,

@@ -95,6 +95,7 @@ fn start(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let log_limit = agent.log_limit();
     let cfg = zlayer_node::NodeConfig {
@@ -112,6 +113,7 @@ fn start(
         wg_port: member.wg_port,
         wg_device: member.wg_device.only(),
         wg_threads: member.wg_threads.into(),
+        ingress: agent.ingress.config(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(zlayer_node::run(cfg))

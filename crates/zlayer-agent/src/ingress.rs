@@ -1,0 +1,222 @@
+//! What the node's ingress serves: one route per routed endpoint (an
+//! `http`/`https` endpoint with `expose: public` and a `host` or `path`)
+//! with the serving replicas of every node behind it, and for each `https`
+//! host its certificate, read from the files the endpoint names or issued
+//! by the cluster's ingress CA (kept under `<data>/ingress/dev/` and
+//! renewed when a third of its life is left).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zlayer_model::ReplicaReport;
+use zlayer_proxy::{CertifiedKey, HostPattern, Policy, RouteSpec, UpstreamProtocol};
+use zlayer_spec::{Balance, Endpoint, Protocol, Upstream};
+
+use crate::agent::Agent;
+use crate::reconcile::Specs;
+use crate::state::Replica;
+
+/// Certificates are read again this often, to pick up renewed files.
+const RELOAD_MS: u64 = 60_000;
+
+/// Where each https host's certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum CertSource {
+    Files { cert: String, key: String },
+    Dev,
+}
+
+/// The certificates last handed to the proxy, and when.
+#[derive(Default)]
+pub(crate) struct CertState {
+    sources: BTreeMap<String, CertSource>,
+    loaded_ms: u64,
+    /// Messages already logged, so a bad file is reported once.
+    reported: std::collections::HashSet<String>,
+}
+
+impl Agent {
+    pub(crate) fn ingress_routes(
+        &self,
+        specs: &Specs,
+        replicas: &BTreeMap<String, Replica>,
+        elsewhere: &[ReplicaReport],
+    ) -> Vec<RouteSpec> {
+        let mut routes = Vec::new();
+        for (_, spec) in specs {
+            for (name, svc) in &spec.services {
+                for ep in svc.endpoints.iter().filter(|e| e.is_ingress_route()) {
+                    let Some(host) = host_of(ep) else { continue };
+                    routes.push(RouteSpec {
+                        name: format!("{}/{name}/{}", spec.deployment, ep.name),
+                        host,
+                        path: ep.path.clone().unwrap_or_else(|| "/".into()),
+                        tls: ep.protocol == Protocol::Https,
+                        upstream: match ep.upstream {
+                            Upstream::Http1 => UpstreamProtocol::Http1,
+                            Upstream::H2c => UpstreamProtocol::H2c,
+                        },
+                        policy: match ep.balance {
+                            Balance::PowerOfTwo => Policy::PowerOfTwo,
+                            Balance::RoundRobin => Policy::RoundRobin,
+                        },
+                        backends: self.endpoint_backends(
+                            &spec.deployment,
+                            name,
+                            ep,
+                            replicas,
+                            elsewhere,
+                        ),
+                    });
+                }
+            }
+        }
+        routes
+    }
+
+    /// Hands the proxy a certificate for every https host, when the hosts
+    /// or their sources changed or the last load is a minute old.
+    pub(crate) async fn refresh_certificates(&self, specs: &Specs) {
+        let Some(proxy) = &self.ingress else { return };
+        let mut sources: BTreeMap<String, CertSource> = BTreeMap::new();
+        for (_, spec) in specs {
+            for svc in spec.services.values() {
+                for ep in svc.endpoints.iter().filter(|e| e.is_ingress_route()) {
+                    let (Protocol::Https, Some(host)) = (ep.protocol, &ep.host) else {
+                        continue;
+                    };
+                    let source = match &ep.tls {
+                        Some(t) => CertSource::Files {
+                            cert: t.cert.clone(),
+                            key: t.key.clone(),
+                        },
+                        None => CertSource::Dev,
+                    };
+                    sources.insert(host.to_ascii_lowercase(), source);
+                }
+            }
+        }
+        let now = crate::clock::now_ms();
+        {
+            let state = self.certs.lock().await;
+            if state.sources == sources && now.saturating_sub(state.loaded_ms) < RELOAD_MS {
+                return;
+            }
+        }
+        let mut loaded: Vec<(HostPattern, Arc<CertifiedKey>)> = Vec::new();
+        let mut problems = Vec::new();
+        for (host, source) in &sources {
+            let Ok(pattern) = HostPattern::parse(host) else {
+                continue;
+            };
+            let key = match source {
+                CertSource::Files { cert, key } => {
+                    zlayer_proxy::certified_key_from_files(Path::new(cert), Path::new(key))
+                        .map_err(|e| format!("https host {host}: {e}"))
+                }
+                CertSource::Dev => self.dev_certificate(host).await,
+            };
+            match key {
+                Ok(k) => loaded.push((pattern, Arc::new(k))),
+                Err(e) => problems.push(e),
+            }
+        }
+        proxy.set_certificates(loaded);
+        let mut state = self.certs.lock().await;
+        for p in problems {
+            if state.reported.insert(p.clone()) {
+                tracing::warn!("{p}");
+            }
+        }
+        state.sources = sources;
+        state.loaded_ms = now;
+    }
+
+    /// The ingress CA's certificate for `host`, from disk while it has a
+    /// third of its life left, else newly issued by the cluster.
+    async fn dev_certificate(&self, host: &str) -> Result<CertifiedKey, String> {
+        let dir = self.paths.data_dir.join("ingress").join("dev");
+        let (cert_file, key_file) = dev_files(&dir, host);
+        if let (Ok(cert), Ok(key)) = (std::fs::read(&cert_file), std::fs::read(&key_file)) {
+            if fresh_enough(&cert) {
+                if let Ok(k) = zlayer_proxy::certified_key(&cert, &key, host) {
+                    return Ok(k);
+                }
+            }
+        }
+        let (cert, key) = self
+            .cluster
+            .ingress_certificate(vec![host.to_string()])
+            .await
+            .map_err(|e| format!("https host {host}: no certificate named, and the cluster CA could not issue one: {e}"))?;
+        tracing::warn!(
+            "https host {host} names no certificate; serving one from the cluster's ingress CA (`zlayer ca export` prints it for clients)"
+        );
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        write_private(&key_file, key.as_bytes())?;
+        write_private(&cert_file, cert.as_bytes())?;
+        zlayer_proxy::certified_key(cert.as_bytes(), key.as_bytes(), host)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The proxy's host pattern for an endpoint: its `host`, or every host.
+fn host_of(ep: &Endpoint) -> Option<HostPattern> {
+    match &ep.host {
+        Some(h) => HostPattern::parse(h).ok(),
+        None => Some(HostPattern::any()),
+    }
+}
+
+fn dev_files(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
+    let stem = host.replace('*', "_wildcard");
+    (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    )
+}
+
+/// True while more than a third of the certificate's validity is left.
+fn fresh_enough(cert_pem: &[u8]) -> bool {
+    use x509_parser::prelude::*;
+    let Ok((_, pem)) = parse_x509_pem(cert_pem) else {
+        return false;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return false;
+    };
+    let v = cert.validity();
+    let (from, to) = (v.not_before.timestamp(), v.not_after.timestamp());
+    let now = (crate::clock::now_ms() / 1000) as i64;
+    to - now > (to - from) / 3
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_host_gets_a_file_name_without_a_star() {
+        let (c, k) = dev_files(Path::new("/d"), "*.shop.test");
+        assert_eq!(c, Path::new("/d/_wildcard.shop.test.crt"));
+        assert_eq!(k, Path::new("/d/_wildcard.shop.test.key"));
+    }
+}
