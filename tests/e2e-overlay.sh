@@ -3,7 +3,8 @@
 # per-node subnets, the WireGuard mesh (userspace boringtun here, the kernel
 # has no module), all-pairs reachability by IP and by name, source
 # addresses kept inside the cluster, DNS of healthy replicas only from
-# every node, a capture of the underlay that finds only WireGuard, a kill -9
+# every node, the ingress on every node (and a rollout through it that fails
+# no request), a capture of the underlay that finds only WireGuard, a kill -9
 # and restart, a removed node's peer and route going, and two nodes behind
 # NAT (one reached through keepalives, the pair through a relay). Every wait is
 # bounded; the cluster is torn down on exit. Prints PASS/FAIL per check,
@@ -99,6 +100,43 @@ all_pairs() {
   done
 }
 check "all pairs of replicas on different nodes reach each other, by IP and by name" all_pairs
+
+# The ingress on every node routes by host to the healthy replicas of every
+# node (one per node here), and a rolling update seen through one node's
+# ingress fails no request: replicas on the other nodes are reported
+# draining, and dropped from every node's routes, before they stop.
+ingress_spec() {
+  cat > "$ZLC_DIR/ingress.yaml" <<YAML
+version: v1
+deployment: ing
+services:
+  app:
+    image: { name: demo:latest }
+    env: { PORT: "8080", MESSAGE: "$1" }
+    endpoints:
+      - { name: http, protocol: http, port: 8080, host: ing.test, expose: public }
+    scale: { mode: fixed, replicas: 3 }
+    update: { timeout: 60s }
+    health: { start_grace: 3s, interval: 200ms, retries: 2, check: { type: http, url: "http://localhost:8080/health", expect_status: 200 } }
+YAML
+}
+answers_from_all() { ip netns exec zlo$1 bash -c 'for k in $(seq 1 40); do curl -s -m 2 -H "Host: ing.test" http://127.0.0.1/; done' | sort -u | grep -c "^$2 from app-" | grep -qx 3; }
+ingress_everywhere() {
+  ingress_spec v1; z 1 up -d --timeout 60 "$ZLC_DIR/ingress.yaml" || return 1
+  z 1 ps -o json | jq -e '[.[] | select(.service == "app") | .node] | unique | length == 3' || return 1
+  for i in 1 2 3; do eventually 75 answers_from_all $i v1 || { echo "node $i does not reach all three replicas"; return 1; }; done
+}
+export -f ingress_spec answers_from_all
+check "the ingress on every node routes a host to the healthy replicas of every node" ingress_everywhere
+rollout_through_ingress() {
+  ip netns exec zlo1 bash -c 'for i in $(seq 1 2000); do curl -s -o /dev/null -w "%{http_code}\n" -m 10 -H "Host: ing.test" http://127.0.0.1/; done' > "$ZLC_DIR/roll" &
+  local loop=$!; sleep 0.5
+  ingress_spec v2; z 1 up -d --timeout 120 "$ZLC_DIR/ingress.yaml"; local up=$?
+  wait $loop; sort "$ZLC_DIR/roll" | uniq -c
+  [ $up = 0 ] && [ "$(grep -vc '^200$' "$ZLC_DIR/roll")" = 0 ] && eventually 75 answers_from_all 1 v2
+}
+check "a rolling update on 3 nodes through one node's ingress fails no request" rollout_through_ingress
+z 1 down ing >/dev/null 2>&1
 
 # The receiving node sees the caller's own container address: traffic
 # inside the cluster CIDR is not masqueraded.

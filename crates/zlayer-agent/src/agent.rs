@@ -62,6 +62,9 @@ pub struct Agent {
     pub(crate) port_max_connections: usize,
     pub(crate) ingress: Option<Arc<zlayer_proxy::Proxy>>,
     pub(crate) certs: tokio::sync::Mutex<crate::ingress::CertState>,
+    /// Replicas being stopped, by key: reported as draining so that every
+    /// node's ingress and ports stop sending them requests first.
+    pub(crate) draining: Mutex<HashSet<String>>,
     pub(crate) depends_since: Mutex<HashMap<String, u64>>,
     /// Ports whose bind failure was already logged (the loop retries every tick).
     pub(crate) publish_errors: Mutex<HashSet<u16>>,
@@ -125,6 +128,7 @@ impl Agent {
             port_max_connections: cfg.port_max_connections,
             ingress: cfg.ingress.clone(),
             certs: Default::default(),
+            draining: Mutex::new(HashSet::new()),
             depends_since: Mutex::new(HashMap::new()),
             publish_errors: Mutex::new(HashSet::new()),
             applied_policy: Mutex::new(None),

@@ -28,6 +28,14 @@ pub trait Cluster: Send + Sync + 'static {
     /// The replicas the other live nodes last reported: what `depends` and
     /// rollout turns count beside this node's own.
     fn reported_elsewhere(&self) -> Vec<ReplicaReport>;
+    /// This node's replicas as the cluster last committed its report.
+    fn committed_here(&self) -> Vec<ReplicaReport> {
+        Vec::new()
+    }
+    /// Other live nodes, whose ingress and ports may send to this node's replicas.
+    fn other_nodes(&self) -> usize {
+        0
+    }
     /// A certificate (PEM chain, PEM key) for `hosts` from the cluster's
     /// ingress CA, for `https` routes that name none of their own.
     fn ingress_certificate(

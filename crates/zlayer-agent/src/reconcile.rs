@@ -204,6 +204,7 @@ impl Agent {
             let (sig, grace) = r.stop_params();
             self.unpublish(r, grace).await;
             self.launcher.stop(&r.container_id, sig, grace).await;
+            self.done_draining(&r.key());
         }
         self.launcher.cleanup(&r.container_id).await;
         self.persist(self.store.remove_replica(&r.key()), r);

@@ -14,6 +14,10 @@ use crate::agent::Agent;
 use crate::reconcile::Specs;
 use crate::state::{Health, Replica, ReplicaState};
 
+/// How long the other nodes get, once the drain is committed, to apply it
+/// and run a reconcile round (every 250 ms) that rebuilds their routes.
+const ROUTE_PROPAGATION: std::time::Duration = std::time::Duration::from_millis(750);
+
 fn serving(r: &Replica) -> bool {
     r.state == ReplicaState::Running && matches!(r.health, Health::Healthy | Health::None)
 }
@@ -76,6 +80,7 @@ impl Agent {
     /// so it is stopped with no request in flight through the node.
     pub(crate) async fn unpublish(&self, r: &Replica, drain: std::time::Duration) {
         let Some(v4) = r.ip else { return };
+        self.withdraw_from_cluster(r, drain / 2).await;
         self.dns.forget(v4);
         let ip = std::net::IpAddr::V4(v4);
         let ingress_drained = self.ingress.as_ref().map(|p| {
@@ -105,6 +110,52 @@ impl Agent {
                 replica = %r.key(),
                 "connections still open after {drain:?}; stopping it anyway"
             );
+        }
+    }
+
+    /// Reports the replica as draining and waits, up to `limit`, until the
+    /// cluster has committed that and the other nodes have had a round to
+    /// take it out of their routes and ports: they send to replicas of
+    /// every node, and would otherwise still pick one that is stopping.
+    async fn withdraw_from_cluster(&self, r: &Replica, limit: std::time::Duration) {
+        if self.cluster.other_nodes() == 0 {
+            return;
+        }
+        let key = r.key();
+        if let Ok(mut d) = self.draining.lock() {
+            d.insert(key.clone());
+        }
+        self.cluster
+            .report(self.local_reports(), self.local_rollout_reports());
+        let workload = format!("{}/{}", r.deployment, r.service);
+        let committed = async {
+            loop {
+                let seen = self
+                    .cluster
+                    .committed_here()
+                    .iter()
+                    .find(|c| c.workload == workload && c.replica == r.index)
+                    .is_none_or(|c| c.draining || c.container_id != r.container_id);
+                if seen {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            // The others apply the entry and rebuild their routes within a round.
+            tokio::time::sleep(ROUTE_PROPAGATION).await;
+        };
+        if tokio::time::timeout(limit, committed).await.is_err() {
+            tracing::info!(replica = %key, "the cluster did not confirm the drain within {limit:?}; stopping it anyway");
+        }
+    }
+
+    pub(crate) fn is_draining(&self, key: &str) -> bool {
+        self.draining.lock().is_ok_and(|d| d.contains(key))
+    }
+
+    pub(crate) fn done_draining(&self, key: &str) {
+        if let Ok(mut d) = self.draining.lock() {
+            d.remove(key);
         }
     }
 

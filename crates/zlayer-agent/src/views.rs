@@ -13,7 +13,8 @@ impl Agent {
         self.store
             .replicas()
             .into_iter()
-            .map(|r| ReplicaReport {
+            .map(|r| (self.is_draining(&r.key()), r))
+            .map(|(draining, r)| ReplicaReport {
                 workload: format!("{}/{}", r.deployment, r.service),
                 replica: r.index,
                 surge: r.surge,
@@ -26,6 +27,7 @@ impl Agent {
                 message: r.message,
                 created_ms: r.created_ms,
                 started_ms: r.started_ms,
+                draining,
                 container_id: r.container_id,
             })
             .collect()

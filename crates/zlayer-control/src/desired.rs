@@ -140,6 +140,26 @@ impl Control {
         })
     }
 
+    /// This node's own report, as committed.
+    pub fn committed_here(&self) -> Vec<ReplicaReport> {
+        self.read(|s| {
+            s.nodes
+                .get(&self.node.id)
+                .map(|n| n.replica_reports.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Other nodes that are not down.
+    pub fn other_live_nodes(&self) -> usize {
+        self.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != self.node.id && n.state != NodeState::Down)
+                .count()
+        })
+    }
+
     /// Replicas on other nodes as they last reported them, slots placed on
     /// a node that has not reported them yet, and slots no node could take.
     pub fn elsewhere(&self) -> Vec<ClusterReplica> {

@@ -76,6 +76,9 @@ pub struct ReplicaReport {
     pub started_ms: u64,
     #[serde(default)]
     pub container_id: String,
+    /// Being stopped: out of every route and port, finishing what it serves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 impl ReplicaReport {
@@ -102,6 +105,7 @@ impl ReplicaReport {
             created_ms: 0,
             started_ms: 0,
             container_id: String::new(),
+            draining: false,
         }
     }
 
@@ -109,10 +113,10 @@ impl ReplicaReport {
         self.state == ReplicaState::Running
     }
 
-    /// Running and not failing a check: a service without a check serves
-    /// as soon as it runs.
+    /// Running, not failing a check and not draining: a service without a
+    /// check serves as soon as it runs.
     pub fn is_serving(&self) -> bool {
-        self.is_running() && matches!(self.health, Health::Healthy | Health::None)
+        self.is_running() && !self.draining && matches!(self.health, Health::Healthy | Health::None)
     }
 }
 

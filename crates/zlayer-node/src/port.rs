@@ -29,6 +29,12 @@ impl Cluster for ControlPort {
     fn reported_elsewhere(&self) -> Vec<ReplicaReport> {
         self.0.reported_elsewhere()
     }
+    fn committed_here(&self) -> Vec<ReplicaReport> {
+        self.0.committed_here()
+    }
+    fn other_nodes(&self) -> usize {
+        self.0.other_live_nodes()
+    }
     fn ingress_certificate(
         &self,
         hosts: Vec<String>,

@@ -43,6 +43,22 @@ impl CertResolver {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
     }
 
+    fn only(&self) -> Option<Arc<CertifiedKey>> {
+        let certs = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut all = certs
+            .exact
+            .values()
+            .chain(certs.wildcard.iter().map(|(_, k)| k));
+        match (all.next(), all.next()) {
+            (Some(k), None) => Some(k.clone()),
+            _ => None,
+        }
+    }
+
     pub fn find(&self, host: &str) -> Option<Arc<CertifiedKey>> {
         let certs = self
             .current
@@ -61,8 +77,14 @@ impl CertResolver {
 }
 
 impl ResolvesServerCert for CertResolver {
+    /// A client that names no host (one that connects by address) gets the
+    /// node's only certificate when it has exactly one, as a default
+    /// server would; with several, it is refused.
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.find(hello.server_name()?)
+        match hello.server_name() {
+            Some(name) => self.find(name),
+            None => self.only(),
+        }
     }
 }
 
@@ -153,6 +175,12 @@ mod tests {
         assert!(Arc::ptr_eq(&r.find("a.eu.test").unwrap(), &eu));
         assert!(r.find("test").is_none());
         assert!(r.find("other.example").is_none());
+        assert!(r.only().is_none(), "no default among several");
+        r.replace(vec![(
+            HostPattern::parse("shop.test").unwrap(),
+            shop.clone(),
+        )]);
+        assert!(Arc::ptr_eq(&r.only().unwrap(), &shop));
     }
 
     #[test]

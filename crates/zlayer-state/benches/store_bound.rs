@@ -35,6 +35,7 @@ fn reports(n: u32) -> Vec<ReplicaReport> {
         .map(|i| ReplicaReport {
             restarts: if i == 1 { n } else { 0 },
             container_id: format!("web-{i}-0123456789abcdef"),
+            draining: false,
             message: "running since the last apply".into(),
             ..ReplicaReport::new(
                 "d/web",
