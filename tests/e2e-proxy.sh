@@ -149,7 +149,8 @@ check "h2load: 2,000 requests over TLS h2, all answered" bash -c '
   h2load -n 2000 -c 10 -m 10 --connect-to=127.0.0.1:443 https://web.proxy.test/ 2>&1 | tee /dev/stderr | grep -q "2000 succeeded, 0 failed"'
 check "metrics: per-route requests, latency and in-flight, valid for promtool" bash -c '
   curl -s -m 5 http://127.0.0.1:9464/metrics > $T/m; promtool check metrics < $T/m &&
-  grep -q "zlayer_proxy_requests_total{code=\"200\",route=\"proxy/web/http\"" $T/m &&
+  grep -q "zlayer_proxy_requests_total{class=\"2xx\",route=\"proxy/web/http\"}" $T/m &&
+  [ "$(grep -c "zlayer_proxy_upstream_requests_total{route=\"proxy/web/http\",upstream=" $T/m)" = 3 ] &&
   grep -q "zlayer_proxy_request_duration_seconds_bucket{route=\"proxy/web/tls\"" $T/m &&
   grep -q "zlayer_proxy_refusals_total{reason=\"no_healthy_replica\",route=\"sick/sick/http\"}" $T/m &&
   grep -q "zlayer_proxy_requests_in_flight" $T/m'

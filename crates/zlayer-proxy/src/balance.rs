@@ -24,6 +24,7 @@ pub enum Policy {
 #[derive(Debug)]
 pub struct Upstream {
     pub addr: SocketAddr,
+    authority: http::uri::Authority,
     outstanding: AtomicUsize,
 }
 
@@ -41,6 +42,11 @@ impl Lease {
     pub fn addr(&self) -> SocketAddr {
         self.0.addr
     }
+
+    /// `http://ADDR`, made once per upstream.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.0.authority
+    }
 }
 
 impl Drop for Lease {
@@ -52,6 +58,8 @@ impl Drop for Lease {
 pub struct Balancer {
     policy: Policy,
     upstreams: Vec<Arc<Upstream>>,
+    /// Requests sent to each upstream through this route (same order).
+    sent: Vec<prometheus::IntCounter>,
     next: AtomicUsize,
 }
 
@@ -60,37 +68,50 @@ impl Balancer {
         Balancer {
             policy,
             upstreams,
+            sent: Vec::new(),
             next: AtomicUsize::new(0),
         }
     }
 
+    /// Counts each pick of an upstream in `sent` (one counter per upstream).
+    pub fn counting(mut self, sent: Vec<prometheus::IntCounter>) -> Balancer {
+        self.sent = sent;
+        self
+    }
+
     /// A replica for the next request, other than `avoid` where there is another.
     pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Lease> {
-        let candidates: Vec<&Arc<Upstream>> = self
-            .upstreams
-            .iter()
-            .filter(|u| Some(u.addr) != avoid)
-            .collect();
-        let chosen = match candidates.len() {
+        // Indexes into `upstreams`, without the one to avoid; no allocation.
+        let skip = avoid.and_then(|a| self.upstreams.iter().position(|u| u.addr == a));
+        let n = self.upstreams.len() - usize::from(skip.is_some());
+        let at = |i: usize| match skip {
+            Some(s) if i >= s => i + 1,
+            _ => i,
+        };
+        let chosen = match n {
             0 => return None,
-            1 => candidates[0],
+            1 => at(0),
             n => match self.policy {
-                Policy::RoundRobin => candidates[self.next.fetch_add(1, Ordering::Relaxed) % n],
+                Policy::RoundRobin => at(self.next.fetch_add(1, Ordering::Relaxed) % n),
                 Policy::PowerOfTwo => {
                     let mut rng = rand::thread_rng();
                     let a = rng.gen_range(0..n);
                     let b = (a + rng.gen_range(1..n)) % n;
-                    let (ua, ub) = (candidates[a], candidates[b]);
-                    if ub.outstanding() < ua.outstanding() {
-                        ub
+                    let (a, b) = (at(a), at(b));
+                    if self.upstreams[b].outstanding() < self.upstreams[a].outstanding() {
+                        b
                     } else {
-                        ua
+                        a
                     }
                 }
             },
         };
-        chosen.outstanding.fetch_add(1, Ordering::AcqRel);
-        Some(Lease(chosen.clone()))
+        let up = &self.upstreams[chosen];
+        up.outstanding.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = self.sent.get(chosen) {
+            c.inc();
+        }
+        Some(Lease(up.clone()))
     }
 }
 
@@ -109,6 +130,8 @@ impl UpstreamPool {
         }
         let u = Arc::new(Upstream {
             addr,
+            authority: http::uri::Authority::try_from(addr.to_string().as_str())
+                .expect("a socket address is an authority"),
             outstanding: AtomicUsize::new(0),
         });
         known.insert(addr, Arc::downgrade(&u));

@@ -48,30 +48,20 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let host = request_host(&req);
-    let path = req.uri().path().to_string();
-    let (answer, route_name, upstream) =
-        route_and_forward(&shared, down, host.as_deref(), req).await;
-    let route_label = route_name.as_deref().unwrap_or("");
+    let path = shared.access_log.then(|| req.uri().path().to_string());
+    let (answer, route, upstream) = route_and_forward(&shared, down, host.as_deref(), req).await;
     let status = answer.status();
-    shared
-        .metrics
-        .latency
-        .with_label_values(&[route_label])
-        .observe(started.elapsed().as_secs_f64());
-    if let Some(up) = upstream {
-        shared
-            .metrics
-            .requests
-            .with_label_values(&[route_label, &up.to_string(), status.as_str()])
-            .inc();
+    if let Some(m) = route.as_ref().and_then(|r| r.metrics.as_ref()) {
+        m.latency.observe(started.elapsed().as_secs_f64());
+        m.answered(status);
     }
-    if shared.access_log {
+    if let Some(path) = path {
         tracing::info!(
             target: "zlayer::access",
             peer = %down.peer,
             host = host.as_deref().unwrap_or("-"),
             path = %path,
-            route = route_label,
+            route = route.as_ref().map_or("-", |r| r.name.as_str()),
             upstream = %upstream.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
             status = status.as_u16(),
             micros = started.elapsed().as_micros() as u64,
@@ -81,20 +71,21 @@ pub(crate) async fn handle(
     answer
 }
 
+type Answer = (Response<ProxyBody>, Option<Arc<Route>>, Option<SocketAddr>);
+
 async fn route_and_forward(
     shared: &Arc<Shared>,
     down: Downstream,
     host: Option<&str>,
     req: Request<Incoming>,
-) -> (Response<ProxyBody>, Option<String>, Option<SocketAddr>) {
-    let refuse = |shared: &Shared, r: Refusal, route: Option<&Route>| {
-        let name = route.map(|r| r.name.clone());
+) -> Answer {
+    let refuse = |shared: &Shared, r: Refusal, route: Option<&Arc<Route>>| -> Answer {
         shared
             .metrics
             .refusals
-            .with_label_values(&[name.as_deref().unwrap_or(""), r.kind()])
+            .with_label_values(&[route.map_or("", |r| r.name.as_str()), r.kind()])
             .inc();
-        (r.respond(None), name, None)
+        (r.respond(None), route.cloned(), None)
     };
     let Some(host) = host else {
         return refuse(shared, Refusal::NoHost, None);
@@ -117,19 +108,15 @@ async fn route_and_forward(
     let Some(lease) = route.balancer.pick(None) else {
         return refuse(shared, Refusal::NoHealthyReplica, Some(&route));
     };
-    let in_flight = shared.metrics.in_flight.with_label_values(&[&route.name]);
-    in_flight.inc();
-    let gauge = InFlight(in_flight);
-    match forward(shared, down, host, &route, lease, req).await {
-        Ok((resp, addr)) => (
-            resp.map(|b| held(b, gauge)),
-            Some(route.name.clone()),
-            Some(addr),
-        ),
+    let gauge = route
+        .metrics
+        .as_ref()
+        .map(|m| InFlight::new(m.in_flight.clone()));
+    match forward(shared, down, host, &route, lease, gauge, req).await {
+        Ok((resp, addr)) => (resp, Some(route), Some(addr)),
         Err((r, addr)) => {
-            drop(gauge);
-            let (resp, name, _) = refuse(shared, r, Some(&route));
-            (resp, name, addr)
+            let (resp, route, _) = refuse(shared, r, Some(&route));
+            (resp, route, addr)
         }
     }
 }
@@ -140,30 +127,27 @@ async fn forward(
     host: &str,
     route: &Arc<Route>,
     mut lease: Lease,
+    gauge: Option<InFlight>,
     mut req: Request<Incoming>,
 ) -> Result<(Response<ProxyBody>, SocketAddr), (Refusal, Option<SocketAddr>)> {
     let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let empty = body.is_end_stream();
     let retryable = empty && upgrade.is_none() && is_idempotent(&parts.method);
-    let headers = upstream_headers(&parts.headers, down, host, upgrade.is_some(), &parts);
+    rewrite_headers(&mut parts, down, host, upgrade.is_some());
+    // Kept only where a retry may need it: the first attempt takes the original.
+    let spare = retryable.then(|| parts.headers.clone());
     let limit = usize::try_from(shared.limits.max_body_bytes).unwrap_or(usize::MAX);
-    let mut body: Option<ProxyBody> = Some(if empty {
+    let mut body: ProxyBody = if empty {
         Empty::new().map_err(|never| match never {}).boxed()
     } else {
         Limited::new(body, limit).boxed()
-    });
+    };
+    let mut headers = std::mem::take(&mut parts.headers);
     let mut tried_another = false;
     loop {
         let addr = lease.addr();
-        let outgoing = build_request(
-            &parts,
-            &headers,
-            route.upstream,
-            addr,
-            body.take()
-                .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
-        );
+        let outgoing = build_request(&parts, headers, route.upstream, &lease, body);
         let sent = tokio::time::timeout(
             shared.limits.upstream_timeout,
             shared.client(route.upstream).request(outgoing),
@@ -175,23 +159,19 @@ async fn forward(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = upgrade {
                         let upstream_side = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(tunnel(client_side, upstream_side, lease));
+                        tokio::spawn(tunnel(client_side, upstream_side, lease, gauge));
                         let (mut p, _) = resp.into_parts();
                         p.headers.remove(header::CONTENT_LENGTH);
-                        return Ok((
-                            Response::from_parts(
-                                p,
-                                Empty::new().map_err(|never| match never {}).boxed(),
-                            ),
-                            addr,
-                        ));
+                        let empty = Empty::new().map_err(|never| match never {}).boxed();
+                        return Ok((Response::from_parts(p, empty), addr));
                     }
                 }
                 let (mut p, b) = resp.into_parts();
                 strip_hop_by_hop(&mut p.headers);
-                let body = Leased {
-                    inner: b.map_err(|e| Box::new(e) as BoxError).boxed(),
-                    _lease: Some(lease),
+                let body = Held {
+                    inner: b,
+                    lease: Some(lease),
+                    gauge,
                 };
                 return Ok((Response::from_parts(p, body.boxed()), addr));
             }
@@ -199,11 +179,13 @@ async fn forward(
                 if is_body_limit(&e) {
                     return Err((Refusal::BodyTooLarge, Some(addr)));
                 }
-                if e.is_connect() && retryable && !tried_another {
-                    if let Some(next) = route.balancer.pick(Some(addr)) {
+                if e.is_connect() && !tried_another {
+                    if let (Some(h), Some(next)) = (&spare, route.balancer.pick(Some(addr))) {
                         tracing::debug!(route = %route.name, %addr, "connect failed; retrying on {}", next.addr());
                         lease = next;
                         tried_another = true;
+                        headers = h.clone();
+                        body = Empty::new().map_err(|never| match never {}).boxed();
                         continue;
                     }
                 }
@@ -216,46 +198,44 @@ async fn forward(
 
 fn build_request(
     parts: &http::request::Parts,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     protocol: UpstreamProtocol,
-    addr: SocketAddr,
+    lease: &Lease,
     body: ProxyBody,
 ) -> Request<ProxyBody> {
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://{addr}{pq}")
-        .parse()
-        .unwrap_or_else(|_| Uri::from_static("/"));
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(lease.authority().clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
+    *req.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
     *req.version_mut() = match protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
-    *req.headers_mut() = headers.clone();
+    *req.headers_mut() = headers;
     req
 }
 
 /// The request's headers as the replica sees them: hop-by-hop fields gone
 /// (but for an upgrade's), the original host kept, and X-Forwarded-For,
 /// -Proto and -Host added.
-fn upstream_headers(
-    incoming: &HeaderMap,
-    down: Downstream,
-    host: &str,
-    upgrade: bool,
-    parts: &http::request::Parts,
-) -> HeaderMap {
-    let mut h = incoming.clone();
-    let upgrade_to = h.get(header::UPGRADE).cloned();
-    strip_hop_by_hop(&mut h);
-    if upgrade {
-        if let Some(u) = upgrade_to {
-            h.insert(header::UPGRADE, u);
-            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+fn rewrite_headers(parts: &mut http::request::Parts, down: Downstream, host: &str, upgrade: bool) {
+    let h = &mut parts.headers;
+    let upgrade_to = upgrade.then(|| h.get(header::UPGRADE).cloned()).flatten();
+    strip_hop_by_hop(h);
+    if let Some(u) = upgrade_to {
+        h.insert(header::UPGRADE, u);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let original_host = incoming
+    let original_host = h
         .get(header::HOST)
         .cloned()
         .or_else(|| {
@@ -265,15 +245,12 @@ fn upstream_headers(
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         })
         .or_else(|| HeaderValue::from_str(host).ok());
-    if let Some(v) = original_host.clone() {
+    if let Some(v) = original_host {
         h.insert(header::HOST, v.clone());
         h.insert(HeaderName::from_static("x-forwarded-host"), v);
     }
     let peer = down.peer.ip().to_string();
-    let xff = match incoming
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {peer}"),
         None => peer,
     };
@@ -284,7 +261,6 @@ fn upstream_headers(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if down.tls { "https" } else { "http" }),
     );
-    h
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -367,17 +343,25 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     lease: Lease,
+    gauge: Option<InFlight>,
 ) {
     let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
         return;
     };
     let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
     let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-    drop(lease);
+    drop((lease, gauge));
 }
 
-/// A route's in-flight gauge, lowered when the answer is done.
-struct InFlight(prometheus::IntGauge);
+/// A route's in-flight gauge, raised now and lowered when dropped.
+pub(crate) struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(g: prometheus::IntGauge) -> InFlight {
+        g.inc();
+        InFlight(g)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -385,21 +369,15 @@ impl Drop for InFlight {
     }
 }
 
-fn held(body: ProxyBody, gauge: InFlight) -> ProxyBody {
-    Leased {
-        inner: body,
-        _lease: Some(gauge),
-    }
-    .boxed()
+/// A replica's answer body, holding its lease and the route's in-flight
+/// gauge until it ends or is dropped.
+struct Held {
+    inner: Incoming,
+    lease: Option<Lease>,
+    gauge: Option<InFlight>,
 }
 
-/// A body that keeps something alive (a lease, a gauge) until it ends or is dropped.
-struct Leased<T> {
-    inner: ProxyBody,
-    _lease: Option<T>,
-}
-
-impl<T: Unpin> Body for Leased<T> {
+impl Body for Held {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -409,9 +387,10 @@ impl<T: Unpin> Body for Leased<T> {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self._lease = None;
+            self.lease = None;
+            self.gauge = None;
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
     }
 
     fn is_end_stream(&self) -> bool {

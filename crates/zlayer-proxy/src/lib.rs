@@ -127,6 +127,11 @@ impl Shared {
                 .iter()
                 .filter(|s| s.tls == tls)
                 .map(|s| {
+                    let sent = s
+                        .backends
+                        .iter()
+                        .map(|a| self.metrics.upstream(&s.name, *a))
+                        .collect();
                     Arc::new(Route {
                         name: s.name.clone(),
                         host: s.host.clone(),
@@ -135,7 +140,9 @@ impl Shared {
                         balancer: Balancer::new(
                             s.policy,
                             s.backends.iter().map(|a| self.pool.get(*a)).collect(),
-                        ),
+                        )
+                        .counting(sent),
+                        metrics: Some(self.metrics.route(&s.name)),
                     })
                 })
                 .collect();

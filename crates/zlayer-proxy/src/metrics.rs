@@ -1,6 +1,8 @@
 //! The proxy's Prometheus metrics, per route and per upstream: requests by
-//! status code, refusals by kind, a latency histogram (to the answer's
-//! head) and requests in flight. The node appends them to its `/metrics`.
+//! status class, requests sent to each replica, refusals by kind, a latency
+//! histogram (to the answer's head) and requests in flight. The node
+//! appends them to its `/metrics`. A route resolves its handles once, when
+//! it is built, so a request touches only atomics.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -8,10 +10,26 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
+    requests: IntCounterVec,
+    upstream_requests: IntCounterVec,
     pub refusals: IntCounterVec,
-    pub latency: HistogramVec,
-    pub in_flight: IntGaugeVec,
+    latency: HistogramVec,
+    in_flight: IntGaugeVec,
+}
+
+/// One route's handles.
+pub struct RouteMetrics {
+    pub latency: prometheus::Histogram,
+    pub in_flight: prometheus::IntGauge,
+    /// Answers by class: 1xx to 5xx.
+    by_class: [prometheus::IntCounter; 5],
+}
+
+impl RouteMetrics {
+    pub fn answered(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+    }
 }
 
 impl Metrics {
@@ -19,9 +37,17 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "zlayer_proxy_requests_total",
-                "Requests the ingress answered, by route, upstream replica and status code",
+                "Requests a route answered (forwarded or refused), by status class",
             ),
-            &["route", "upstream", "code"],
+            &["route", "class"],
+        )
+        .expect("valid metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "zlayer_proxy_upstream_requests_total",
+                "Requests sent to each replica (retries included), by route",
+            ),
+            &["route", "upstream"],
         )
         .expect("valid metric");
         let refusals = IntCounterVec::new(
@@ -55,6 +81,7 @@ impl Metrics {
         let registry = Registry::new();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_requests.clone()),
             Box::new(refusals.clone()),
             Box::new(latency.clone()),
             Box::new(in_flight.clone()),
@@ -64,10 +91,31 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            upstream_requests,
             refusals,
             latency,
             in_flight,
         }
+    }
+
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let class = |c: &str| self.requests.with_label_values(&[route, c]);
+        RouteMetrics {
+            latency: self.latency.with_label_values(&[route]),
+            in_flight: self.in_flight.with_label_values(&[route]),
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+        }
+    }
+
+    pub fn upstream(&self, route: &str, addr: std::net::SocketAddr) -> prometheus::IntCounter {
+        self.upstream_requests
+            .with_label_values(&[route, &addr.to_string()])
     }
 
     pub fn render(&self) -> String {

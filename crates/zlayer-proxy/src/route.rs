@@ -86,6 +86,8 @@ pub struct Route {
     pub path: String,
     pub upstream: UpstreamProtocol,
     pub balancer: Balancer,
+    /// Its metric handles; `None` in tests.
+    pub metrics: Option<crate::metrics::RouteMetrics>,
 }
 
 /// Every route of one listener, indexed for lookup.
@@ -172,6 +174,7 @@ mod tests {
             path: path.into(),
             upstream: UpstreamProtocol::Http1,
             balancer: Balancer::new(Policy::RoundRobin, Vec::new()),
+            metrics: None,
         })
     }
 
