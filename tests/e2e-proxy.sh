@@ -28,7 +28,8 @@ export Z T
 "$Z" image import images/out/busybox.tar >/dev/null && "$Z" image import images/out/demo.tar >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=files.proxy.test \
   -addext subjectAltName=DNS:files.proxy.test -keyout $T/files.key -out $T/files.crt 2>/dev/null
-setsid "$Z" node start --access-log --ingress-max-body 1Ki --ingress-max-headers 50 --ingress-header-timeout 2s \
+mkdir -p $T/certs && mv $T/files.crt $T/files.key $T/certs/
+setsid "$Z" node start --allow-host-path $T/certs --access-log --ingress-max-body 1Ki --ingress-max-headers 50 --ingress-header-timeout 2s \
   --ingress-max-connections 2000 </dev/null >$T/node.log 2>&1 &
 for _ in $(seq 1 100); do "$Z" ps >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -44,7 +45,7 @@ services:
       - { name: http, protocol: http, port: 8080, host: $1, expose: public }
       - { name: tls, protocol: https, port: 8080, host: $1, expose: public }
       - { name: grpc, protocol: http, port: 8080, host: h2c.proxy.test, upstream: h2c, expose: public }
-      - { name: files, protocol: https, port: 8080, host: files.proxy.test, expose: public, tls: { cert: $T/files.crt, key: $T/files.key } }
+      - { name: files, protocol: https, port: 8080, host: files.proxy.test, expose: public, tls: { cert: $T/certs/files.crt, key: $T/certs/files.key } }
       - { name: any, protocol: http, port: 8080, host: "*.wild.test", expose: public, balance: round_robin }
     scale: { mode: fixed, replicas: 3 }
     update: { timeout: 60s }
@@ -99,11 +100,11 @@ check "openssl s_client: ALPN h2, ALPN http/1.1, and the certificate chosen by S
   echo | openssl s_client -connect 127.0.0.1:443 -servername web.proxy.test -alpn h2 -CAfile $T/ca.pem 2>&1 | tee $T/s1 >/dev/null
   grep -q "ALPN protocol: h2" $T/s1 && grep -q "Verify return code: 0 (ok)" $T/s1 &&
   echo | openssl s_client -connect 127.0.0.1:443 -servername web.proxy.test -alpn http/1.1 2>&1 | grep -q "ALPN protocol: http/1.1" &&
-  echo | openssl s_client -connect 127.0.0.1:443 -servername files.proxy.test -CAfile $T/files.crt 2>&1 | tee $T/s2 | grep -q "subject=CN = files.proxy.test" &&
+  echo | openssl s_client -connect 127.0.0.1:443 -servername files.proxy.test -CAfile $T/certs/files.crt 2>&1 | tee $T/s2 | grep -q "subject=CN = files.proxy.test" &&
   grep -q "Verify return code: 0 (ok)" $T/s2'
 check "a name with no certificate is refused at the handshake" bash -c '
   ! echo | openssl s_client -connect 127.0.0.1:443 -servername other.test 2>&1 | grep -q "BEGIN CERTIFICATE"'
-check "a certificate from files is served" bash -c '$CURL --cacert $T/files.crt https://files.proxy.test/ | grep -q proxyweb'
+check "a certificate from files is served" bash -c '$CURL --cacert $T/certs/files.crt https://files.proxy.test/ | grep -q proxyweb'
 check "X-Forwarded-For, -Proto and -Host reach the replica; hop-by-hop fields do not" bash -c '
   $CURL --http1.1 -H "X-Forwarded-For: 192.0.2.7" -H "Connection: x-drop" -H "X-Drop: 1" https://web.proxy.test/headers | tee /dev/stderr > $T/h
   grep -qx "x-forwarded-for: 192.0.2.7, 127.0.0.1" $T/h && grep -qx "x-forwarded-proto: https" $T/h &&
@@ -155,11 +156,35 @@ check "metrics: per-route requests, latency and in-flight, valid for promtool" b
   grep -q "zlayer_proxy_refusals_total{reason=\"no_healthy_replica\",route=\"sick/sick/http\"}" $T/m &&
   grep -q "zlayer_proxy_requests_in_flight" $T/m'
 check "the access log has one line per request" bash -c 'grep "zlayer::access" $T/node.log | grep -q "host=\"web.proxy.test\""'
-ids() { "$Z" ps -o json | python3 -c "import json,sys; print(sorted(r.get(\"container_id\",\"\") for r in json.load(sys.stdin)))"; }
+# The attack: a spec names the node's own identity (its mTLS key, in the
+# data dir) as a route's certificate, to have the ingress serve with it.
+identity_refused() {
+  cat > $T/steal.yaml <<YAML
+version: v1
+deployment: steal
+services:
+  s:
+    image: { name: demo:latest, pull_policy: never }
+    env: { PORT: "8080" }
+    endpoints:
+      - { name: tls, protocol: https, port: 8080, host: steal.proxy.test, expose: public, tls: { cert: $ZLAYER_DATA_DIR/cluster/node.pem, key: $ZLAYER_DATA_DIR/cluster/node.key } }
+YAML
+  ls $ZLAYER_DATA_DIR/cluster/node.key >/dev/null || return 1
+  "$Z" up -d --timeout 60 $T/steal.yaml >/dev/null || return 1
+  for _ in $(seq 1 50); do grep -q "https host steal.proxy.test: TLS file of $ZLAYER_DATA_DIR/cluster/node.pem is always refused: it exposes zlayer's data dir" $T/node.log && break; sleep 0.1; done
+  grep "steal.proxy.test" $T/node.log | tail -1
+  grep -q "https host steal.proxy.test: TLS file of $ZLAYER_DATA_DIR/cluster/node.pem is always refused: it exposes zlayer's data dir" $T/node.log &&
+    ! echo | openssl s_client -connect 127.0.0.1:443 -servername steal.proxy.test 2>&1 | grep -q "BEGIN CERTIFICATE"
+  local rc=$?; "$Z" down steal >/dev/null; return $rc
+}
+export -f identity_refused
+check "a spec naming the node's own identity key as a certificate is refused, and nothing is served with it" identity_refused
+ids() { "$Z" ps -o json | jq -c '[.[] | select(.deployment == "proxy") | .container_id] | sort'; }
 export -f ids
 check "a hot route change moves the host at once and rolls nothing" bash -c '
   before=$(ids); spec moved.proxy.test; "$Z" up -d --timeout 60 $T/proxy.yaml >/dev/null || exit 1
   for _ in $(seq 1 50); do curl -s -H "Host: moved.proxy.test" http://127.0.0.1/ | grep -q proxyweb && break; sleep 0.1; done
+  echo "before: $before"; echo "after:  $(ids)"
   curl -s -H "Host: moved.proxy.test" http://127.0.0.1/ | grep -q proxyweb &&
   [ "$(curl -s -o /dev/null -w "%{http_code}" -H "Host: web.proxy.test" http://127.0.0.1/)" = 404 ] && [ "$before" = "$(ids)" ]'
 check "a replica killed under load: the loop sees at most the one request it was serving fail" bash -c '

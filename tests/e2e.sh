@@ -76,12 +76,16 @@ gone_reader() {
 export -f gone_reader
 check "output into a pipe whose reader has gone ends quietly (no panic)" gone_reader
 check "published port answers, both replicas serve" bash -c "for i in 1 2 3 4; do curl -s -m 3 http://127.0.0.1:8080/; done | sort -u | grep -c 'hello from' | grep -q 2"
+check "hello over HTTPS through the ingress, with the dev certificate, as the README shows" bash -c "
+  '$Z' ca export > /tmp/e2e-ca.pem || exit 1
+  for _ in \$(seq 1 50); do curl -s -m 3 --cacert /tmp/e2e-ca.pem --resolve hello.zlayer.test:443:127.0.0.1 https://hello.zlayer.test/ | grep -q 'hello from' && exit 0; sleep 0.1; done
+  curl -sS -m 3 --cacert /tmp/e2e-ca.pem --resolve hello.zlayer.test:443:127.0.0.1 https://hello.zlayer.test/"
 check "exec runs inside the replica" bash -c "'$Z' exec hello/1 -- /bin/sh -c 'hostname' | grep -q hello-1"
 check "service DNS resolves by name" bash -c "'$Z' exec hello/2 -- nslookup hello-1 2>&1 | grep -A1 '^Name:' | grep -q \"Address: \$('$Z' ps -o json | grep -A6 '\"replica\": 1' | sed -n 's/.*\"ip\": \"\\(.*\\)\".*/\\1/p')\""
 check "unknown service name is NXDOMAIN" bash -c "! '$Z' exec hello/2 -- nslookup nosuch-service >/dev/null 2>&1"
 check "logs are prefixed per replica" bash -c "'$Z' logs --tail 5 hello | grep -q '^hello/1 | '"
 check "metrics pass promtool" bash -c "curl -s -m 3 http://127.0.0.1:9464/metrics | tee /tmp/e2e.metrics | promtool check metrics && grep -q zlayer_container_memory_bytes /tmp/e2e.metrics"
-check "missing image at up names file, line, key and fix" bash -c "sed 's/demo:latest/nosuch:1/; s/deployment: hello/deployment: other/; s/8080/8090/g' specs/hello.yaml > /tmp/e2e-missing.yaml; '$Z' up -d /tmp/e2e-missing.yaml 2>&1 | grep -q '/tmp/e2e-missing.yaml:7:13: services.hello.image.name: image .nosuch:1. is not in the local store; pull it with .zlayer image pull nosuch:1. or import it'"
+check "missing image at up names file, line, key and fix" bash -c "sed 's/demo:latest/nosuch:1/; s/deployment: hello/deployment: other/; s/8080/8090/g; s/hello.zlayer.test/other.zlayer.test/' specs/hello.yaml > /tmp/e2e-missing.yaml; '$Z' up -d /tmp/e2e-missing.yaml 2>&1 | grep -q '/tmp/e2e-missing.yaml:9:13: services.hello.image.name: image .nosuch:1. is not in the local store; pull it with .zlayer image pull nosuch:1. or import it'"
 check "bad spec rejected, running untouched" bash -c "! '$Z' up -d crates/zlayer-spec/tests/bad/04-negative-replicas.yaml && [ \$('$Z' ps -o json | grep -c '\"state\": \"running\"') -eq 2 ]"
 shims() { pgrep -f "^[^ ]*zlayer shim $ZLAYER_DATA_DIR/" | wc -l; }
 export -f shims; export Z

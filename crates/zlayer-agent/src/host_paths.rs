@@ -27,8 +27,14 @@ impl HostPaths {
     /// mount it. Symlinks are resolved first, so a link cannot lead past
     /// the checks.
     pub fn check(&self, source: &str) -> Result<PathBuf, String> {
+        self.check_use(source, "bind mount")
+    }
+
+    /// The same rules for a host file a spec names for another `what`
+    /// (the ingress's certificate and key files).
+    pub fn check_use(&self, source: &str, what: &str) -> Result<PathBuf, String> {
         let real = std::fs::canonicalize(source)
-            .map_err(|e| format!("bind mount source {source} cannot be used on this node: {e}"))?;
+            .map_err(|e| format!("{what} source {source} cannot be used on this node: {e}"))?;
         let shown = if real == Path::new(source) {
             source.to_string()
         } else {
@@ -36,17 +42,17 @@ impl HostPaths {
         };
         if real == Path::new("/") {
             return Err(format!(
-                "bind mount of {shown} is always refused: it is the host's root"
+                "{what} of {shown} is always refused: it is the host's root"
             ));
         }
         if let Some(never) = NEVER.iter().find(|n| real.starts_with(n)) {
             return Err(format!(
-                "bind mount of {shown} is always refused: it is under the host's {never}"
+                "{what} of {shown} is always refused: it is under the host's {never}"
             ));
         }
         if real.starts_with(&self.data_dir) || self.data_dir.starts_with(&real) {
             return Err(format!(
-                "bind mount of {shown} is always refused: it exposes zlayer's data dir {}",
+                "{what} of {shown} is always refused: it exposes zlayer's data dir {}",
                 self.data_dir.display()
             ));
         }
@@ -55,11 +61,11 @@ impl HostPaths {
         }
         Err(if self.allowed.is_empty() {
             format!(
-                "bind mount of host path {shown} refused: this node allows no host paths; start it with `zlayer node start --allow-host-path PREFIX` to allow a prefix"
+                "{what} of host path {shown} refused: this node allows no host paths; start it with `zlayer node start --allow-host-path PREFIX` to allow a prefix"
             )
         } else {
             format!(
-                "bind mount of host path {shown} refused: it is not under a prefix this node allows ({}); add one with `--allow-host-path PREFIX`",
+                "{what} of host path {shown} refused: it is not under a prefix this node allows ({}); add one with `--allow-host-path PREFIX`",
                 self.allowed
                     .iter()
                     .map(|a| a.display().to_string())

@@ -2,6 +2,7 @@
 //! `http`/`https` endpoint with `expose: public` and a `host` or `path`)
 //! with the serving replicas of every node behind it, and for each `https`
 //! host its certificate, read from the files the endpoint names or issued
+//! (under a prefix the node allows, never its data dir) or issued
 //! by the cluster's ingress CA (kept under `<data>/ingress/dev/` and
 //! renewed when a third of its life is left).
 
@@ -111,10 +112,7 @@ impl Agent {
                 continue;
             };
             let key = match source {
-                CertSource::Files { cert, key } => {
-                    zlayer_proxy::certified_key_from_files(Path::new(cert), Path::new(key))
-                        .map_err(|e| format!("https host {host}: {e}"))
-                }
+                CertSource::Files { cert, key } => self.certificate_files(host, cert, key),
                 CertSource::Dev => self.dev_certificate(host).await,
             };
             match key {
@@ -131,6 +129,22 @@ impl Agent {
         }
         state.sources = sources;
         state.loaded_ms = now;
+    }
+
+    /// A certificate and key from files the spec names. They are host files
+    /// read as root, so the rules of bind mounts apply: only under a prefix
+    /// the node allows (`--allow-host-path`), never in the data dir (where
+    /// the node's own identity key is) or under /proc, /sys, /dev.
+    fn certificate_files(&self, host: &str, cert: &str, key: &str) -> Result<CertifiedKey, String> {
+        let allowed = |p: &str| {
+            self.paths
+                .host_paths
+                .check_use(p, "TLS file")
+                .map_err(|e| format!("https host {host}: {e}"))
+        };
+        let (cert, key) = (allowed(cert)?, allowed(key)?);
+        zlayer_proxy::certified_key_from_files(&cert, &key)
+            .map_err(|e| format!("https host {host}: {e}"))
     }
 
     /// The ingress CA's certificate for `host`, from disk while it has a
