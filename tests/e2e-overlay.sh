@@ -145,8 +145,12 @@ source_kept() {
   from=$(where 1); to=$(where 2); from_ip=${from#* }; to_ip=${to#* }
   timeout 10 nsenter --net=/run/netns/zlo${to%% *} tcpdump -i zlayer0 -n -c 1 -l "tcp dst port 8080 and src host $from_ip" > "$cap" 2>/dev/null &
   local dump=$!
-  sleep 1
-  in_replica 1 "wget -qO- http://$to_ip:8080/ >/dev/null"
+  # tcpdump may take a moment to start under load: ask until it has seen one (bounded).
+  for _ in $(seq 1 20); do
+    sleep 0.5
+    in_replica 1 "wget -qO- http://$to_ip:8080/ >/dev/null"
+    kill -0 $dump 2>/dev/null || break
+  done
   wait $dump; cat "$cap"
   grep -q "IP $from_ip\.[0-9]* > $to_ip\.8080" "$cap"
 }
