@@ -101,6 +101,24 @@ all_pairs() {
 }
 check "all pairs of replicas on different nodes reach each other, by IP and by name" all_pairs
 
+# The receiving node sees the caller's own container address: traffic
+# inside the cluster CIDR is not masqueraded.
+source_kept() {
+  local from to from_ip to_ip cap=$ZLC_DIR/src.txt
+  from=$(where 1); to=$(where 2); from_ip=${from#* }; to_ip=${to#* }
+  timeout 10 nsenter --net=/run/netns/zlo${to%% *} tcpdump -i zlayer0 -n -c 1 -l "tcp dst port 8080 and src host $from_ip" > "$cap" 2>/dev/null &
+  local dump=$!
+  # tcpdump may take a moment to start under load: ask until it has seen one (bounded).
+  for _ in $(seq 1 20); do
+    sleep 0.5
+    in_replica 1 "wget -qO- http://$to_ip:8080/ >/dev/null"
+    kill -0 $dump 2>/dev/null || break
+  done
+  wait $dump; cat "$cap"
+  grep -q "IP $from_ip\.[0-9]* > $to_ip\.8080" "$cap"
+}
+check "a caller on another node is seen with its own address (no masquerade inside the cluster)" source_kept
+
 # The ingress on every node routes by host to the healthy replicas of every
 # node (one per node here), and a rolling update seen through one node's
 # ingress fails no request: replicas on the other nodes are reported
@@ -138,23 +156,6 @@ rollout_through_ingress() {
 check "a rolling update on 3 nodes through one node's ingress fails no request" rollout_through_ingress
 z 1 down ing >/dev/null 2>&1
 
-# The receiving node sees the caller's own container address: traffic
-# inside the cluster CIDR is not masqueraded.
-source_kept() {
-  local from to from_ip to_ip cap=$ZLC_DIR/src.txt
-  from=$(where 1); to=$(where 2); from_ip=${from#* }; to_ip=${to#* }
-  timeout 10 nsenter --net=/run/netns/zlo${to%% *} tcpdump -i zlayer0 -n -c 1 -l "tcp dst port 8080 and src host $from_ip" > "$cap" 2>/dev/null &
-  local dump=$!
-  # tcpdump may take a moment to start under load: ask until it has seen one (bounded).
-  for _ in $(seq 1 20); do
-    sleep 0.5
-    in_replica 1 "wget -qO- http://$to_ip:8080/ >/dev/null"
-    kill -0 $dump 2>/dev/null || break
-  done
-  wait $dump; cat "$cap"
-  grep -q "IP $from_ip\.[0-9]* > $to_ip\.8080" "$cap"
-}
-check "a caller on another node is seen with its own address (no masquerade inside the cluster)" source_kept
 
 # DNS follows health on every node: sick/1 runs but has never passed its
 # check, so no node resolves it; once it passes every node does; once it
