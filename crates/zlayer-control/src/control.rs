@@ -346,6 +346,11 @@ impl Control {
         Ok(self.member.write(cmd).await?)
     }
 
+    /// See `Member::write_as_leader`.
+    pub(crate) async fn write_as_leader(&self, cmd: Command) -> Result<Response, ControlError> {
+        Ok(self.member.write_as_leader(cmd).await?)
+    }
+
     /// What the agent reports for the next heartbeat.
     pub fn report(&self, report: Report) {
         self.report.send_if_modified(|cur| {

@@ -48,16 +48,25 @@ pub(crate) async fn run(c: Arc<Control>) {
             (last.map(|r| &r.rollouts) != Some(&now.rollouts)).then(|| now.rollouts.clone());
         let sent = Instant::now();
         let acked = if replica_reports.is_none() && rollout_reports.is_none() && !health_due {
-            alive(&c).await
+            match answered(&c, c.member.alive()).await {
+                Some(index) => caught_up(&c, |applied, _| applied >= index).await,
+                None => false,
+            }
         } else {
+            let at_ms = zlayer_state::now_ms();
             let cmd = Command::Heartbeat {
                 id: c.node.id,
-                at_ms: zlayer_state::now_ms(),
+                at_ms,
                 replica_reports,
                 rollout_reports,
                 health: health_due.then_some(health),
             };
-            let committed = commit(&c, cmd).await;
+            // This node's own heartbeat applied here means so is all the leader had before it.
+            let committed = commit(&c, cmd).await
+                && caught_up(&c, |_, c| {
+                    c.own_record().is_some_and(|r| r.last_heartbeat_ms >= at_ms)
+                })
+                .await;
             if committed {
                 reported = Some(now);
                 if health_due {
@@ -78,8 +87,23 @@ pub(crate) async fn run(c: Arc<Control>) {
     }
 }
 
-async fn alive(c: &Control) -> bool {
-    answered(c, c.member.alive()).await.is_some()
+/// Whether this node's state machine reaches what the leader held when it
+/// answered, within the down timeout. Only then does the answer count: a
+/// node back from a partition would otherwise be unfenced while its state is
+/// still the one from before, and start replicas that moved while it was away.
+async fn caught_up(c: &Control, reached: impl Fn(u64, &Control) -> bool) -> bool {
+    let mut applied = c.subscribe();
+    let wait = async { applied.wait_for(|&index| reached(index, c)).await.is_ok() };
+    match tokio::time::timeout(c.liveness.down_after, wait).await {
+        Ok(reached) => reached,
+        Err(_) => {
+            tracing::debug!(
+                "heartbeat: answered, but this node's state did not catch up within {:?}",
+                c.liveness.down_after
+            );
+            false
+        }
+    }
 }
 
 async fn commit(c: &Control, cmd: Command) -> bool {

@@ -28,13 +28,13 @@ pub(crate) async fn run(c: Arc<Control>) {
             continue;
         }
         for cmd in seen.liveness(&c) {
-            if let Err(e) = c.write(cmd).await {
+            if let Err(e) = c.write_as_leader(cmd).await {
                 tracing::warn!("node state: {e}");
             }
         }
         let specs = c.specs();
         for cmd in c.read(|s| schedule(s, &specs, c.strategy)) {
-            if let Err(e) = c.write(cmd).await {
+            if let Err(e) = c.write_as_leader(cmd).await {
                 tracing::warn!("committing placements: {e}");
             }
         }

@@ -8,7 +8,10 @@ pub(crate) fn control(e: ControlError) -> ApiError {
     let msg = e.to_string();
     match e {
         ControlError::Write(
-            WriteError::NoLeader(_) | WriteError::Unknown { .. } | WriteError::Stopped(_),
+            WriteError::NoLeader(_)
+            | WriteError::NotLeader
+            | WriteError::Unknown { .. }
+            | WriteError::Stopped(_),
         ) => ApiError::Unavailable(msg),
         ControlError::Refused(_) | ControlError::Join(_) | ControlError::AlreadyMember { .. } => {
             ApiError::Invalid(msg)

@@ -33,9 +33,21 @@ impl Heard {
     }
 }
 
+/// What a caller asks for; an older caller sends no body (`null`) and gets
+/// a bare `Heard`, which it understands.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct AliveAsk {
+    /// Answer with the index the leader has applied (`HeardAt`).
+    #[serde(default)]
+    pub applied_index: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum AliveReply {
     Heard,
+    /// Heard, and the leader had applied the log up to this index: the caller
+    /// holds the cluster's state only once it has applied as far.
+    HeardAt(u64),
     NotLeader,
     /// No current node record holds the caller's certificate.
     UnknownNode,
@@ -44,11 +56,21 @@ pub enum AliveReply {
 }
 
 /// The leader's side: `id` is the caller's member id.
-pub(crate) async fn answer(raft: &Raft, heard: &Heard, id: u64, patience: Duration) -> AliveReply {
+pub(crate) async fn answer(
+    raft: &Raft,
+    heard: &Heard,
+    id: u64,
+    ask: &AliveAsk,
+    patience: Duration,
+) -> AliveReply {
     match tokio::time::timeout(patience, raft.ensure_linearizable()).await {
-        Ok(Ok(_)) => {
+        Ok(Ok(read)) => {
             heard.note(id);
-            AliveReply::Heard
+            if ask.applied_index {
+                AliveReply::HeardAt(read.map_or(0, |l| l.index))
+            } else {
+                AliveReply::Heard
+            }
         }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
             AliveReply::NotLeader

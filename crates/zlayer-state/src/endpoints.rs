@@ -14,7 +14,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::alive::{Heard, ALIVE};
+use crate::alive::{AliveAsk, Heard, ALIVE};
 use crate::authz::{known_caller, may_send_raft, may_write, SeedMember};
 use crate::ca_key::{caller_is_voter, CaKey, CA_KEY};
 use crate::join::{admit, JoinRequest, JOIN};
@@ -202,6 +202,7 @@ pub(crate) fn json<T: Serialize>(v: &T) -> Response<Body> {
 const MAX_BODY: usize = 64 << 20;
 /// How long the leader tries to confirm its quorum for a liveness call.
 const ALIVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+const MAX_ALIVE_ASK: usize = 1024;
 /// A join comes from a caller the cluster does not know yet.
 const MAX_JOIN_BODY: usize = 64 << 10;
 
@@ -320,7 +321,16 @@ impl Endpoints {
                 b"only a voter may hold the CA key".to_vec(),
             ),
             ALIVE => {
-                json(&crate::alive::answer(&self.raft, &self.heard, known.id, ALIVE_PATIENCE).await)
+                // An older caller sends `null`; anything unreadable is asked as it would.
+                let ask = body::<Option<AliveAsk>>(req, MAX_ALIVE_ASK)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                json(
+                    &crate::alive::answer(&self.raft, &self.heard, known.id, &ask, ALIVE_PATIENCE)
+                        .await,
+                )
             }
             PROBE => match body::<ProbeRequest>(req, MAX_PROBE).await {
                 Ok(p) => json(&ProbeReply {

@@ -14,7 +14,7 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::alive::{AliveReply, Heard, ALIVE};
+use crate::alive::{AliveAsk, AliveReply, Heard, ALIVE};
 use crate::endpoints::Endpoints;
 use crate::pki::NodeIdentity;
 use crate::renew::{RenewReply, RenewRequest, RENEW};
@@ -95,6 +95,8 @@ pub enum WriteError {
     Forbidden(String),
     #[error("this node's Raft has stopped ({0}); after a storage error it restarts itself once its data dir has room again")]
     Stopped(String),
+    #[error("this member no longer leads; a decision it made as leader is not handed on")]
+    NotLeader,
 }
 
 /// A forwarded write's answer.
@@ -236,6 +238,28 @@ impl Member {
         }
     }
 
+    /// Appends a decision only a leader makes (node states, placements) to
+    /// this member's log, never forwarding it: a member that lost the lead
+    /// while the write waited decided from what it saw, cut off, and the new
+    /// leader must not commit that (a cut-off leader counts every node down).
+    /// An entry it appended while it led commits only if a quorum took it.
+    pub async fn write_as_leader(&self, cmd: Command) -> Result<Response, WriteError> {
+        if let Some(e) = self.stopped() {
+            return Err(e);
+        }
+        match tokio::time::timeout(COMMIT_PATIENCE, self.raft.client_write(cmd)).await {
+            Ok(Ok(r)) => Ok(r.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(WriteError::NotLeader)
+            }
+            Ok(Err(e)) => Err(WriteError::Raft(e.to_string())),
+            Err(_) => Err(WriteError::Unknown {
+                addr: self.advertise.clone(),
+                detail: format!("not committed within {COMMIT_PATIENCE:?}"),
+            }),
+        }
+    }
+
     async fn write_once(&self, cmd: &Command) -> Attempt {
         if let Some(e) = self.stopped() {
             return Attempt::Failed(e);
@@ -281,19 +305,23 @@ impl Member {
     }
 
     /// Tells the leader this node is alive (see `alive`). `Ok` means the
-    /// leader heard it and a quorum still follows that leader.
-    pub async fn alive(&self) -> Result<(), WriteError> {
+    /// leader heard it and a quorum still follows that leader; it holds the
+    /// index the leader had applied (0 from a leader too old to say).
+    pub async fn alive(&self) -> Result<u64, WriteError> {
         if let Some(e) = self.stopped() {
             return Err(e);
         }
         let patience = Duration::from_secs(2);
+        let ask = AliveAsk {
+            applied_index: true,
+        };
         let reply = match self.leader() {
             Some((id, _)) if id == self.id => {
-                crate::alive::answer(&self.raft, &self.heard, self.id, patience).await
+                crate::alive::answer(&self.raft, &self.heard, self.id, &ask, patience).await
             }
             Some((_, addr)) => self
                 .client
-                .call::<_, AliveReply>(&addr, ALIVE, &(), patience + Duration::from_secs(1))
+                .call::<_, AliveReply>(&addr, ALIVE, &ask, patience + Duration::from_secs(1))
                 .await
                 .map_err(|e| WriteError::Unknown {
                     addr,
@@ -302,7 +330,8 @@ impl Member {
             None => return Err(WriteError::NoLeader(Duration::ZERO)),
         };
         match reply {
-            AliveReply::Heard => Ok(()),
+            AliveReply::Heard => Ok(0),
+            AliveReply::HeardAt(index) => Ok(index),
             AliveReply::NotLeader | AliveReply::NoQuorum => {
                 Err(WriteError::NoLeader(Duration::ZERO))
             }

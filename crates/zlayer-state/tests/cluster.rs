@@ -176,3 +176,54 @@ async fn an_idle_connection_flood_does_not_stop_writes() {
         m.stop().await;
     }
 }
+
+/// A leader's decision (node states, placements) made by a member that no
+/// longer leads is refused, not forwarded: a leader cut off by a partition
+/// counts every node down, and the new leader must never commit that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decision_of_a_member_that_does_not_lead_is_not_handed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::create_ca("test").unwrap();
+    let ms = three_members(&ca, dir.path()).await;
+    let follower = &ms[2];
+    assert_ne!(follower.leader().map(|l| l.0), Some(follower.id));
+
+    let refused = follower.write_as_leader(deploy("stale")).await;
+    assert!(
+        matches!(refused, Err(zlayer_state::WriteError::NotLeader)),
+        "{refused:?}"
+    );
+    // The same member's ordinary write goes through, so the cluster did take writes.
+    follower.write(deploy("later")).await.unwrap();
+    for m in &ms {
+        eventually("the later write everywhere", || names(m).contains("later")).await;
+        assert!(!names(m).contains("stale"), "member {} committed it", m.id);
+    }
+    // The leader's own decisions still commit.
+    ms[0].write_as_leader(deploy("decided")).await.unwrap();
+    for m in &ms {
+        m.stop().await;
+    }
+}
+
+/// The liveness answer carries the index the leader had applied, so a
+/// member back from a partition knows how far it must catch up before it
+/// acts on its state again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_liveness_answer_says_how_far_the_leader_had_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::create_ca("test").unwrap();
+    let ms = three_members(&ca, dir.path()).await;
+    for i in 0..3 {
+        ms[0].write(deploy(&format!("d{i}"))).await.unwrap();
+    }
+    let leader_applied = *ms[0].machine.subscribe().borrow();
+    let index = ms[2].alive().await.unwrap();
+    assert!(
+        index >= leader_applied,
+        "the answer's index {index} is behind what the leader applied ({leader_applied})"
+    );
+    for m in &ms {
+        m.stop().await;
+    }
+}
