@@ -8,11 +8,7 @@
 # "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export ZLC_DIR=$(mktemp -d /tmp/zlc.XXXX)
-export ZLAYER=${ZLAYER:-$(pwd)/target/release/zlayer}
-[ -x "$ZLAYER" ] || ZLAYER=$(command -v zlayer)
-CHECK_OUT=/tmp/e2e-cluster.out
-source tests/lib/netns-checks.sh
+source tests/lib/netns-checks.sh zlc
 cleanup() { $NC down >/dev/null 2>&1; rm -rf "$ZLC_DIR"; }
 trap cleanup EXIT
 

@@ -11,16 +11,9 @@
 # then "e2e-overlay: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export ZLC_NS=zlo
-# A cluster a killed run left behind (its namespaces) goes first.
-ZLC_DIR=/tmp/zlo-stale scripts/netns-cluster down >/dev/null 2>&1
-export ZLC_DIR=$(mktemp -d /tmp/zlo.XXXX)
-export ZLAYER=${ZLAYER:-$(pwd)/target/release/zlayer}
 # Links are probed every second here (default 30 s), so the link check is quick.
 export ZLC_NODE_ARGS="--link-probe-every 1s"
-[ -x "$ZLAYER" ] || ZLAYER=$(command -v zlayer)
-CHECK_OUT=/tmp/e2e-overlay.out
-source tests/lib/netns-checks.sh
+source tests/lib/netns-checks.sh zlo
 cleanup() { pkill -f "tcpdump -i br0 -w $ZLC_DIR" 2>/dev/null; pkill -f "wireguard-go zlopeer0" 2>/dev/null; $NC down >/dev/null 2>&1; rm -rf "$ZLC_DIR"; }
 trap cleanup EXIT
 

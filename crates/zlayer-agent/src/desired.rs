@@ -36,6 +36,12 @@ pub trait Cluster: Send + Sync + 'static {
     fn other_nodes(&self) -> usize {
         0
     }
+    /// The ACME certificate obtained for `host`, opened: (PEM chain, PEM
+    /// key, when it was issued in Unix ms). `Ok(None)` until there is one.
+    fn acme_certificate(&self, host: &str) -> Result<Option<(String, String, u64)>, String> {
+        let _ = host;
+        Ok(None)
+    }
     /// A certificate (PEM chain, PEM key) for `hosts` from the cluster's
     /// ingress CA, for `https` routes that name none of their own.
     fn ingress_certificate(

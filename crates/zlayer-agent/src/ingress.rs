@@ -4,7 +4,8 @@
 //! host its certificate, read from the files the endpoint names or issued
 //! (under a prefix the node allows, never its data dir) or issued
 //! by the cluster's ingress CA (kept under `<data>/ingress/dev/` and
-//! renewed when a third of its life is left).
+//! renewed when a third of its life is left), or obtained by ACME and
+//! shared through the cluster state (`tls: { acme: true }`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +25,15 @@ const RELOAD_MS: u64 = 60_000;
 /// Where each https host's certificate comes from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum CertSource {
-    Files { cert: String, key: String },
+    Files {
+        cert: String,
+        key: String,
+    },
     Dev,
+    /// From the cluster state, as issued at this time (0: none yet).
+    Acme {
+        issued_ms: u64,
+    },
 }
 
 /// The certificates last handed to the proxy, and when.
@@ -81,6 +89,8 @@ impl Agent {
     pub(crate) async fn refresh_certificates(&self, specs: &Specs) {
         let Some(proxy) = &self.ingress else { return };
         let mut sources: BTreeMap<String, CertSource> = BTreeMap::new();
+        let mut acme: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut problems = Vec::new();
         for (_, spec) in specs {
             for svc in spec.services.values() {
                 for ep in svc.endpoints.iter().filter(|e| e.is_ingress_route()) {
@@ -88,9 +98,20 @@ impl Agent {
                         continue;
                     };
                     let source = match &ep.tls {
+                        Some(t) if t.acme => match self.cluster.acme_certificate(host) {
+                            Ok(Some((cert, key, issued_ms))) => {
+                                acme.insert(host.to_ascii_lowercase(), (cert, key));
+                                CertSource::Acme { issued_ms }
+                            }
+                            Ok(None) => CertSource::Acme { issued_ms: 0 },
+                            Err(e) => {
+                                problems.push(format!("https host {host}: {e}"));
+                                CertSource::Acme { issued_ms: 0 }
+                            }
+                        },
                         Some(t) => CertSource::Files {
-                            cert: t.cert.clone(),
-                            key: t.key.clone(),
+                            cert: t.cert.clone().unwrap_or_default(),
+                            key: t.key.clone().unwrap_or_default(),
                         },
                         None => CertSource::Dev,
                     };
@@ -106,7 +127,6 @@ impl Agent {
             }
         }
         let mut loaded: Vec<(HostPattern, Arc<CertifiedKey>)> = Vec::new();
-        let mut problems = Vec::new();
         for (host, source) in &sources {
             let Ok(pattern) = HostPattern::parse(host) else {
                 continue;
@@ -114,6 +134,17 @@ impl Agent {
             let key = match source {
                 CertSource::Files { cert, key } => self.certificate_files(host, cert, key),
                 CertSource::Dev => self.dev_certificate(host).await,
+                CertSource::Acme { issued_ms: 0 } => {
+                    tracing::info!("https host {host}: waiting for its ACME certificate");
+                    continue;
+                }
+                CertSource::Acme { .. } => match acme.get(host) {
+                    Some((cert, key)) => {
+                        zlayer_proxy::certified_key(cert.as_bytes(), key.as_bytes(), host)
+                            .map_err(|e| format!("https host {host}: {e}"))
+                    }
+                    None => continue,
+                },
             };
             match key {
                 Ok(k) => loaded.push((pattern, Arc::new(k))),

@@ -7,13 +7,15 @@
 //! by sending each request to the part that owns it (on the unix socket,
 //! and for remote CLIs on the control plane's mTLS endpoint, `remote`),
 //! forwards `logs` and `exec` of a replica on another node to that node
-//! over mTLS (`replica_io`), and runs them all, restarting the node after its Raft store failed on a
+//! over mTLS (`replica_io`), obtains ACME certificates on the leader and
+//! keeps every ingress answering the challenges (`acme`), and runs them all, restarting the node after its Raft store failed on a
 //! full disk (`recover`).
 //!
 //! It must not hold logic another crate could own: it decides nothing
 //! about specs, placement or containers, it only routes between the parts
 //! and maps their errors to [`zlayer_api::ApiError`].
 
+mod acme;
 mod backend;
 mod errors;
 mod host;

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub wg_threads: usize,
     /// The ingress listeners and limits; `None` runs no ingress.
     pub ingress: Option<zlayer_proxy::ProxyConfig>,
+    /// Where `tls: { acme: true }` certificates come from; the leader uses it.
+    pub acme: Option<zlayer_acme::AcmeConfig>,
 }
 
 /// A node's parts, as the API reaches them.
@@ -122,6 +124,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         Some(c) => start_ingress(c).await,
         None => None,
     };
+    if let Some(proxy) = &ingress {
+        crate::acme::follow_answers(control.clone(), proxy.clone());
+    }
+    if let Some(acme) = cfg.acme.clone() {
+        crate::acme::manage(control.clone(), acme);
+    }
     let agent = Agent::open(&AgentConfig {
         data_dir: cfg.data_dir.clone(),
         exe: cfg.exe,

@@ -41,6 +41,9 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::PROXY_AUTHENTICATE,
 ];
 
+/// Where an ACME CA fetches an HTTP-01 answer (RFC 8555, 8.3).
+const ACME_HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     down: Downstream,
@@ -87,6 +90,16 @@ async fn route_and_forward(
             .inc();
         (r.respond(None), route.cloned(), None)
     };
+    if !down.tls {
+        if let Some(answer) = req
+            .uri()
+            .path()
+            .strip_prefix(ACME_HTTP01_PREFIX)
+            .and_then(|token| shared.acme_http01(token))
+        {
+            return (crate::respond::acme_http01(answer), None, None);
+        }
+    }
     let Some(host) = host else {
         return refuse(shared, Refusal::NoHost, None);
     };

@@ -2,7 +2,10 @@
 //! by host and longest path prefix, balancing over the healthy replicas of
 //! any node (power of two choices on outstanding requests, or round robin),
 //! draining a replica before it stops, TLS by SNI, HTTP/1.1 and HTTP/2
-//! (ALPN, h2c), WebSocket upgrades, request limits, and its metrics.
+//! (ALPN, h2c), WebSocket upgrades, request limits, and its metrics. It
+//! also answers ACME challenges (HTTP-01 tokens on the HTTP listener,
+//! TLS-ALPN-01 certificates on `acme-tls/1` handshakes) with what it is
+//! given; ordering certificates is the node's job.
 //!
 //! Layers, each in its own module: `listen` (connections, TLS, hyper),
 //! `forward` (one request), `route` (which route), `balance` (which
@@ -34,7 +37,7 @@ pub use balance::Policy;
 pub use limits::Limits;
 pub use route::{HostPattern, UpstreamProtocol};
 pub use rustls::sign::CertifiedKey;
-pub use tls::{certified_key, certified_key_from_files};
+pub use tls::{acme_challenge_key, certified_key, certified_key_from_files};
 
 use balance::{Balancer, UpstreamPool};
 use route::{Route, RouteTable};
@@ -87,6 +90,8 @@ pub(crate) struct Shared {
     specs: Mutex<Vec<RouteSpec>>,
     pool: UpstreamPool,
     certs: Arc<tls::CertResolver>,
+    /// HTTP-01 answers: token -> key authorization.
+    acme_http01: RwLock<Arc<std::collections::HashMap<String, String>>>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) limits: Limits,
     pub(crate) access_log: bool,
@@ -104,6 +109,15 @@ impl Shared {
             &self.http_routes
         };
         t.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The HTTP-01 key authorization for `token`, while an order waits on it.
+    pub(crate) fn acme_http01(&self, token: &str) -> Option<String> {
+        self.acme_http01
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
     }
 
     pub(crate) fn client(&self, p: UpstreamProtocol) -> &Client<HttpConnector, ProxyBody> {
@@ -190,6 +204,7 @@ impl Proxy {
             specs: Mutex::default(),
             pool: UpstreamPool::default(),
             certs: certs.clone(),
+            acme_http01: Default::default(),
             metrics: metrics::Metrics::new(),
             conns: zlayer_net::ConnectionTable::new(cfg.limits.max_connections),
             limits: cfg.limits,
@@ -283,6 +298,20 @@ impl Proxy {
     }
 
     /// The proxy's metrics in Prometheus text format.
+    /// The ACME challenge answers to give: HTTP-01 by token, TLS-ALPN-01 by host.
+    pub fn set_acme_answers(
+        &self,
+        http01: std::collections::HashMap<String, String>,
+        alpn01: Vec<(String, Arc<CertifiedKey>)>,
+    ) {
+        *self
+            .shared
+            .acme_http01
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(http01);
+        self.shared.certs.replace_acme(alpn01);
+    }
+
     pub fn render_metrics(&self) -> String {
         self.shared.metrics.render()
     }

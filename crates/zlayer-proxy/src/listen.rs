@@ -61,6 +61,8 @@ async fn connection(
                 tokio::time::timeout(shared.limits.tls_handshake_timeout, acceptor.accept(stream))
                     .await;
             match handshake {
+                // A TLS-ALPN-01 validation ends with the handshake.
+                Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {}
                 Ok(Ok(s)) => serve_http(shared, builder, s, down).await,
                 Ok(Err(e)) => tracing::debug!(peer = %down.peer, "TLS handshake: {e}"),
                 Err(_) => tracing::debug!(peer = %down.peer, "TLS handshake timed out"),

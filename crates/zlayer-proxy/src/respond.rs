@@ -82,3 +82,17 @@ impl Refusal {
         r
     }
 }
+
+/// An HTTP-01 key authorization, as the CA expects it.
+pub fn acme_http01(key_authorization: String) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(key_authorization))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    r
+}

@@ -19,7 +19,12 @@ use crate::ProxyError;
 #[derive(Debug, Default)]
 pub struct CertResolver {
     current: RwLock<Arc<Certs>>,
+    /// TLS-ALPN-01 answers by host, served only to `acme-tls/1` handshakes.
+    acme: RwLock<Arc<HashMap<String, Arc<CertifiedKey>>>>,
 }
+
+/// The ALPN protocol of a TLS-ALPN-01 validation (RFC 8737).
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 #[derive(Debug, Default)]
 struct Certs {
@@ -41,6 +46,19 @@ impl CertResolver {
         }
         next.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    }
+
+    pub fn replace_acme(&self, answers: Vec<(String, Arc<CertifiedKey>)>) {
+        let next = answers
+            .into_iter()
+            .map(|(h, k)| (h.to_ascii_lowercase(), k))
+            .collect();
+        *self.acme.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    }
+
+    fn acme_answer(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        let answers = self.acme.read().unwrap_or_else(|e| e.into_inner()).clone();
+        answers.get(&host.to_ascii_lowercase()).cloned()
     }
 
     fn only(&self) -> Option<Arc<CertifiedKey>> {
@@ -81,6 +99,14 @@ impl ResolvesServerCert for CertResolver {
     /// node's only certificate when it has exactly one, as a default
     /// server would; with several, it is refused.
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A validation handshake gets the challenge certificate or nothing,
+        // never the host's real one.
+        if hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+        {
+            return self.acme_answer(hello.server_name()?);
+        }
         match hello.server_name() {
             Some(name) => self.find(name),
             None => self.only(),
@@ -96,7 +122,7 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerCo
         .map_err(|e| ProxyError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(cfg))
 }
 
@@ -123,6 +149,30 @@ pub fn certified_key(
     let ck = CertifiedKey::from_der(chain, key, &provider)
         .map_err(|e| ProxyError::Certificate(format!("{what}: {e}")))?;
     Ok(ck)
+}
+
+/// A TLS-ALPN-01 challenge certificate and its key (RFC 8737). Its
+/// `acmeIdentifier` extension is critical and unknown to webpki, so the
+/// key-matches-certificate check of [`certified_key`] would refuse it; the
+/// pair is made together by the node that orders, and a wrong key only
+/// fails that one challenge.
+pub fn acme_challenge_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    host: &str,
+) -> Result<CertifiedKey, ProxyError> {
+    let what = format!("TLS-ALPN-01 answer for {host}");
+    let cert = CertificateDer::from_pem_slice(cert_pem).map_err(|e| {
+        ProxyError::Certificate(format!("{what}: reading the certificate PEM: {e}"))
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        ProxyError::Certificate(format!("{what}: reading the private key PEM: {e}"))
+    })?;
+    let signer = rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| ProxyError::Certificate(format!("{what}: {e}")))?;
+    Ok(CertifiedKey::new(vec![cert], signer))
 }
 
 /// A certificate and key read from files on this node.

@@ -237,14 +237,21 @@ pub enum Upstream {
     H2c,
 }
 
-/// A certificate and key read from files present on every node.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+/// Where an `https` endpoint's certificate comes from: files present on
+/// every node (`cert` and `key`), or an ACME CA (`acme: true`, with the
+/// node's `--acme-directory`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointTls {
     /// PEM certificate chain, leaf first (an absolute path).
-    pub cert: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
     /// PEM private key (an absolute path).
-    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Obtain and renew the certificate from the cluster's ACME CA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acme: bool,
 }
 
 impl Endpoint {

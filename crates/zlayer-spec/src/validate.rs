@@ -434,13 +434,37 @@ fn check_route_fields(p: &mut Problems, ep_at: &str, ep: &Endpoint) {
                 Some("set `protocol: https`, or remove `tls`".into()),
             );
         }
-        for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+        let files = [("cert", &tls.cert), ("key", &tls.key)];
+        for (field, path) in files.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
             if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
                 p.add(
                     format!("{ep_at}.tls.{field}"),
                     format!("`{path}` must be an absolute path without `..`"),
                 );
             }
+        }
+        match (tls.acme, tls.cert.is_some(), tls.key.is_some()) {
+            (true, false, false) | (false, true, true) => {}
+            (true, _, _) => p.push(
+                format!("{ep_at}.tls"),
+                "`acme: true` and certificate files exclude each other",
+                Some("keep `acme: true`, or `cert` and `key`".into()),
+            ),
+            (false, _, _) => p.push(
+                format!("{ep_at}.tls"),
+                "name both `cert` and `key`, or set `acme: true`",
+                Some(
+                    "e.g. `tls: { cert: /etc/zlayer/tls/shop.crt, key: /etc/zlayer/tls/shop.key }`"
+                        .into(),
+                ),
+            ),
+        }
+        if tls.acme && ep.host.as_deref().is_none_or(|h| h.contains('*')) {
+            p.push(
+                format!("{ep_at}.host"),
+                "an ACME certificate needs an exact `host`: HTTP-01 and TLS-ALPN-01 cannot prove a wildcard",
+                Some("name the host, e.g. `host: shop.example.com`, or use certificate files for a wildcard".into()),
+            );
         }
     }
     if ep.protocol == Protocol::Https

@@ -143,6 +143,9 @@ fn raft_sender_allowed(
 fn command_name(cmd: &Command) -> &'static str {
     match cmd {
         Command::Bootstrap { .. } => "Bootstrap",
+        Command::AcmeHttp01 { .. } => "AcmeHttp01",
+        Command::AcmeAlpn01 { .. } => "AcmeAlpn01",
+        Command::AcmeCertificate { .. } => "AcmeCertificate",
         Command::AddNode(_) => "AddNode",
         Command::SetNodeNetwork { .. } => "SetNodeNetwork",
         Command::AddPeer { .. } => "AddPeer",
@@ -217,7 +220,9 @@ mod tests {
     }
 
     /// A stock peer is a key that may enter the mesh: only managers add or
-    /// remove one.
+    /// remove one. An ACME answer is what every node's ingress shows a CA:
+    /// a worker that could set one could get any host's certificate
+    /// issued, so only managers (the leader's ACME loop) commit them.
     #[test]
     fn workers_commit_nothing_else() {
         let cmds = [
@@ -237,6 +242,27 @@ mod tests {
                     name: "laptop".into(),
                 },
                 "RemovePeer",
+            ),
+            (
+                Command::AcmeHttp01 {
+                    token: "t".into(),
+                    key_authorization: Some("t.thumb".into()),
+                },
+                "AcmeHttp01",
+            ),
+            (
+                Command::AcmeAlpn01 {
+                    host: "shop.test".into(),
+                    challenge: None,
+                },
+                "AcmeAlpn01",
+            ),
+            (
+                Command::AcmeCertificate {
+                    host: "shop.test".into(),
+                    cert: None,
+                },
+                "AcmeCertificate",
             ),
         ];
         for (cmd, name) in cmds {

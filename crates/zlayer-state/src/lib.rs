@@ -13,6 +13,7 @@
 //! commits the result as a command), run containers or touch the network
 //! beyond the Raft transport.
 
+pub mod acme;
 pub mod alive;
 pub mod authz;
 pub mod ca_key;

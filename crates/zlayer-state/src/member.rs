@@ -450,6 +450,12 @@ impl Member {
         crate::ingress_ca::issue(&key, &id, hosts).map_err(|e| e.to_string())
     }
 
+    /// The key that seals ACME private keys in the cluster state.
+    pub fn acme_seal_key(&self) -> Result<crate::acme::SealKey, String> {
+        let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
+        Ok(crate::acme::SealKey::derive(&key))
+    }
+
     /// The ingress CA's certificate, for clients to trust.
     pub fn ingress_ca_pem(&self) -> Result<String, String> {
         let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;

@@ -202,6 +202,22 @@ impl AssignmentKey {
 /// leader's clock, so applying is deterministic on every member.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    /// An HTTP-01 answer every ingress gives while an order is validated;
+    /// `None` withdraws it.
+    AcmeHttp01 {
+        token: String,
+        key_authorization: Option<String>,
+    },
+    /// A TLS-ALPN-01 certificate for `host`; `None` withdraws it.
+    AcmeAlpn01 {
+        host: String,
+        challenge: Option<crate::acme::AlpnChallenge>,
+    },
+    /// The certificate obtained for `host`; `None` forgets it.
+    AcmeCertificate {
+        host: String,
+        cert: Option<crate::acme::AcmeCertificate>,
+    },
     /// The first node's first write: the cluster CA and, for clusters
     /// founded since the overlay, the container address space.
     Bootstrap {
@@ -332,6 +348,7 @@ pub enum Touched {
     Removed,
     Network,
     Peers,
+    Acme,
 }
 
 /// Everything Raft replicates.
@@ -354,6 +371,8 @@ pub struct ClusterState {
     pub network: Option<ClusterNetwork>,
     /// WireGuard peers outside the cluster, by name.
     pub peers: BTreeMap<String, StockPeer>,
+    /// ACME challenge answers and the certificates obtained.
+    pub acme: crate::acme::AcmeState,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -373,6 +392,8 @@ struct Flat {
     network: Option<ClusterNetwork>,
     #[serde(default)]
     peers: Vec<StockPeer>,
+    #[serde(default)]
+    acme: crate::acme::AcmeState,
 }
 
 impl From<ClusterState> for Flat {
@@ -388,6 +409,7 @@ impl From<ClusterState> for Flat {
             removed: s.removed,
             network: s.network,
             peers: s.peers.into_values().collect(),
+            acme: s.acme,
         }
     }
 }
@@ -413,6 +435,7 @@ impl From<Flat> for ClusterState {
             removed: f.removed,
             network: f.network,
             peers: f.peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            acme: f.acme,
         }
     }
 }
@@ -446,6 +469,24 @@ impl ClusterState {
                 wg_device,
             } => self.set_node_network(id, wg_public_key, wg_endpoint, wg_device, touched),
             Command::AddPeer { name, public_key } => self.add_peer(name, public_key, touched),
+            Command::AcmeHttp01 {
+                token,
+                key_authorization,
+            } => {
+                set_or_remove(&mut self.acme.http01, token, key_authorization);
+                touched.push(Touched::Acme);
+                Response::Done
+            }
+            Command::AcmeAlpn01 { host, challenge } => {
+                set_or_remove(&mut self.acme.alpn01, host, challenge);
+                touched.push(Touched::Acme);
+                Response::Done
+            }
+            Command::AcmeCertificate { host, cert } => {
+                set_or_remove(&mut self.acme.certs, host, cert);
+                touched.push(Touched::Acme);
+                Response::Done
+            }
             Command::RemovePeer { name } => {
                 if self.peers.remove(&name).is_none() {
                     return Response::Refused(format!("no peer named {name}"));
@@ -914,6 +955,14 @@ impl ClusterState {
 
 fn deployment_of(workload: &str) -> &str {
     workload.split_once('/').map_or(workload, |(d, _)| d)
+}
+
+/// `Some` sets the entry, `None` removes it.
+fn set_or_remove<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
+    match value {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
 }
 
 #[cfg(test)]

@@ -333,7 +333,7 @@ pub struct AgentArgs {
 }
 
 /// The node's ingress: HTTP and HTTPS listeners for routed endpoints.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct IngressArgs {
     /// Port of the ingress's HTTP listener; 0 turns it off.
     #[arg(long, default_value_t = 80)]
@@ -365,9 +365,78 @@ pub struct IngressArgs {
     /// Connections the ingress holds at once; one more closes the idlest.
     #[arg(long, default_value_t = 16_384, value_parser = parse_connections)]
     pub ingress_max_connections: usize,
+    /// ACME directory for `tls: { acme: true }` endpoints (the leader orders
+    /// and renews their certificates there), e.g.
+    /// https://acme-v02.api.letsencrypt.org/directory.
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Contact address for the ACME account.
+    #[arg(long, value_name = "EMAIL", requires = "acme_directory")]
+    pub acme_email: Option<String>,
+    /// A PEM root to trust for the ACME directory's HTTPS (a private CA).
+    #[arg(long, value_name = "FILE", requires = "acme_directory")]
+    pub acme_ca_cert: Option<std::path::PathBuf>,
+    /// How the CA checks control of a host: http-01 (port 80) or tls-alpn-01 (port 443).
+    #[arg(long, default_value = "http-01", value_parser = parse_challenge)]
+    pub acme_challenge: zlayer_acme::Challenge,
+}
+
+fn parse_challenge(s: &str) -> Result<zlayer_acme::Challenge, String> {
+    s.parse()
 }
 
 impl IngressArgs {
+    /// These settings as `node start` flags, for the node `join` starts.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            format!("--http-port={}", self.http_port),
+            format!("--https-port={}", self.https_port),
+            format!("--ingress-addr={}", self.ingress_addr),
+            format!("--ingress-max-body={}", self.ingress_max_body),
+            format!("--ingress-max-header-size={}", self.ingress_max_header_size),
+            format!("--ingress-max-headers={}", self.ingress_max_headers),
+            format!(
+                "--ingress-header-timeout={}",
+                humantime::format_duration(self.ingress_header_timeout)
+            ),
+            format!(
+                "--ingress-upstream-timeout={}",
+                humantime::format_duration(self.ingress_upstream_timeout)
+            ),
+            format!("--ingress-max-connections={}", self.ingress_max_connections),
+            format!("--acme-challenge={}", self.acme_challenge),
+        ];
+        if self.access_log {
+            a.push("--access-log".into());
+        }
+        if let Some(d) = &self.acme_directory {
+            a.push(format!("--acme-directory={d}"));
+        }
+        if let Some(e) = &self.acme_email {
+            a.push(format!("--acme-email={e}"));
+        }
+        if let Some(c) = &self.acme_ca_cert {
+            a.push(format!("--acme-ca-cert={}", c.display()));
+        }
+        a
+    }
+
+    /// The ACME settings, when a directory is named.
+    pub fn acme(&self) -> Option<zlayer_acme::AcmeConfig> {
+        Some(zlayer_acme::AcmeConfig {
+            directory: self.acme_directory.clone()?,
+            contact: self.acme_email.as_ref().map(|e| {
+                if e.starts_with("mailto:") {
+                    e.clone()
+                } else {
+                    format!("mailto:{e}")
+                }
+            }),
+            ca_cert: self.acme_ca_cert.clone(),
+            challenge: self.acme_challenge,
+        })
+    }
+
     /// The proxy's settings; `None` when both listeners are off.
     pub fn config(&self) -> Option<zlayer_proxy::ProxyConfig> {
         let at =
@@ -610,4 +679,46 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress_of_start(flags: &[&str]) -> IngressArgs {
+        let argv = ["zlayer", "node", "start"].iter().chain(flags);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Node {
+                command: NodeCommand::Start { agent, .. },
+            } => agent.ingress,
+            _ => panic!("not node start"),
+        }
+    }
+
+    /// `join` starts its node with these flags; one it dropped would leave
+    /// a joined node with the default ingress (and no ACME).
+    #[test]
+    fn ingress_flags_survive_the_round_trip_join_makes() {
+        let given = ingress_of_start(&[
+            "--http-port=8081",
+            "--https-port=0",
+            "--ingress-addr=10.0.0.7",
+            "--access-log",
+            "--ingress-max-body=1Ki",
+            "--ingress-max-header-size=9000",
+            "--ingress-max-headers=7",
+            "--ingress-header-timeout=3s",
+            "--ingress-upstream-timeout=1m 5s",
+            "--ingress-max-connections=99",
+            "--acme-directory=https://ca.test/dir",
+            "--acme-email=ops@ca.test",
+            "--acme-ca-cert=/etc/ca.pem",
+            "--acme-challenge=tls-alpn-01",
+        ]);
+        for args in [given, ingress_of_start(&[])] {
+            let flags = args.to_args();
+            let again = ingress_of_start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(args, again);
+        }
+    }
 }

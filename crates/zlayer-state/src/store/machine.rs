@@ -32,6 +32,7 @@ const PENDING: &[u8] = b"pending";
 const REMOVED: &[u8] = b"removed";
 const NETWORK: &[u8] = b"network";
 const PEERS: &[u8] = b"peers";
+const ACME: &[u8] = b"acme";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -65,6 +66,7 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Removed => REMOVED.to_vec(),
         Touched::Network => NETWORK.to_vec(),
         Touched::Peers => PEERS.to_vec(),
+        Touched::Acme => ACME.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
@@ -91,6 +93,7 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Removed => json(Some(&data.removed)),
         Touched::Network => json(data.network.as_ref()),
         Touched::Peers => json(Some(&data.peers)),
+        Touched::Acme => json(Some(&data.acme)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
@@ -123,6 +126,8 @@ impl StateMachine {
                 d.removed = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NETWORK {
                 d.network = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == ACME {
+                d.acme = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == PEERS {
                 d.peers = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
@@ -338,6 +343,7 @@ fn all_records(d: &ClusterState) -> Vec<Touched> {
         Touched::Removed,
         Touched::Network,
         Touched::Peers,
+        Touched::Acme,
     ];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));

@@ -168,6 +168,7 @@ pub fn join(
         args.push("--allow-host-path".into());
         args.push(p.display().to_string());
     }
+    args.extend(agent.ingress.to_args());
     super::node::spawn_node(data, registries, &args)?;
     println!(
         "joined as node {} ({}), id {:016x}",

@@ -114,6 +114,7 @@ fn start(
         wg_device: member.wg_device.only(),
         wg_threads: member.wg_threads.into(),
         ingress: agent.ingress.config(),
+        acme: agent.ingress.acme(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(zlayer_node::run(cfg))
