@@ -4,7 +4,7 @@
 # has no module), all-pairs reachability by IP and by name, source
 # addresses kept inside the cluster, DNS of healthy replicas only from
 # every node, the ingress on every node (and a rollout through it that fails
-# no request), a capture of the underlay that finds only WireGuard, a kill -9
+# no request), udp and tcp ports on every node, a capture of the underlay that finds only WireGuard, a kill -9
 # and restart, a removed node's peer and route going, and two nodes behind
 # NAT (one reached through keepalives, the pair through a relay). Every wait is
 # bounded; the cluster is torn down on exit. Prints PASS/FAIL per check,
@@ -148,6 +148,36 @@ rollout_through_ingress() {
 }
 check "a rolling update on 3 nodes through one node's ingress fails no request" rollout_through_ingress
 z 1 down ing >/dev/null 2>&1
+
+# L4 ports on every node: a udp and a tcp endpoint of 3 replicas (one per
+# node) answer on each node's published port, from the replicas of every
+# node (each socat or curl is a new flow or connection, spread round robin).
+cat > "$ZLC_DIR/l4.yaml" <<'YAML'
+version: v1
+deployment: l4
+services:
+  echo:
+    image: { name: demo:latest }
+    env: { PORT: "8080", UDP_PORT: "5300", MESSAGE: "l4" }
+    endpoints:
+      - { name: dgram, protocol: udp, port: 5300, expose: public }
+      - { name: stream, protocol: tcp, port: 8080, host_port: 9080, expose: public }
+    scale: { mode: fixed, replicas: 3 }
+    health: { start_grace: 3s, interval: 200ms, retries: 2, check: { type: http, url: "http://localhost:8080/health", expect_status: 200 } }
+YAML
+udp_from_all() { ip netns exec zlo$1 bash -c 'for k in $(seq 1 40); do echo ping | socat -T 2 - UDP:127.0.0.1:5300; echo; done' | grep -o "^l4 from echo-[0-9]*: ping" | sort -u | wc -l | grep -qx 3; }
+tcp_from_all() { ip netns exec zlo$1 bash -c 'for k in $(seq 1 40); do curl -s -m 2 http://127.0.0.1:9080/; echo; done' | grep -o "^l4 from echo-[0-9]*" | sort -u | wc -l | grep -qx 3; }
+l4_everywhere() {
+  z 1 up -d --timeout 60 "$ZLC_DIR/l4.yaml" || return 1
+  z 1 ps -o json | jq -e '[.[] | select(.service == "echo") | .node] | unique | length == 3' || return 1
+  for i in 1 2 3; do
+    eventually 75 udp_from_all $i || { echo "node $i: udp does not reach all three replicas"; return 1; }
+    eventually 75 tcp_from_all $i || { echo "node $i: tcp does not reach all three replicas"; return 1; }
+  done
+}
+export -f udp_from_all tcp_from_all
+check "udp and tcp ports on every node reach the replicas of every node" l4_everywhere
+z 1 down l4 >/dev/null 2>&1
 
 
 # DNS follows health on every node: sick/1 runs but has never passed its

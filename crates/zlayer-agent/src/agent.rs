@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use zlayer_api::Event;
 use zlayer_image::{ImageStore, RegistryOptions};
-use zlayer_net::{DnsTable, PortPublisher};
+use zlayer_net::{DnsTable, Published, Transport};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,7 +58,7 @@ pub struct Agent {
     pub(crate) registries: RegistryOptions,
     pub(crate) dns: DnsTable,
     pub(crate) events: Mutex<VecDeque<Event>>,
-    pub(crate) publishers: tokio::sync::Mutex<HashMap<u16, PortPublisher>>,
+    pub(crate) publishers: tokio::sync::Mutex<HashMap<(Transport, u16), Published>>,
     pub(crate) port_max_connections: usize,
     pub(crate) ingress: Option<Arc<zlayer_proxy::Proxy>>,
     pub(crate) certs: tokio::sync::Mutex<crate::ingress::CertState>,
@@ -67,7 +67,7 @@ pub struct Agent {
     pub(crate) draining: Mutex<HashSet<String>>,
     pub(crate) depends_since: Mutex<HashMap<String, u64>>,
     /// Ports whose bind failure was already logged (the loop retries every tick).
-    pub(crate) publish_errors: Mutex<HashSet<u16>>,
+    pub(crate) publish_errors: Mutex<HashSet<(Transport, u16)>>,
     /// The network policy rules last applied; `None` until they are.
     pub(crate) applied_policy: Mutex<Option<Vec<zlayer_net::IngressRule>>>,
     /// When each replica was last probed, by replica key.

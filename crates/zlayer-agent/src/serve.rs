@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use zlayer_model::ReplicaReport;
-use zlayer_net::PortPublisher;
-use zlayer_spec::{Endpoint, Expose};
+use zlayer_net::{Published, Transport};
+use zlayer_spec::{Endpoint, Expose, Protocol};
 
 use crate::agent::Agent;
 use crate::reconcile::Specs;
@@ -42,9 +42,11 @@ impl Agent {
         let wanted = self.port_backends(specs, replicas, &reports);
         let mut pubs = self.publishers.lock().await;
         pubs.retain(|port, _| wanted.contains_key(port));
-        for (port, backends) in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = pubs.entry(port) {
-                match PortPublisher::bind(
+        for ((transport, port), backends) in wanted {
+            let key = (transport, port);
+            if let std::collections::hash_map::Entry::Vacant(slot) = pubs.entry(key) {
+                match Published::bind(
+                    transport,
                     SocketAddr::from(([0, 0, 0, 0], port)),
                     self.port_max_connections,
                 )
@@ -57,7 +59,7 @@ impl Agent {
                         if self
                             .publish_errors
                             .lock()
-                            .is_ok_and(|mut seen| seen.insert(port))
+                            .is_ok_and(|mut seen| seen.insert(key))
                         {
                             tracing::warn!("{e}");
                         }
@@ -65,8 +67,8 @@ impl Agent {
                     }
                 }
             }
-            if let Some(p) = pubs.get(&port) {
-                p.backends.send_if_modified(|cur| {
+            if let Some(p) = pubs.get(&key) {
+                p.backends().send_if_modified(|cur| {
                     let changed = *cur != backends;
                     *cur = backends.clone();
                     changed
@@ -93,7 +95,7 @@ impl Agent {
             .await
             .values()
             .map(|p| {
-                p.backends.send_if_modified(|cur| {
+                p.backends().send_if_modified(|cur| {
                     let before = cur.len();
                     cur.retain(|a| a.ip() != ip);
                     cur.len() != before
@@ -166,8 +168,8 @@ impl Agent {
         specs: &Specs,
         replicas: &BTreeMap<String, Replica>,
         elsewhere: &[ReplicaReport],
-    ) -> HashMap<u16, Vec<SocketAddr>> {
-        let mut wanted: HashMap<u16, Vec<SocketAddr>> = HashMap::new();
+    ) -> HashMap<(Transport, u16), Vec<SocketAddr>> {
+        let mut wanted: HashMap<(Transport, u16), Vec<SocketAddr>> = HashMap::new();
         for (_, spec) in specs {
             for (name, svc) in &spec.services {
                 let published = svc
@@ -177,8 +179,12 @@ impl Agent {
                 for ep in published {
                     let backends =
                         self.endpoint_backends(&spec.deployment, name, ep, replicas, elsewhere);
+                    let transport = match ep.protocol {
+                        Protocol::Udp => Transport::Udp,
+                        _ => Transport::Tcp,
+                    };
                     wanted
-                        .entry(ep.published_port())
+                        .entry((transport, ep.published_port()))
                         .or_default()
                         .extend(backends);
                 }

@@ -55,34 +55,28 @@ impl Control {
         }
     }
 
-    /// An ingress route of the spec that another deployment already serves:
-    /// routes are unique on (scheme, host, path) across the cluster.
+    /// An ingress route or host port of the spec that another deployment
+    /// already takes: routes are unique on (scheme, host, path) across the
+    /// cluster, and published ports (per transport) too, since every node
+    /// serves both.
     fn route_clash(&self, name: &str, file: &str, text: &str) -> Option<String> {
         let spec = zlayer_spec::parse(file, text).ok()?;
-        let mine: Vec<((String, String), String)> = spec
-            .services
-            .iter()
-            .flat_map(|(svc, s)| {
-                s.endpoints
-                    .iter()
-                    .filter(|e| e.is_ingress_route())
-                    .map(move |e| (zlayer_spec::route_key(e), format!("{svc}/{}", e.name)))
-            })
-            .collect();
+        let mine = zlayer_spec::claims(&spec);
         for other in self.specs() {
             let Ok(theirs) = &other.parsed else { continue };
             if other.name == name {
                 continue;
             }
-            for (svc, s) in &theirs.services {
-                for e in s.endpoints.iter().filter(|e| e.is_ingress_route()) {
-                    let key = zlayer_spec::route_key(e);
-                    if let Some((_, ours)) = mine.iter().find(|(k, _)| *k == key) {
-                        return Some(format!(
-                            "{file}: endpoint {ours} routes {}{}, which deployment `{}` already serves ({svc}/{}); give it another `host` or `path`, or change `{}` first",
-                            key.0, key.1, other.name, e.name, other.name
-                        ));
-                    }
+            for (claim, their_ep) in zlayer_spec::claims(theirs) {
+                if let Some((_, ours)) = mine.iter().find(|(c, _)| *c == claim) {
+                    let fix = match claim {
+                        zlayer_spec::Claim::Route(..) => "give it another `host` or `path`",
+                        zlayer_spec::Claim::Port { .. } => "give it another `host_port`",
+                    };
+                    return Some(format!(
+                        "{file}: endpoint {ours} takes {claim}, which deployment `{}` already has ({their_ep}); {fix}, or change `{}` first",
+                        other.name, other.name
+                    ));
                 }
             }
         }

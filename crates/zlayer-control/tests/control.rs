@@ -294,3 +294,56 @@ async fn a_due_node_certificate_renews_over_mtls_and_the_one_before_retires() {
     n2.stop().await;
     n1.stop().await;
 }
+
+/// Every node serves every deployment's routes and published ports, so a
+/// second deployment may not take one the first has: its traffic would be
+/// mixed into the first's replicas. TCP and UDP ports of one number differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_or_port_another_deployment_has_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Control::start(config(dir.path(), "n1"))
+        .await
+        .expect("founds");
+    let spec = |dep: &str, endpoints: &str| {
+        format!("version: v1\ndeployment: {dep}\nservices:\n  web:\n    image: {{ name: demo }}\n    endpoints:\n{endpoints}")
+    };
+    let none = BTreeMap::new();
+    let first = spec(
+        "a",
+        "      - { name: dns, protocol: udp, port: 53, expose: public }\n      - { name: web, protocol: http, port: 80, host: a.test, expose: public }\n      - { name: raw, protocol: tcp, port: 9000, expose: public }\n",
+    );
+    c.put_deployment("a", "a.yaml", &first, &none)
+        .await
+        .expect("the first takes them");
+    let cases = [
+        (
+            "      - { name: dns2, protocol: udp, port: 5353, host_port: 53, expose: public }\n",
+            "takes host port 53/udp, which deployment `a` already has (web/dns)",
+        ),
+        (
+            "      - { name: raw2, protocol: tcp, port: 9000, expose: public }\n",
+            "takes host port 9000, which deployment `a` already has (web/raw)",
+        ),
+        (
+            "      - { name: web2, protocol: http, port: 8080, host: A.test, expose: public }\n",
+            "takes route http://a.test/, which deployment `a` already has (web/web)",
+        ),
+    ];
+    for (endpoints, want) in cases {
+        let err = c
+            .put_deployment("b", "b.yaml", &spec("b", endpoints), &none)
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    // The same numbers on the other transport, and a route on another host, are free.
+    let other = spec(
+        "b",
+        "      - { name: dns, protocol: tcp, port: 53, expose: public }\n      - { name: raw, protocol: udp, port: 9000, expose: public }\n      - { name: web, protocol: http, port: 80, host: b.test, expose: public }\n",
+    );
+    c.put_deployment("b", "b.yaml", &other, &none)
+        .await
+        .expect("no clash");
+    c.stop().await;
+}

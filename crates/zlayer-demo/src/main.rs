@@ -156,6 +156,26 @@ fn probe_syscalls() {
     report("io_uring_setup", rc);
 }
 
+/// UDP_PORT: answers each datagram with `MESSAGE from HOST: payload`.
+async fn udp_echo(port: u16, app: &'static App) {
+    let socket = match tokio::net::UdpSocket::bind(("0.0.0.0", port)).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo: cannot listen on udp port {port}: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("demo: answering udp on :{port}");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let head = format!("{} from {}: ", app.message, app.host);
+            let answer = [head.as_bytes(), &buf[..n]].concat();
+            let _ = socket.send_to(&answer, from).await;
+        }
+    });
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     if std::env::var_os("PROBE_SYSCALLS").is_some() {
@@ -203,6 +223,9 @@ async fn main() {
         registry,
         requests,
     }));
+    if let Some(udp) = env_u64("UDP_PORT") {
+        udp_echo(udp as u16, app).await;
+    }
     let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port as u16)).await {
         Ok(l) => l,
         Err(e) => {

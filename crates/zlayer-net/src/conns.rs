@@ -57,6 +57,12 @@ impl Activity {
         self.last.store(now, Ordering::Relaxed);
     }
 
+    /// How long since it last moved data.
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
     pub fn connected(&self, to: SocketAddr) {
         *self.targets.lock().unwrap_or_else(|e| e.into_inner()) = vec![to];
     }
@@ -119,6 +125,14 @@ impl ConnectionTable {
                 .iter()
                 .any(|a| a.ip() == ip)
         })
+    }
+
+    /// Resolves once no open connection reaches, or may still reach, a
+    /// backend at `ip`; the caller bounds the wait.
+    pub async fn drained(self: Arc<Self>, ip: IpAddr) {
+        while self.reaches(ip) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub fn forget(&self, id: u64) {

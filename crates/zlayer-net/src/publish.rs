@@ -1,5 +1,6 @@
 //! Published ports: a TCP listener on the host port that forwards each
-//! connection to one of the service's healthy replicas, round robin. The
+//! connection to one of the service's healthy replicas, round robin (UDP
+//! ports, flow by flow, are in `publish_udp`). The
 //! agent updates the backend list as replicas come, go and change health,
 //! so traffic only reaches replicas that pass their checks.
 //!
@@ -93,11 +94,50 @@ impl PortPublisher {
     /// reach, a backend at `ip`. Take the backend out of the list first;
     /// the caller bounds the wait.
     pub fn drained(&self, ip: IpAddr) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let open = self.open.clone();
-        async move {
-            while open.reaches(ip) {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+        self.open.clone().drained(ip)
+    }
+}
+
+/// Which transport a published port forwards; TCP and UDP ports of one
+/// number are separate ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// A published port of either transport.
+pub enum Published {
+    Tcp(PortPublisher),
+    Udp(crate::publish_udp::UdpPublisher),
+}
+
+impl Published {
+    pub async fn bind(
+        transport: Transport,
+        listen: SocketAddr,
+        max_connections: usize,
+    ) -> Result<Published, NetError> {
+        Ok(match transport {
+            Transport::Tcp => Published::Tcp(PortPublisher::bind(listen, max_connections).await?),
+            Transport::Udp => Published::Udp(
+                crate::publish_udp::UdpPublisher::bind(listen, max_connections).await?,
+            ),
+        })
+    }
+
+    pub fn backends(&self) -> &Backends {
+        match self {
+            Published::Tcp(p) => &p.backends,
+            Published::Udp(p) => &p.backends,
+        }
+    }
+
+    /// See [`PortPublisher::drained`] and [`crate::publish_udp::UdpPublisher::drained`].
+    pub fn drained(&self, ip: IpAddr) -> impl std::future::Future<Output = ()> + Send + 'static {
+        match self {
+            Published::Tcp(p) => p.open.clone().drained(ip),
+            Published::Udp(p) => p.open.clone().drained(ip),
         }
     }
 }

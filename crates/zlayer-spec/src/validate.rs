@@ -63,8 +63,7 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
     if spec.services.is_empty() {
         p.add("services", "at least one service is required");
     }
-    let mut published: HashMap<u16, String> = HashMap::new();
-    let mut routes: HashMap<(String, String), String> = HashMap::new();
+    let mut claimed: HashMap<Claim, String> = HashMap::new();
     for (name, svc) in &spec.services {
         let at = format!("services.{name}");
         if !is_dns_label(name) {
@@ -77,32 +76,69 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
         }
         check_service(&mut p, &at, svc);
         for (i, ep) in svc.endpoints.iter().enumerate() {
-            if ep.is_ingress_route() {
-                let key = route_key(ep);
-                if let Some(other) = routes.insert(key.clone(), format!("{name}/{}", ep.name)) {
-                    p.push(
-                        format!("{at}.endpoints[{i}]"),
-                        format!("route {}{} is already served by `{other}`", key.0, key.1),
-                        Some("give one of them another `host` or `path`".into()),
-                    );
-                }
+            let Some(claim) = claim(ep) else { continue };
+            let Some(other) = claimed.insert(claim.clone(), format!("{name}/{}", ep.name)) else {
                 continue;
-            }
-            if ep.expose == Expose::Public && (1..=65535).contains(&ep.host_port.unwrap_or(ep.port))
-            {
-                let hp = ep.published_port();
-                if let Some(other) = published.insert(hp, format!("{name}/{}", ep.name)) {
-                    p.add(
-                        format!("{at}.endpoints[{i}]"),
-                        format!("host port {hp} is already published by `{other}`"),
-                    );
-                }
+            };
+            let at = format!("{at}.endpoints[{i}]");
+            match claim {
+                Claim::Route(host, path) => p.push(
+                    at,
+                    format!("route {host}{path} is already served by `{other}`"),
+                    Some("give one of them another `host` or `path`".into()),
+                ),
+                port => p.add(at, format!("{port} is already published by `{other}`")),
             }
         }
     }
     check_depends(&mut p, spec);
     check_network_policy(&mut p, spec);
     p.0
+}
+
+/// What an endpoint takes on every node, which no other endpoint of the
+/// cluster may take too: an ingress route, or a published host port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Claim {
+    /// `(scheme://host, path)`, see [`route_key`].
+    Route(String, String),
+    /// A host port; TCP and UDP ports of one number are different ports.
+    Port { udp: bool, port: u16 },
+}
+
+impl std::fmt::Display for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Claim::Route(host, path) => write!(f, "route {host}{path}"),
+            Claim::Port { udp: false, port } => write!(f, "host port {port}"),
+            Claim::Port { udp: true, port } => write!(f, "host port {port}/udp"),
+        }
+    }
+}
+
+/// What `ep` claims, if anything: a route, or a public port.
+pub fn claim(ep: &Endpoint) -> Option<Claim> {
+    if ep.is_ingress_route() {
+        let (host, path) = route_key(ep);
+        return Some(Claim::Route(host, path));
+    }
+    let port = ep.host_port.unwrap_or(ep.port);
+    (ep.expose == Expose::Public && (1..=65535).contains(&port)).then(|| Claim::Port {
+        udp: ep.protocol == Protocol::Udp,
+        port: ep.published_port(),
+    })
+}
+
+/// Every claim of a spec, with the `service/endpoint` that makes it.
+pub fn claims(spec: &Spec) -> Vec<(Claim, String)> {
+    spec.services
+        .iter()
+        .flat_map(|(svc, s)| {
+            s.endpoints
+                .iter()
+                .filter_map(move |e| Some((claim(e)?, format!("{svc}/{}", e.name))))
+        })
+        .collect()
 }
 
 /// What makes an ingress route unique: (scheme://host, path), host
