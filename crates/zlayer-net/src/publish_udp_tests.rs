@@ -1,3 +1,6 @@
+//! The UDP publisher against real sockets on loopback: flows, round robin,
+//! the cap, and a replica taken out (127.0.0.2 stands for a second replica IP).
+
 use super::*;
 
 /// A UDP server at `ip` that answers each datagram with `NAME:payload`.
