@@ -7,8 +7,10 @@
 # issuance, the certificate served by every node and verified by curl
 # against pebble's root, one node ordering, renewal before expiry (pebble
 # issues 60-second certificates), renewal by a new leader after the old is
-# killed, TLS-ALPN-01 after a restart with --acme-challenge tls-alpn-01, and
-# no issued private key on any node's disk in the clear. Prints PASS/FAIL
+# killed, TLS-ALPN-01 after a restart with --acme-challenge tls-alpn-01, a
+# worker (node 4, no CA key) serving the ACME certificate and a dev
+# certificate it got from the leader over mTLS, and no issued private key on
+# any node's disk in the clear. Prints PASS/FAIL
 # per check, then "e2e-acme: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +42,7 @@ JSON
 
 export ZLC_NODE_ARGS="--acme-directory https://$CA:14000/dir --acme-ca-cert $P/api-root.pem --acme-email ops@acme.test"
 $NC up 3 || { echo "cluster did not come up"; exit 1; }
+ZLC_JOIN_ROLE=worker $NC join 4 >/dev/null || { echo "the worker did not join"; exit 1; }
 ip -n zlahub addr add $CA/24 dev br0
 ip -n zlahub link set lo up
 $HUB setsid pebble-challtestsrv -defaultIPv4 10.77.0.3 -defaultIPv6 "" -dns01 127.0.0.1:8053 -http01 "" -https01 "" \
@@ -59,6 +62,7 @@ spec() { # spec HOST...: one replica whose https endpoints ask for ACME certific
     echo "    endpoints:"
     local i=0
     for h in "$@"; do i=$((i+1)); echo "      - { name: tls$i, protocol: https, port: 8080, host: $h, expose: public, tls: { acme: true } }"; done
+    echo "      - { name: dev, protocol: https, port: 8080, host: dev.acme.test, expose: public }"
   } > "$ZLC_DIR/shop.yaml"
 }
 # served NODE HOST: what NODE's ingress answers for HOST, verified against pebble's root.
@@ -74,13 +78,25 @@ export -f served serial
 spec shop.acme.test
 z 1 up -d --timeout 60 "$ZLC_DIR/shop.yaml" >/dev/null
 
-every_node_serves() { for i in 1 2 3; do [ "$(served $i "$1")" = "acme shop from web-1" ] || return 1; done; }
+every_node_serves() { for i in 1 2 3 4; do [ "$(served $i "$1")" = "acme shop from web-1" ] || return 1; done; }
 export -f every_node_serves
 check "HTTP-01: a certificate from pebble, served by every node and verified by curl" bash -c '
   eventually 150 every_node_serves shop.acme.test || { tail -5 $ZLC_DIR/n1/node.log; exit 1; }
-  for i in 1 2 3; do serial $i shop.acme.test; done'
+  for i in 1 2 3 4; do serial $i shop.acme.test; done'
 check "one node ordered it (the leader), the CA validated through node 3" bash -c '
   n=$(grep -l "certificate for shop.acme.test obtained" $ZLC_DIR/n*/node.log | wc -l); echo "nodes that ordered: $n"; [ "$n" = 1 ]'
+
+# Node 4 is a worker: it holds no CA key, so it can neither open a sealed
+# key nor sign a dev certificate. It asked the leader for both (above, it
+# served the ACME certificate); its dev certificate verifies under the
+# ingress CA, and its key was made on node 4 (only there on disk).
+worker_dev_cert() {
+  z 1 ca export > $ZLC_DIR/ingress-ca.pem || return 1
+  eventually 100 $HUB curl -sSf -m 5 --cacert $ZLC_DIR/ingress-ca.pem --resolve dev.acme.test:443:10.77.0.4 https://dev.acme.test/ || return 1
+  ls $ZLC_DIR/n4/ingress/dev/ | grep "^dev.acme.test"
+}
+export -f worker_dev_cert
+check "a worker serves the ACME certificate and a dev certificate the leader signed over mTLS" worker_dev_cert
 
 # A handshake offering acme-tls/1 (what a CA's TLS-ALPN-01 validation
 # sends) gets a pending challenge's certificate or none, never the host's
@@ -116,12 +132,12 @@ check "the leader killed: the new leader renews" bash -c '
   $NC kill $l
   o=$((l % 3 + 1)); renewed_on $o || { date -u +%T; grep "zlayer_node::acme" $ZLC_DIR/n*/node.log | tail -12; exit 1; }
   grep -l "certificate for shop.acme.test obtained" $ZLC_DIR/n*/node.log'
-# Back to three for what follows.
-for i in 1 2 3; do z $i ps >/dev/null 2>&1 || $NC start $i >/dev/null; done
+# Back to all four for what follows.
+for i in 1 2 3 4; do z $i ps >/dev/null 2>&1 || $NC start $i >/dev/null; done
 
 # TLS-ALPN-01: every node restarted with the other challenge; a new host.
 export ZLC_NODE_ARGS="$ZLC_NODE_ARGS --acme-challenge tls-alpn-01"
-for i in 1 2 3; do $NC kill $i; $NC start $i >/dev/null; done
+for i in 1 2 3 4; do $NC kill $i; $NC start $i >/dev/null; done
 spec shop.acme.test alpn.acme.test
 check "TLS-ALPN-01: a certificate for a second host, served by every node" bash -c '
   z 1 up -d --timeout 60 $ZLC_DIR/shop.yaml >/dev/null || exit 1
@@ -133,7 +149,7 @@ check "TLS-ALPN-01: a certificate for a second host, served by every node" bash 
 # find the keys that are kept in the clear (each node's own key), or it
 # proves nothing.
 keys_sealed() {
-  python3 tests/lib/private_keys.py $ZLC_DIR/n1 $ZLC_DIR/n2 $ZLC_DIR/n3 > $ZLC_DIR/keys.txt
+  python3 tests/lib/private_keys.py $ZLC_DIR/n1 $ZLC_DIR/n2 $ZLC_DIR/n3 $ZLC_DIR/n4 > $ZLC_DIR/keys.txt
   grep -q "/cluster/node.key$" $ZLC_DIR/keys.txt || { echo "the scan found no key at all"; return 1; }
   for h in shop.acme.test alpn.acme.test; do
     local d; d=$($HUB openssl s_client -connect 10.77.0.1:443 -servername $h </dev/null 2>/dev/null \

@@ -36,11 +36,20 @@ pub trait Cluster: Send + Sync + 'static {
     fn other_nodes(&self) -> usize {
         0
     }
-    /// The ACME certificate obtained for `host`, opened: (PEM chain, PEM
-    /// key, when it was issued in Unix ms). `Ok(None)` until there is one.
-    fn acme_certificate(&self, host: &str) -> Result<Option<(String, String, u64)>, String> {
+    /// When the ACME certificate the cluster holds for `host` was issued
+    /// (Unix ms); `None` until there is one. Cheap: read every round.
+    fn acme_issued(&self, host: &str) -> Option<u64> {
         let _ = host;
-        Ok(None)
+        None
+    }
+    /// That certificate, opened: (PEM chain, PEM key, issued in Unix ms).
+    /// It may ask another node, so it is fetched only when it changed.
+    fn acme_certificate(
+        &self,
+        host: &str,
+    ) -> futures::future::BoxFuture<'static, Result<(String, String, u64), String>> {
+        let host = host.to_string();
+        Box::pin(async move { Err(format!("the cluster holds no ACME certificate for {host}")) })
     }
     /// A certificate (PEM chain, PEM key) for `hosts` from the cluster's
     /// ingress CA, for `https` routes that name none of their own.

@@ -43,6 +43,9 @@ pub(crate) struct CertState {
     loaded_ms: u64,
     /// Messages already logged, so a bad file is reported once.
     reported: std::collections::HashSet<String>,
+    /// ACME certificates already opened, by host, with when each was
+    /// issued: opening may ask the leader, so it happens once per issue.
+    acme: BTreeMap<String, (u64, Arc<CertifiedKey>)>,
 }
 
 impl Agent {
@@ -89,7 +92,6 @@ impl Agent {
     pub(crate) async fn refresh_certificates(&self, specs: &Specs) {
         let Some(proxy) = &self.ingress else { return };
         let mut sources: BTreeMap<String, CertSource> = BTreeMap::new();
-        let mut acme: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut problems = Vec::new();
         for (_, spec) in specs {
             for svc in spec.services.values() {
@@ -98,16 +100,8 @@ impl Agent {
                         continue;
                     };
                     let source = match &ep.tls {
-                        Some(t) if t.acme => match self.cluster.acme_certificate(host) {
-                            Ok(Some((cert, key, issued_ms))) => {
-                                acme.insert(host.to_ascii_lowercase(), (cert, key));
-                                CertSource::Acme { issued_ms }
-                            }
-                            Ok(None) => CertSource::Acme { issued_ms: 0 },
-                            Err(e) => {
-                                problems.push(format!("https host {host}: {e}"));
-                                CertSource::Acme { issued_ms: 0 }
-                            }
+                        Some(t) if t.acme => CertSource::Acme {
+                            issued_ms: self.cluster.acme_issued(host).unwrap_or(0),
                         },
                         Some(t) => CertSource::Files {
                             cert: t.cert.clone().unwrap_or_default(),
@@ -138,13 +132,15 @@ impl Agent {
                     tracing::info!("https host {host}: waiting for its ACME certificate");
                     continue;
                 }
-                CertSource::Acme { .. } => match acme.get(host) {
-                    Some((cert, key)) => {
-                        zlayer_proxy::certified_key(cert.as_bytes(), key.as_bytes(), host)
-                            .map_err(|e| format!("https host {host}: {e}"))
+                CertSource::Acme { issued_ms } => {
+                    match self.acme_certificate(host, *issued_ms).await {
+                        Ok(k) => {
+                            loaded.push((pattern, k));
+                            continue;
+                        }
+                        Err(e) => Err(e),
                     }
-                    None => continue,
-                },
+                }
             };
             match key {
                 Ok(k) => loaded.push((pattern, Arc::new(k))),
@@ -158,8 +154,38 @@ impl Agent {
                 tracing::warn!("{p}");
             }
         }
+        state.acme.retain(|host, _| sources.contains_key(host));
         state.sources = sources;
         state.loaded_ms = now;
+    }
+
+    /// The ACME certificate issued at `issued_ms` for `host`: the one
+    /// opened before if it is that one, else fetched and opened now.
+    async fn acme_certificate(
+        &self,
+        host: &str,
+        issued_ms: u64,
+    ) -> Result<Arc<CertifiedKey>, String> {
+        if let Some((at, k)) = self.certs.lock().await.acme.get(host) {
+            if *at == issued_ms {
+                return Ok(k.clone());
+            }
+        }
+        let (cert, key, at) = self
+            .cluster
+            .acme_certificate(host)
+            .await
+            .map_err(|e| format!("https host {host}: its ACME certificate: {e}"))?;
+        let k = Arc::new(
+            zlayer_proxy::certified_key(cert.as_bytes(), key.as_bytes(), host)
+                .map_err(|e| format!("https host {host}: {e}"))?,
+        );
+        self.certs
+            .lock()
+            .await
+            .acme
+            .insert(host.to_string(), (at, k.clone()));
+        Ok(k)
     }
 
     /// A certificate and key from files the spec names. They are host files

@@ -35,26 +35,24 @@ impl Cluster for ControlPort {
     fn other_nodes(&self) -> usize {
         self.0.other_live_nodes()
     }
-    fn acme_certificate(&self, host: &str) -> Result<Option<(String, String, u64)>, String> {
+    fn acme_issued(&self, host: &str) -> Option<u64> {
         let host = host.to_ascii_lowercase();
-        let Some(c) = self.0.read(|s| s.acme.certs.get(&host).cloned()) else {
-            return Ok(None);
-        };
-        let key = self
-            .0
-            .member
-            .acme_seal_key()
-            .map_err(|e| format!("its ACME key is sealed with the cluster CA key: {e}"))?
-            .open(&host, &c.sealed_key)
-            .map_err(|e| e.to_string())?;
-        let key = String::from_utf8(key).map_err(|_| "the opened key is not PEM".to_string())?;
-        Ok(Some((c.cert_pem, key, c.not_before_ms)))
+        self.0
+            .read(|s| s.acme.certs.get(&host).map(|c| c.not_before_ms))
+    }
+    fn acme_certificate(
+        &self,
+        host: &str,
+    ) -> futures::future::BoxFuture<'static, Result<(String, String, u64), String>> {
+        let host = host.to_ascii_lowercase();
+        let control = self.0.clone();
+        Box::pin(async move { control.member.acme_certificate(&host).await })
     }
     fn ingress_certificate(
         &self,
         hosts: Vec<String>,
     ) -> futures::future::BoxFuture<'static, Result<(String, String), String>> {
-        let issued = self.0.member.issue_ingress_certificate(&hosts);
-        Box::pin(async move { issued })
+        let control = self.0.clone();
+        Box::pin(async move { control.member.ingress_certificate(&hosts).await })
     }
 }

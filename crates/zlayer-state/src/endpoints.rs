@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::alive::{AliveAsk, Heard, ALIVE};
 use crate::authz::{known_caller, may_send_raft, may_write, SeedMember};
 use crate::ca_key::{caller_is_voter, CaKey, CA_KEY};
+use crate::ingress_tls::{IngressTlsRequest, INGRESS_TLS};
 use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
 use crate::probe::{ProbeReply, ProbeRequest, MAX_PROBE, PROBE};
@@ -349,6 +350,10 @@ impl Endpoints {
                     )
                     .await,
                 ),
+                Err(r) => r,
+            },
+            INGRESS_TLS => match body::<IngressTlsRequest>(req, MAX_BODY).await {
+                Ok(r) => json(&crate::ingress_tls::answer(&self.machine, &self.ca_key, r)),
                 Err(r) => r,
             },
             WRITE => match body::<Command>(req, MAX_BODY).await {

@@ -88,6 +88,54 @@ pub fn issue(
     cluster_id: &str,
     hosts: &[String],
 ) -> Result<(String, String), IngressCaError> {
+    let (key_pem, csr_pem) = key_and_csr(hosts)?;
+    let chain = sign_csr(cluster_ca_key_pem, cluster_id, hosts, &csr_pem)?;
+    Ok((chain, key_pem))
+}
+
+/// A new key and a CSR for it, made where the certificate will be served,
+/// so the key never leaves that node.
+pub fn key_and_csr(hosts: &[String]) -> Result<(String, String), IngressCaError> {
+    check_hosts(hosts)?;
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::new(hosts.to_vec())?.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
+/// Signs the key of `csr_pem` for `hosts` with the ingress CA, server
+/// authentication only: whatever else the CSR asks for (names, uses,
+/// constraints) is ignored. Returns the chain, leaf then CA, as PEM.
+pub fn sign_csr(
+    cluster_ca_key_pem: &str,
+    cluster_id: &str,
+    hosts: &[String],
+    csr_pem: &str,
+) -> Result<String, IngressCaError> {
+    check_hosts(hosts)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    let ca_key = ca_key(cluster_ca_key_pem)?;
+    let issuer = ca_params(cluster_id)?.self_signed(&ca_key)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    for h in hosts {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(h.clone().try_into()?));
+    }
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, hosts[0].clone());
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+    params.not_after = (now + std::time::Duration::from_secs(LEAF_DAYS * 86_400)).into();
+    csr.params = params;
+    let leaf = csr.signed_by(&issuer, &ca_key)?;
+    Ok(format!("{}{}", leaf.pem(), issuer.pem()))
+}
+
+/// Host names, or `*.` wildcards, and at least one.
+fn check_hosts(hosts: &[String]) -> Result<(), IngressCaError> {
     for h in hosts {
         let name = h.strip_prefix("*.").unwrap_or(h);
         let ok = !name.is_empty()
@@ -103,28 +151,7 @@ pub fn issue(
     if hosts.is_empty() {
         return Err(IngressCaError::Host(String::new()));
     }
-    let ca_key = ca_key(cluster_ca_key_pem)?;
-    let issuer = ca_params(cluster_id)?.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    for h in hosts {
-        params
-            .subject_alt_names
-            .push(SanType::DnsName(h.clone().try_into()?));
-    }
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, hosts[0].clone());
-    params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
-    params.not_after = (now + std::time::Duration::from_secs(LEAF_DAYS * 86_400)).into();
-    let leaf = params.signed_by(&key, &issuer, &ca_key)?;
-    Ok((
-        format!("{}{}", leaf.pem(), issuer.pem()),
-        key.serialize_pem(),
-    ))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,5 +211,38 @@ mod tests {
         assert!(!verifies(&ca.cert_pem, &chain, "shop.test"));
         assert!(issue(&ca.key_pem, "c1", &["a/b".into()]).is_err());
         assert!(issue(&ca.key_pem, "c1", &[]).is_err());
+    }
+
+    /// A CSR comes from a node that may be hostile: what it asks for beyond
+    /// its key (other names, a signer's key usage, client authentication)
+    /// is not what it gets. (rcgen puts no basicConstraints in a CSR.)
+    #[test]
+    fn a_csr_gets_the_hosts_it_was_granted_and_nothing_it_asked_for() {
+        let ca = crate::pki::create_ca("c1").unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut wants = CertificateParams::new(vec!["bank.example".to_string()]).unwrap();
+        wants.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        wants.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let csr = wants.serialize_request(&key).unwrap().pem().unwrap();
+        let chain = sign_csr(&ca.key_pem, "c1", &["shop.test".into()], &csr).unwrap();
+        let root = ca_cert_pem(&ca.key_pem, "c1").unwrap();
+        assert!(verifies(&root, &chain, "shop.test"));
+        assert!(!verifies(&root, &chain, "bank.example"));
+        let leaf = chain
+            .split_inclusive("-----END CERTIFICATE-----")
+            .next()
+            .unwrap();
+        let parsed = CertificateParams::from_ca_cert_pem(leaf).unwrap();
+        assert!(
+            matches!(parsed.is_ca, IsCa::NoCa | IsCa::ExplicitNoCa),
+            "{:?}",
+            parsed.is_ca
+        );
+        assert_eq!(parsed.key_usages, vec![KeyUsagePurpose::DigitalSignature]);
+        assert_eq!(
+            parsed.extended_key_usages,
+            vec![ExtendedKeyUsagePurpose::ServerAuth]
+        );
+        assert!(sign_csr(&ca.key_pem, "c1", &["shop.test".into()], "junk").is_err());
     }
 }

@@ -19,6 +19,7 @@ pub mod authz;
 pub mod ca_key;
 mod endpoints;
 pub mod ingress_ca;
+pub mod ingress_tls;
 pub mod join;
 pub mod keeper;
 mod member;

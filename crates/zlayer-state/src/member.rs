@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::alive::{AliveAsk, AliveReply, Heard, ALIVE};
 use crate::endpoints::Endpoints;
+use crate::ingress_tls::{IngressTlsReply, IngressTlsRequest, INGRESS_TLS};
 use crate::pki::NodeIdentity;
 use crate::renew::{RenewReply, RenewRequest, RENEW};
 use crate::token::{self, JoinToken};
@@ -442,12 +443,54 @@ impl Member {
         self.ca_key.get().is_some()
     }
 
-    /// A key and certificate chain for `hosts` from the ingress CA; only a
-    /// holder of the CA key (a voter) can issue one.
-    pub fn issue_ingress_certificate(&self, hosts: &[String]) -> Result<(String, String), String> {
-        let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
-        let id = self.cluster_id().ok_or("the cluster has no CA yet")?;
-        crate::ingress_ca::issue(&key, &id, hosts).map_err(|e| e.to_string())
+    /// A dev certificate for `hosts` from the ingress CA: (chain, key). The
+    /// key is made here; a voter signs the CSR itself, any other node has
+    /// the leader sign it over mTLS (see `ingress_tls`).
+    pub async fn ingress_certificate(&self, hosts: &[String]) -> Result<(String, String), String> {
+        let (key_pem, csr_pem) =
+            crate::ingress_ca::key_and_csr(hosts).map_err(|e| e.to_string())?;
+        let req = IngressTlsRequest::Sign {
+            hosts: hosts.to_vec(),
+            csr_pem,
+        };
+        match self.ingress_tls(req).await? {
+            IngressTlsReply::Signed { chain_pem } => Ok((chain_pem, key_pem)),
+            IngressTlsReply::Refused(why) => Err(why),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// The ACME certificate the state holds for `host`, with its key
+    /// opened: (chain, key, issued in Unix ms). Opened here on a voter,
+    /// else by the leader over mTLS.
+    pub async fn acme_certificate(&self, host: &str) -> Result<(String, String, u64), String> {
+        let req = IngressTlsRequest::Acme {
+            host: host.to_string(),
+        };
+        match self.ingress_tls(req).await? {
+            IngressTlsReply::Acme {
+                cert_pem,
+                key_pem,
+                not_before_ms,
+            } => Ok((cert_pem, key_pem, not_before_ms)),
+            IngressTlsReply::Refused(why) => Err(why),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    async fn ingress_tls(&self, req: IngressTlsRequest) -> Result<IngressTlsReply, String> {
+        if let Some(key) = self.ca_key.get() {
+            return Ok(self
+                .machine
+                .read(|s| crate::ingress_tls::decide(s, Some(&key), req)));
+        }
+        let (_, addr) = self
+            .leader()
+            .ok_or("no leader to ask (only voters hold the CA key)")?;
+        self.client
+            .call::<_, IngressTlsReply>(&addr, INGRESS_TLS, &req, Duration::from_secs(15))
+            .await
+            .map_err(|e| format!("asking the leader at {addr}: {e}"))
     }
 
     /// The key that seals ACME private keys in the cluster state.
