@@ -5,7 +5,7 @@
 # Exclusive placement, leader loss during writes, node loss, a partition
 # healed with fencing, drain, `depends` across nodes, rollouts across
 # nodes, and an idle cluster's Raft store staying small. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
-# "N passed, N failed".
+# "e2e-cluster: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/netns-checks.sh zlc
@@ -416,5 +416,5 @@ idle_store_stays_small() {
 }
 check "an idle cluster's Raft store grows by under 100 KiB a minute" idle_store_stays_small
 
-echo "$pass passed, $fail failed"
+echo "e2e-cluster: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

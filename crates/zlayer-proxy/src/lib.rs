@@ -297,7 +297,6 @@ impl Proxy {
         self.shared.certs.replace(certs);
     }
 
-    /// The proxy's metrics in Prometheus text format.
     /// The ACME challenge answers to give: HTTP-01 by token, TLS-ALPN-01 by host.
     pub fn set_acme_answers(
         &self,
@@ -312,6 +311,7 @@ impl Proxy {
         self.shared.certs.replace_acme(alpn01);
     }
 
+    /// The proxy's metrics in Prometheus text format.
     pub fn render_metrics(&self) -> String {
         self.shared.metrics.render()
     }
