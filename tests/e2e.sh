@@ -60,6 +60,22 @@ check "missing image is pulled; a dead registry is named" bash -c "'$Z' run --rm
 check "up -d: 2 replicas healthy" "$Z" up -d --timeout 60 specs/hello.yaml
 check "ps lists 2 running healthy replicas" bash -c "[ \$('$Z' ps -o json | grep -c '\"health\": \"healthy\"') -eq 2 ]"
 check "ps -o yaml" bash -c "'$Z' ps -o yaml | grep -q 'service: hello'"
+# zlayer scale: the count is kept in the cluster state, so `up -d` of the
+# unchanged spec keeps it (and waits for it); back to the spec's 2 after.
+healthy_count() { "$Z" ps -o json | jq '[.[] | select(.service == "hello" and .state == "running" and .health == "healthy")] | length'; }
+scale_holds() {
+  "$Z" scale hello 3 || return 1
+  for _ in $(seq 1 150); do [ "$(healthy_count)" = 3 ] && break; sleep 0.2; done
+  [ "$(healthy_count)" = 3 ] || { "$Z" ps; return 1; }
+  "$Z" up -d --timeout 60 specs/hello.yaml || return 1
+  [ "$(healthy_count)" = 3 ] || { echo "up of the same spec undid the scale"; "$Z" ps; return 1; }
+  out=$("$Z" scale nosuch 2 2>&1) && return 1; echo "$out" | grep -q "no deployment has a service \`nosuch\`" || { echo "$out"; return 1; }
+  "$Z" scale hello/hello 2 || return 1
+  for _ in $(seq 1 150); do [ "$("$Z" ps -o json | jq '[.[] | select(.service == "hello")] | length')" = 2 ] && break; sleep 0.2; done
+  [ "$("$Z" ps -o json | jq '[.[] | select(.service == "hello")] | length')" = 2 ]
+}
+export -f healthy_count scale_holds
+check "scale: 3 replicas, kept by up -d of the same spec; an unknown service is named; back to 2" scale_holds
 # A reader that has gone (`| grep -q` that matched, `| head`): stdout is a
 # pipe whose read end is closed before zlayer runs (perl-base is in every
 # Debian). Before, println! panicked on the broken pipe and the command

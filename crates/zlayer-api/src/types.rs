@@ -22,6 +22,10 @@ pub struct ApplyResponse {
     /// Each service's current revision: `up -d` waits for these rollouts.
     #[serde(default)]
     pub revisions: BTreeMap<String, String>,
+    /// Services whose count `zlayer scale` set, with that count: `up -d`
+    /// waits for it instead of the spec's.
+    #[serde(default)]
+    pub scaled: BTreeMap<String, u32>,
 }
 
 /// A replica's state as `ps` shows it: the node's [`zlayer_model::ReplicaState`],
@@ -269,6 +273,12 @@ pub struct TokenView {
 #[serde(rename_all = "snake_case")]
 pub enum ClusterRequest {
     Nodes,
+    /// `zlayer scale`: a fixed service's replica count (`DEPLOYMENT/SERVICE`
+    /// or a service name one deployment has).
+    Scale {
+        service: String,
+        replicas: u32,
+    },
     Drain(String),
     Uncordon(String),
     Remove(String),

@@ -157,8 +157,12 @@ pub(crate) fn schedule(
 pub(crate) fn workloads(s: &ClusterState, specs: &[Arc<DeploymentRevision>]) -> Vec<Workload> {
     let mut out = Vec::new();
     for spec in specs.iter().filter_map(|d| d.parsed.as_ref().ok()) {
+        let scaled = s.deployments.get(&spec.deployment).map(|d| &d.scaled);
         for (name, svc) in &spec.services {
             let mut w = Workload::from_service(&spec.deployment, name, svc);
+            if let Some(to) = scaled.and_then(|m| m.get(name)) {
+                w.replicas = to.replicas;
+            }
             if Workload::has_named_volume(svc) {
                 w.pinned_node = s
                     .assignments

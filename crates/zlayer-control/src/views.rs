@@ -126,6 +126,46 @@ impl Control {
         )
     }
 
+    /// `zlayer scale`: `service` is `DEPLOYMENT/SERVICE`, or a service name
+    /// only one deployment has. The count lives in the cluster state until
+    /// a spec changes that service's count.
+    pub async fn scale(&self, service: &str, replicas: u32) -> Result<(), ControlError> {
+        let (deployment, service) = self.service_of(service)?;
+        done(
+            self.write(Command::ScaleService {
+                deployment,
+                service,
+                replicas,
+            })
+            .await?,
+        )
+    }
+
+    /// (deployment, service) for `DEPLOYMENT/SERVICE`, or for a service
+    /// name that exactly one deployment has.
+    fn service_of(&self, name: &str) -> Result<(String, String), ControlError> {
+        if let Some((d, s)) = name.split_once('/') {
+            return Ok((d.to_string(), s.to_string()));
+        }
+        let owners: Vec<String> = self
+            .specs()
+            .iter()
+            .filter_map(|d| d.parsed.as_ref().ok())
+            .filter(|spec| spec.services.contains_key(name))
+            .map(|spec| spec.deployment.clone())
+            .collect();
+        match owners.as_slice() {
+            [one] => Ok((one.clone(), name.to_string())),
+            [] => Err(ControlError::Refused(format!(
+                "no deployment has a service `{name}`; `zlayer ps` lists them"
+            ))),
+            many => Err(ControlError::Refused(format!(
+                "deployments {} each have a service `{name}`; name one as DEPLOYMENT/{name}",
+                many.join(", ")
+            ))),
+        }
+    }
+
     /// Takes a drained node back into service.
     pub async fn uncordon(&self, name: &str) -> Result<(), ControlError> {
         let id = self.node_id(name)?;

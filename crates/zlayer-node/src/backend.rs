@@ -36,11 +36,22 @@ impl Backend for Node {
             Ok(spec) => spec.services.keys().cloned().collect(),
             Err(_) => Vec::new(),
         };
+        let scaled = self.control.read(|s| {
+            s.deployments
+                .get(&admitted.name)
+                .map_or_else(Default::default, |d| {
+                    d.scaled
+                        .iter()
+                        .map(|(svc, to)| (svc.clone(), to.replicas))
+                        .collect()
+                })
+        });
         Ok(ApplyResponse {
             deployment: admitted.name,
             services,
             changed,
             revisions,
+            scaled,
         })
     }
 
@@ -138,6 +149,7 @@ impl Backend for Node {
             ClusterRequest::Nodes => Ok(ClusterReply::Nodes(
                 c.nodes().iter().map(NodeView::of).collect(),
             )),
+            ClusterRequest::Scale { service, replicas } => done(c.scale(&service, replicas).await),
             ClusterRequest::Drain(n) => done(c.drain(&n).await),
             ClusterRequest::Uncordon(n) => done(c.uncordon(&n).await),
             ClusterRequest::Remove(n) => done(c.remove(&n).await),

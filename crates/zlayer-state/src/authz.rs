@@ -156,6 +156,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::SetPending(_) => "SetPending",
         Command::PutDeployment { .. } => "PutDeployment",
         Command::RemoveDeployment { .. } => "RemoveDeployment",
+        Command::ScaleService { .. } => "ScaleService",
         Command::Placements { .. } => "Placements",
         Command::CreateToken(_) => "CreateToken",
         Command::RevokeToken { .. } => "RevokeToken",

@@ -148,6 +148,7 @@ mod tests {
                     at_ms: 0,
                 },
                 history: Vec::new(),
+                scaled: Default::default(),
             },
         );
         (s, key)

@@ -41,7 +41,7 @@ pub use join::{NatSeed, SeedPeer};
 pub use member::{Member, MemberConfig, MemberError, Timing, WriteError, WriteReply, WRITE};
 pub use model::{
     AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, Liveness, NodeRecord,
-    PendingRecord, Response, SpecRevision, TokenKind, TokenRecord, TokenUse,
+    PendingRecord, Response, ScaledTo, SpecRevision, TokenKind, TokenRecord, TokenUse,
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};

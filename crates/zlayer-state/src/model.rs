@@ -122,6 +122,17 @@ pub struct DeploymentRecord {
     pub current: SpecRevision,
     /// Earlier revisions, newest last, at most [`KEPT_REVISIONS`].
     pub history: Vec<SpecRevision>,
+    /// Replica counts set by `zlayer scale`, by service. Each holds until a
+    /// spec changes that service's own count (or drops the service).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scaled: BTreeMap<String, ScaledTo>,
+}
+
+/// A service's replica count set by hand, and the spec's count then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaledTo {
+    pub replicas: u32,
+    pub spec_replicas: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +285,12 @@ pub enum Command {
     /// Removes the deployment and every assignment of its services.
     RemoveDeployment {
         name: String,
+    },
+    /// `zlayer scale`: a fixed service's replica count, until its spec's changes.
+    ScaleService {
+        deployment: String,
+        service: String,
+        replicas: u32,
     },
     /// A scheduler decision, batched. A stop names the generation it stops,
     /// and a placement only replaces an older generation, so a decision made
@@ -469,6 +486,11 @@ impl ClusterState {
                 wg_device,
             } => self.set_node_network(id, wg_public_key, wg_endpoint, wg_device, touched),
             Command::AddPeer { name, public_key } => self.add_peer(name, public_key, touched),
+            Command::ScaleService {
+                deployment,
+                service,
+                replicas,
+            } => self.scale_service(deployment, service, replicas, touched),
             Command::AcmeHttp01 {
                 token,
                 key_authorization,
@@ -863,6 +885,12 @@ impl ClusterState {
             }
             Some(d) => {
                 rev.revision = d.current.revision + 1;
+                // A hand-set count holds while the spec keeps the count it
+                // was set over; a spec that changes it (or drops the
+                // service) takes over.
+                let counts = spec_counts(&rev);
+                d.scaled
+                    .retain(|svc, to| counts.get(svc) == Some(&Some(to.spec_replicas)));
                 let old = std::mem::replace(&mut d.current, rev);
                 d.history.push(old);
                 let excess = d.history.len().saturating_sub(KEPT_REVISIONS);
@@ -873,6 +901,7 @@ impl ClusterState {
                     name: name.clone(),
                     current: rev,
                     history: Vec::new(),
+                    scaled: BTreeMap::new(),
                 };
                 self.deployments.insert(name.clone(), record);
             }
@@ -880,6 +909,40 @@ impl ClusterState {
         let revision = self.deployments[&name].current.revision;
         touched.push(Touched::Deployment(name));
         Response::Revision(revision)
+    }
+
+    fn scale_service(
+        &mut self,
+        deployment: String,
+        service: String,
+        replicas: u32,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        let Some(d) = self.deployments.get_mut(&deployment) else {
+            return Response::Refused(format!("no deployment `{deployment}`"));
+        };
+        let spec_replicas = match spec_counts(&d.current).get(&service) {
+            None => {
+                return Response::Refused(format!(
+                    "deployment `{deployment}` has no service `{service}`"
+                ))
+            }
+            Some(None) => {
+                return Response::Refused(format!(
+                    "{deployment}/{service} scales itself (`scale.mode: adaptive`); change its `min` and `max` in the spec"
+                ))
+            }
+            Some(Some(n)) => *n,
+        };
+        d.scaled.insert(
+            service,
+            ScaledTo {
+                replicas,
+                spec_replicas,
+            },
+        );
+        touched.push(Touched::Deployment(deployment));
+        Response::Done
     }
 
     fn placements(
@@ -955,6 +1018,21 @@ impl ClusterState {
 
 fn deployment_of(workload: &str) -> &str {
     workload.split_once('/').map_or(workload, |(d, _)| d)
+}
+
+/// Each service of a revision with its fixed replica count (`None` for a
+/// service that scales itself). Empty for a spec that does not parse.
+fn spec_counts(rev: &SpecRevision) -> BTreeMap<String, Option<u32>> {
+    let Ok(spec) = zlayer_spec::parse(&rev.file, &rev.text) else {
+        return BTreeMap::new();
+    };
+    spec.services
+        .iter()
+        .map(|(name, svc)| {
+            let fixed = svc.scale.mode == zlayer_spec::ScaleMode::Fixed;
+            (name.clone(), fixed.then(|| svc.scale.initial_replicas()))
+        })
+        .collect()
 }
 
 /// `Some` sets the entry, `None` removes it.

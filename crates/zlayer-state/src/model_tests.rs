@@ -666,3 +666,52 @@ fn a_node_behind_nat_keeps_the_subnet_picked_ahead_only_while_it_is_free() {
     );
     assert_eq!(s.nodes[&2].network.wg_endpoint, None);
 }
+
+/// `zlayer scale` sets a fixed service's count; an `up` of the same spec,
+/// or of a spec that changes something else, keeps it; a spec that
+/// changes that service's count takes over.
+#[test]
+fn a_hand_set_count_holds_until_the_spec_changes_that_count() {
+    let spec = |replicas: u32, image: &str| {
+        format!("version: v1\ndeployment: d\nservices:\n  web:\n    image: {{ name: {image} }}\n    scale: {{ mode: fixed, replicas: {replicas} }}\n  auto:\n    image: {{ name: demo }}\n    scale: {{ mode: adaptive, min: 1, max: 3 }}\n")
+    };
+    let scaled = |s: &ClusterState| s.deployments["d"].scaled.get("web").map(|t| t.replicas);
+    let scale = |s: &mut ClusterState, service: &str, n: u32| {
+        run(
+            s,
+            Command::ScaleService {
+                deployment: "d".into(),
+                service: service.into(),
+                replicas: n,
+            },
+        )
+    };
+    let mut s = ClusterState::default();
+    deploy(&mut s, "d", &spec(2, "demo"));
+    assert_eq!(scale(&mut s, "web", 5), Response::Done);
+    assert_eq!(scaled(&s), Some(5));
+    deploy(&mut s, "d", &spec(2, "demo"));
+    assert_eq!(scaled(&s), Some(5), "the same spec again");
+    deploy(&mut s, "d", &spec(2, "demo:v2"));
+    assert_eq!(scaled(&s), Some(5), "another field changed, not the count");
+    deploy(&mut s, "d", &spec(3, "demo:v2"));
+    assert_eq!(scaled(&s), None, "the spec's new count takes over");
+
+    for (service, why) in [("auto", "scales itself"), ("nope", "has no service `nope`")] {
+        match scale(&mut s, service, 1) {
+            Response::Refused(r) => assert!(r.contains(why), "{r}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    match run(
+        &mut s,
+        Command::ScaleService {
+            deployment: "x".into(),
+            service: "web".into(),
+            replicas: 1,
+        },
+    ) {
+        Response::Refused(r) => assert!(r.contains("no deployment `x`"), "{r}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -98,6 +98,10 @@ pub enum Command {
     },
     /// Run a one-off container and propagate its exit status.
     Run(RunArgs),
+    /// Set a service's replica count (SERVICE or DEPLOYMENT/SERVICE). It
+    /// holds, through later `up`s of the spec, until the spec changes that
+    /// service's own count.
+    Scale { service: String, replicas: u32 },
     /// Each service's rollout: its current revision and whether it is rolling, done or failed.
     Rollouts {
         #[arg(short, long, value_enum, default_value_t)]

@@ -54,11 +54,18 @@ pub fn up(
         resp.deployment,
         if resp.changed { "changed" } else { "unchanged" }
     );
+    // A count set by `zlayer scale` holds over the spec's (it says which).
+    let count = |name: &str, s: &zlayer_spec::Service| {
+        resp.scaled
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| s.scale.initial_replicas())
+    };
     let expected: u32 = spec
         .services
-        .values()
-        .filter(|s| s.rtype == zlayer_spec::ResourceType::Service)
-        .map(|s| s.scale.initial_replicas())
+        .iter()
+        .filter(|(_, s)| s.rtype == zlayer_spec::ResourceType::Service)
+        .map(|(name, s)| count(name, s))
         .sum();
     // A scale-down is done once the replicas beyond the count are gone.
     let fixed: Vec<(String, usize)> = spec
@@ -68,7 +75,7 @@ pub fn up(
             s.rtype == zlayer_spec::ResourceType::Service
                 && s.scale.mode == zlayer_spec::ScaleMode::Fixed
         })
-        .map(|(name, s)| (name.clone(), s.scale.initial_replicas() as usize))
+        .map(|(name, s)| (name.clone(), count(name, s) as usize))
         .collect();
     if detach {
         return wait_ready(data, &resp, expected, &fixed, timeout);

@@ -36,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Ps { .. }
             | Command::Events { .. }
             | Command::Rollouts { .. }
+            | Command::Scale { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
             | Command::Overlay { .. }
@@ -48,8 +49,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         if !remote_ok {
             anyhow::bail!(
                 "this command works on the node's own files (or runs in the foreground); run it on \
-                 the node. With --api-token the CLI covers up -d, down, ps, events, rollouts, node, \
-                 token, logs and exec SERVICE/N"
+                 the node. With --api-token the CLI covers up -d, down, ps, events, rollouts, scale, \
+                 node, token, logs and exec SERVICE/N"
             );
         }
     }
@@ -89,6 +90,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             command,
         } => exec::exec(&data, target, id, command),
         Command::Node { command } => node::node(&data, &cli.gpu_root, &registries, command),
+        Command::Scale { service, replicas } => {
+            cluster(
+                &data,
+                zlayer_api::ClusterRequest::Scale {
+                    service: service.clone(),
+                    replicas,
+                },
+            )?;
+            println!("{service} scaled to {replicas}");
+            Ok(0)
+        }
         Command::Token { command } => cluster::token(&data, command),
         Command::Ca { command } => cluster::ca(&data, command),
         Command::Overlay { command } => overlay::overlay(&data, command),
