@@ -104,9 +104,25 @@ rollout_back_and_scale() {
   [ "$(cat /tmp/e2e-roll.slow* | grep -c '^v2 from')" = 3 ] || { echo "a request in flight on a replica scaled away failed"; return 1; }
   "$Z" down roll >/dev/null
 }
+# rollout history lists the revisions the cluster keeps; undo applies the
+# one before again (its spec and env) and it rolls out like any change.
+all_answer() { local n; n=$(for _ in $(seq 1 10); do curl -s -m 2 http://127.0.0.1:18090/ | cut -d' ' -f1; done | sort -u); [ "$n" = "$1" ]; }
+rollout_history_undo() {
+  roll_apply h1 "" "" >/dev/null && roll_apply h2 "" "" >/dev/null || return 1
+  local hist; hist=$("$Z" rollout history roll -o json); echo "$hist" | jq -c '.[] | [.revision, .current]'
+  echo "$hist" | jq -e 'length >= 2 and .[-1].current and ([.[] | select(.current)] | length == 1)' >/dev/null || return 1
+  "$Z" rollout history roll | grep -q "(current)" || return 1
+  "$Z" rollout undo roll || return 1
+  for _ in $(seq 1 150); do all_answer h1 && break; sleep 0.2; done
+  all_answer h1 || { echo "undo did not bring h1 back"; return 1; }
+  local out; out=$("$Z" rollout undo roll --to 999 2>&1) && return 1
+  echo "$out" | grep -q "keeps no revision 999" || { echo "$out"; return 1; }
+  "$Z" down roll >/dev/null
+}
 export Z
-export -f roll_apply web_json web_revision rollout_zero_downtime rollout_failure_stops rollout_timeout_stops rollout_back_and_scale
+export -f roll_apply web_json web_revision rollout_zero_downtime rollout_failure_stops rollout_timeout_stops rollout_back_and_scale all_answer rollout_history_undo
 check "rolling update: one at a time, new healthy first, no failed request" bash -c rollout_zero_downtime
 check "rolling update: an exiting replacement stops the rollout, old replicas serve" bash -c rollout_failure_stops
 check "rolling update: a replacement not healthy within update.timeout stops it" bash -c rollout_timeout_stops
 check "rolling update: back to the running revision and scale-only changes restart nothing; scale-down drains" bash -c rollout_back_and_scale
+check "rollout history lists the kept revisions; undo rolls the one before back out; a revision not kept is named" bash -c rollout_history_undo

@@ -280,6 +280,14 @@ pub enum ClusterRequest {
         replicas: u32,
     },
     Drain(String),
+    /// A deployment's revisions kept in the cluster state, oldest first.
+    History(String),
+    /// Apply an earlier revision again (the one before the current one,
+    /// or `to`) as a new revision, rolled out as any change is.
+    Undo {
+        deployment: String,
+        to: Option<u64>,
+    },
     Uncordon(String),
     Remove(String),
     TokenCreate {
@@ -316,7 +324,21 @@ pub enum ClusterReply {
     Peer(StockPeerConfig),
     /// A PEM document.
     Pem(String),
+    History(Vec<RevisionView>),
+    /// The revision a change made.
+    Revision(u64),
     Done,
+}
+
+/// One kept revision of a deployment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub revision: u64,
+    pub current: bool,
+    pub file: String,
+    pub applied_ms: u64,
+    /// `service=image`, per service (empty for a text that does not parse).
+    pub images: Vec<String>,
 }
 
 /// What a stock peer needs: its address and every node to reach.

@@ -83,6 +83,45 @@ impl Control {
         None
     }
 
+    /// A deployment's kept revisions, oldest first, the current one last.
+    pub fn history(&self, name: &str) -> Result<Vec<zlayer_state::SpecRevision>, ControlError> {
+        self.read(|s| {
+            s.deployments.get(name).map(|d| {
+                let mut all = d.history.clone();
+                all.push(d.current.clone());
+                all
+            })
+        })
+        .ok_or_else(|| ControlError::Refused(format!("no deployment `{name}`")))
+    }
+
+    /// Commits an earlier revision's spec and env again, as a new revision:
+    /// `to`, or the one before the current one. Returns the new revision.
+    pub async fn undo(&self, name: &str, to: Option<u64>) -> Result<u64, ControlError> {
+        let all = self.history(name)?;
+        let current = all.last().map_or(0, |r| r.revision);
+        let target = match to {
+            Some(n) if n == current => {
+                return Err(ControlError::Refused(format!(
+                    "revision {n} of `{name}` is the current one"
+                )))
+            }
+            Some(n) => all.iter().find(|r| r.revision == n).ok_or_else(|| {
+                let kept: Vec<String> = all.iter().map(|r| r.revision.to_string()).collect();
+                ControlError::Refused(format!(
+                    "`{name}` keeps no revision {n} (kept: {}); `zlayer rollout history {name}` lists them",
+                    kept.join(", ")
+                ))
+            })?,
+            None => all.iter().rev().nth(1).ok_or_else(|| {
+                ControlError::Refused(format!("`{name}` has no revision before the current one"))
+            })?,
+        };
+        let (file, text, env) = (target.file.clone(), target.text.clone(), target.env.clone());
+        self.put_deployment(name, &file, &text, &env).await?;
+        Ok(self.read(|s| s.deployments.get(name).map_or(0, |d| d.current.revision)))
+    }
+
     /// Removes a deployment and its assignments; false if there was none.
     pub async fn remove_deployment(&self, name: &str) -> Result<bool, ControlError> {
         if !self.read(|s| s.deployments.contains_key(name)) {

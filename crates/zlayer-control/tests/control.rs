@@ -347,3 +347,37 @@ async fn a_route_or_port_another_deployment_has_is_refused() {
         .expect("no clash");
     c.stop().await;
 }
+
+/// `rollout undo` commits an earlier revision's text and env again as a new
+/// revision; one the cluster no longer keeps, or the current one, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_applies_an_earlier_revision_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Control::start(config(dir.path(), "n1"))
+        .await
+        .expect("founds");
+    let v = |image: &str| SPEC.replace("name: demo", &format!("name: {image}"));
+    let env = |m: &str| BTreeMap::from([("MSG".to_string(), m.to_string())]);
+    c.put_deployment("d", "d.yaml", &v("demo:1"), &env("one"))
+        .await
+        .unwrap();
+    c.put_deployment("d", "d.yaml", &v("demo:2"), &env("two"))
+        .await
+        .unwrap();
+    assert_eq!(c.undo("d", None).await.expect("undone"), 3);
+    let now = c.history("d").unwrap();
+    let last = now.last().unwrap();
+    assert_eq!(
+        (last.revision, last.text.as_str()),
+        (3, v("demo:1").as_str())
+    );
+    assert_eq!(last.env, env("one"));
+    assert_eq!(c.undo("d", Some(2)).await.expect("to 2"), 4);
+    assert_eq!(c.history("d").unwrap().last().unwrap().env, env("two"));
+    let err = c.undo("d", Some(99)).await.unwrap_err().to_string();
+    assert!(err.contains("keeps no revision 99"), "{err}");
+    let err = c.undo("d", Some(4)).await.unwrap_err().to_string();
+    assert!(err.contains("is the current one"), "{err}");
+    assert!(c.undo("nope", None).await.is_err());
+    c.stop().await;
+}

@@ -151,6 +151,19 @@ impl Backend for Node {
             )),
             ClusterRequest::Scale { service, replicas } => done(c.scale(&service, replicas).await),
             ClusterRequest::Drain(n) => done(c.drain(&n).await),
+            ClusterRequest::History(d) => c
+                .history(&d)
+                .map(|all| {
+                    let last = all.len().saturating_sub(1);
+                    let rows = all.iter().enumerate();
+                    ClusterReply::History(rows.map(|(i, r)| revision_view(r, i == last)).collect())
+                })
+                .map_err(errors::control),
+            ClusterRequest::Undo { deployment, to } => c
+                .undo(&deployment, to)
+                .await
+                .map(ClusterReply::Revision)
+                .map_err(errors::control),
             ClusterRequest::Uncordon(n) => done(c.uncordon(&n).await),
             ClusterRequest::Remove(n) => done(c.remove(&n).await),
             ClusterRequest::TokenCreate {
@@ -192,5 +205,24 @@ fn token_kind(api: bool, role: Option<zlayer_model::ClusterRole>) -> zlayer_stat
         (true, _) => zlayer_state::TokenKind::Api,
         (false, zlayer_model::ClusterRole::Manager) => zlayer_state::TokenKind::Manager,
         (false, zlayer_model::ClusterRole::Worker) => zlayer_state::TokenKind::Worker,
+    }
+}
+
+/// A kept revision as `rollout history` shows it.
+fn revision_view(r: &zlayer_state::SpecRevision, current: bool) -> zlayer_api::RevisionView {
+    let images = zlayer_spec::parse(&r.file, &r.text)
+        .map(|spec| {
+            spec.services
+                .iter()
+                .map(|(name, svc)| format!("{name}={}", svc.image.name))
+                .collect()
+        })
+        .unwrap_or_default();
+    zlayer_api::RevisionView {
+        revision: r.revision,
+        current,
+        file: r.file.clone(),
+        applied_ms: r.at_ms,
+        images,
     }
 }

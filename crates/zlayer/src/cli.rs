@@ -102,6 +102,11 @@ pub enum Command {
     /// holds, through later `up`s of the spec, until the spec changes that
     /// service's own count.
     Scale { service: String, replicas: u32 },
+    /// A deployment's revisions: `history`, and `undo` to an earlier one.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
     /// Each service's rollout: its current revision and whether it is rolling, done or failed.
     Rollouts {
         #[arg(short, long, value_enum, default_value_t)]
@@ -617,6 +622,23 @@ pub enum PeerCommand {
     },
     /// Forget a peer: every node drops it.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum RolloutCommand {
+    /// The revisions the cluster keeps of DEPLOYMENT, oldest first.
+    History {
+        deployment: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Apply an earlier revision again, as a new revision rolled out like
+    /// any change: the one before the current one, or --to REVISION.
+    Undo {
+        deployment: String,
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]

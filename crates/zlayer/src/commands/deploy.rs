@@ -210,6 +210,52 @@ pub fn down(data: &Path, dep: &str) -> Result<i32> {
     Ok(0)
 }
 
+/// `zlayer rollout history|undo`.
+pub fn rollout(data: &Path, command: crate::cli::RolloutCommand) -> Result<i32> {
+    use zlayer_api::{ClusterReply, ClusterRequest};
+    match command {
+        crate::cli::RolloutCommand::History { deployment, output } => {
+            let ClusterReply::History(rows) =
+                super::cluster(data, ClusterRequest::History(deployment))?
+            else {
+                bail!("the node answered `rollout history` with something else");
+            };
+            let now = zlayer_state::now_ms();
+            render(
+                output,
+                &rows,
+                &["REVISION", "APPLIED", "FILE", "IMAGES"],
+                |r| {
+                    vec![
+                        format!(
+                            "{}{}",
+                            r.revision,
+                            if r.current { " (current)" } else { "" }
+                        ),
+                        format!("{} ago", age(now.saturating_sub(r.applied_ms) / 1000)),
+                        r.file.clone(),
+                        r.images.join(" "),
+                    ]
+                },
+            )?;
+        }
+        crate::cli::RolloutCommand::Undo { deployment, to } => {
+            let reply = super::cluster(
+                data,
+                ClusterRequest::Undo {
+                    deployment: deployment.clone(),
+                    to,
+                },
+            )?;
+            let ClusterReply::Revision(r) = reply else {
+                bail!("the node answered `rollout undo` with something else");
+            };
+            println!("{deployment}: revision {r} applied (`zlayer rollouts` follows it)");
+        }
+    }
+    Ok(0)
+}
+
 fn age(secs: u64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),

@@ -37,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Events { .. }
             | Command::Rollouts { .. }
             | Command::Scale { .. }
+            | Command::Rollout { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
             | Command::Overlay { .. }
@@ -101,6 +102,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{service} scaled to {replicas}");
             Ok(0)
         }
+        Command::Rollout { command } => deploy::rollout(&data, command),
         Command::Token { command } => cluster::token(&data, command),
         Command::Ca { command } => cluster::ca(&data, command),
         Command::Overlay { command } => overlay::overlay(&data, command),
