@@ -76,6 +76,23 @@ scale_holds() {
 }
 export -f healthy_count scale_holds
 check "scale: 3 replicas, kept by up -d of the same spec; an unknown service is named; back to 2" scale_holds
+# zlayer restart rolls every replica out again (new containers, healthy),
+# and up -d of the same spec then has nothing to wait for.
+hello_ids() { "$Z" ps -o json | jq -r '[.[] | select(.service == "hello") | .container_id] | sort | join(",")'; }
+restart_rolls() {
+  local before; before=$(hello_ids)
+  "$Z" restart hello || return 1
+  for _ in $(seq 1 300); do
+    now=$(hello_ids)
+    [ "$(healthy_count)" = 2 ] && [ -n "$now" ] && ! echo ",$now," | grep -qE ",($(echo "$before" | tr ',' '|'))," && break
+    sleep 0.2
+  done
+  echo "before $before; now $now"
+  ! echo ",$now," | grep -qE ",($(echo "$before" | tr ',' '|'))," && [ "$(healthy_count)" = 2 ] || { "$Z" ps; return 1; }
+  "$Z" up -d --timeout 60 specs/hello.yaml
+}
+export -f hello_ids restart_rolls
+check "restart: every replica replaced by a healthy new one; up -d of the same spec after it" restart_rolls
 # A reader that has gone (`| grep -q` that matched, `| head`): stdout is a
 # pipe whose read end is closed before zlayer runs (perl-base is in every
 # Debian). Before, println! panicked on the broken pipe and the command

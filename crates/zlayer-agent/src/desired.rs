@@ -36,6 +36,11 @@ pub trait Cluster: Send + Sync + 'static {
     fn other_nodes(&self) -> usize {
         0
     }
+    /// How many times `zlayer restart` asked for `deployment/service`.
+    fn restarts(&self, deployment: &str, service: &str) -> u64 {
+        let _ = (deployment, service);
+        0
+    }
     /// When the ACME certificate the cluster holds for `host` was issued
     /// (Unix ms); `None` until there is one. Cheap: read every round.
     fn acme_issued(&self, host: &str) -> Option<u64> {

@@ -20,7 +20,8 @@ impl Agent {
         d: &DeploymentRevision,
         name: &str,
     ) -> Option<Arc<Template>> {
-        let t = Template::new(spec, name, &d.env)?;
+        let restarts = self.cluster.restarts(&d.name, name);
+        let t = Template::restarted(spec, name, &d.env, restarts)?;
         let key = t.key();
         let mut cache = self.templates.lock().ok()?;
         if let Some(t) = cache.get(&key) {

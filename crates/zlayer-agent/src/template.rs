@@ -18,20 +18,38 @@ pub struct Template {
     pub service: Service,
     /// `$E:` references already replaced by the applying caller's values.
     pub env: Vec<(String, String)>,
+    /// How many times `zlayer restart` asked for the service (0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u64,
     pub revision: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Template {
     pub fn new(spec: &Spec, name: &str, caller_env: &BTreeMap<String, String>) -> Option<Self> {
+        Self::restarted(spec, name, caller_env, 0)
+    }
+
+    /// The template after `restarts` restarts: each one is a new revision.
+    pub fn restarted(
+        spec: &Spec,
+        name: &str,
+        caller_env: &BTreeMap<String, String>,
+        restarts: u64,
+    ) -> Option<Self> {
         let full = spec.services.get(name)?;
         let env = resolve_env(full, caller_env);
         let service = container_shape(full);
-        let revision = revision(&service, &env);
+        let revision = revision(&service, &env, restarts);
         Some(Template {
             deployment: spec.deployment.clone(),
             service_name: name.to_string(),
             service,
             env,
+            restarts,
             revision,
         })
     }
@@ -82,10 +100,14 @@ fn container_shape(svc: &Service) -> Service {
     shape
 }
 
-fn revision(shape: &Service, env: &[(String, String)]) -> String {
+fn revision(shape: &Service, env: &[(String, String)], restarts: u64) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(shape).unwrap_or_default());
     h.update(serde_json::to_vec(env).unwrap_or_default());
+    // Never restarted: the revision it always had.
+    if restarts > 0 {
+        h.update(restarts.to_le_bytes());
+    }
     hex::encode(&h.finalize()[..6])
 }
 
@@ -128,5 +150,18 @@ mod tests {
         // The same resolved env is the same container.
         assert_eq!(base, rev("    env: { A: \"1\" }\n", &[]));
         assert_ne!(rev("", &[]), rev("    user: \"1\"\n", &[]));
+    }
+
+    /// Each `zlayer restart` is a new revision (so it rolls out); a
+    /// service never restarted keeps the revision it always had.
+    #[test]
+    fn each_restart_is_a_new_revision_and_none_changes_nothing() {
+        let s = spec("");
+        let env = BTreeMap::new();
+        let r = |n| Template::restarted(&s, "web", &env, n).unwrap().revision;
+        assert_eq!(r(0), Template::new(&s, "web", &env).unwrap().revision);
+        assert_ne!(r(1), r(0));
+        assert_ne!(r(2), r(1));
+        assert_eq!(r(2), r(2));
     }
 }

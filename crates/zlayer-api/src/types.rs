@@ -279,6 +279,8 @@ pub enum ClusterRequest {
         service: String,
         replicas: u32,
     },
+    /// `zlayer restart`: roll a service's replicas out again.
+    Restart(String),
     Drain(String),
     /// A deployment's revisions kept in the cluster state, oldest first.
     History(String),

@@ -141,6 +141,19 @@ impl Control {
         )
     }
 
+    /// `zlayer restart`: the service's replicas roll out again, through
+    /// the normal rollout (new replicas healthy before old ones stop).
+    pub async fn restart(&self, service: &str) -> Result<(), ControlError> {
+        let (deployment, service) = self.service_of(service)?;
+        done(
+            self.write(Command::RestartService {
+                deployment,
+                service,
+            })
+            .await?,
+        )
+    }
+
     /// (deployment, service) for `DEPLOYMENT/SERVICE`, or for a service
     /// name that exactly one deployment has.
     fn service_of(&self, name: &str) -> Result<(String, String), ControlError> {

@@ -150,6 +150,7 @@ impl Backend for Node {
                 c.nodes().iter().map(NodeView::of).collect(),
             )),
             ClusterRequest::Scale { service, replicas } => done(c.scale(&service, replicas).await),
+            ClusterRequest::Restart(s) => done(c.restart(&s).await),
             ClusterRequest::Drain(n) => done(c.drain(&n).await),
             ClusterRequest::History(d) => c
                 .history(&d)

@@ -35,6 +35,14 @@ impl Cluster for ControlPort {
     fn other_nodes(&self) -> usize {
         self.0.other_live_nodes()
     }
+    fn restarts(&self, deployment: &str, service: &str) -> u64 {
+        self.0.read(|s| {
+            s.deployments
+                .get(deployment)
+                .and_then(|d| d.restarts.get(service).copied())
+                .unwrap_or(0)
+        })
+    }
     fn acme_issued(&self, host: &str) -> Option<u64> {
         let host = host.to_ascii_lowercase();
         self.0

@@ -157,6 +157,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::PutDeployment { .. } => "PutDeployment",
         Command::RemoveDeployment { .. } => "RemoveDeployment",
         Command::ScaleService { .. } => "ScaleService",
+        Command::RestartService { .. } => "RestartService",
         Command::Placements { .. } => "Placements",
         Command::CreateToken(_) => "CreateToken",
         Command::RevokeToken { .. } => "RevokeToken",

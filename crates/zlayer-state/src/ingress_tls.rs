@@ -149,6 +149,7 @@ mod tests {
                 },
                 history: Vec::new(),
                 scaled: Default::default(),
+                restarts: Default::default(),
             },
         );
         (s, key)

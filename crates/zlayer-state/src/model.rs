@@ -126,6 +126,10 @@ pub struct DeploymentRecord {
     /// spec changes that service's own count (or drops the service).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scaled: BTreeMap<String, ScaledTo>,
+    /// `zlayer restart` count by service: part of its replicas' revision,
+    /// so each restart rolls the service out again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restarts: BTreeMap<String, u64>,
 }
 
 /// A service's replica count set by hand, and the spec's count then.
@@ -285,6 +289,11 @@ pub enum Command {
     /// Removes the deployment and every assignment of its services.
     RemoveDeployment {
         name: String,
+    },
+    /// `zlayer restart`: roll the service's replicas out again.
+    RestartService {
+        deployment: String,
+        service: String,
     },
     /// `zlayer scale`: a fixed service's replica count, until its spec's changes.
     ScaleService {
@@ -491,6 +500,22 @@ impl ClusterState {
                 service,
                 replicas,
             } => self.scale_service(deployment, service, replicas, touched),
+            Command::RestartService {
+                deployment,
+                service,
+            } => {
+                let Some(d) = self.deployments.get_mut(&deployment) else {
+                    return Response::Refused(format!("no deployment `{deployment}`"));
+                };
+                if !spec_counts(&d.current).contains_key(&service) {
+                    return Response::Refused(format!(
+                        "deployment `{deployment}` has no service `{service}`"
+                    ));
+                }
+                *d.restarts.entry(service).or_default() += 1;
+                touched.push(Touched::Deployment(deployment));
+                Response::Done
+            }
             Command::AcmeHttp01 {
                 token,
                 key_authorization,
@@ -902,6 +927,7 @@ impl ClusterState {
                     current: rev,
                     history: Vec::new(),
                     scaled: BTreeMap::new(),
+                    restarts: BTreeMap::new(),
                 };
                 self.deployments.insert(name.clone(), record);
             }

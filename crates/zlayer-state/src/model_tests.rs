@@ -715,3 +715,30 @@ fn a_hand_set_count_holds_until_the_spec_changes_that_count() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Each `zlayer restart` counts up for its service only; an unknown one is refused.
+#[test]
+fn a_restart_counts_up_for_its_service() {
+    let mut s = ClusterState::default();
+    deploy(
+        &mut s,
+        "d",
+        "version: v1\ndeployment: d\nservices:\n  web:\n    image: { name: demo }\n  db:\n    image: { name: demo }\n",
+    );
+    let restart = |s: &mut ClusterState, service: &str| {
+        run(
+            s,
+            Command::RestartService {
+                deployment: "d".into(),
+                service: service.into(),
+            },
+        )
+    };
+    assert_eq!(restart(&mut s, "web"), Response::Done);
+    assert_eq!(restart(&mut s, "web"), Response::Done);
+    assert_eq!(s.deployments["d"].restarts.get("web"), Some(&2));
+    assert_eq!(s.deployments["d"].restarts.get("db"), None);
+    assert!(
+        matches!(restart(&mut s, "nope"), Response::Refused(r) if r.contains("no service `nope`"))
+    );
+}

@@ -102,6 +102,10 @@ pub enum Command {
     /// holds, through later `up`s of the spec, until the spec changes that
     /// service's own count.
     Scale { service: String, replicas: u32 },
+    /// Roll a service's replicas out again (SERVICE or DEPLOYMENT/SERVICE),
+    /// one at a time as an update does: each new one healthy before an old
+    /// one stops.
+    Restart { service: String },
     /// A deployment's revisions: `history`, and `undo` to an earlier one.
     Rollout {
         #[command(subcommand)]

@@ -38,6 +38,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Rollouts { .. }
             | Command::Scale { .. }
             | Command::Rollout { .. }
+            | Command::Restart { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
             | Command::Overlay { .. }
@@ -103,6 +104,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Rollout { command } => deploy::rollout(&data, command),
+        Command::Restart { service } => {
+            cluster(&data, zlayer_api::ClusterRequest::Restart(service.clone()))?;
+            println!("{service} restarting (`zlayer rollouts` follows it)");
+            Ok(0)
+        }
         Command::Token { command } => cluster::token(&data, command),
         Command::Ca { command } => cluster::ca(&data, command),
         Command::Overlay { command } => overlay::overlay(&data, command),
