@@ -246,6 +246,21 @@ mod tests {
                 "RemovePeer",
             ),
             (
+                Command::ScaleService {
+                    deployment: "d".into(),
+                    service: "web".into(),
+                    replicas: 0,
+                },
+                "ScaleService",
+            ),
+            (
+                Command::RestartService {
+                    deployment: "d".into(),
+                    service: "web".into(),
+                },
+                "RestartService",
+            ),
+            (
                 Command::AcmeHttp01 {
                     token: "t".into(),
                     key_authorization: Some("t.thumb".into()),
