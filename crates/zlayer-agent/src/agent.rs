@@ -280,6 +280,7 @@ fn paths(cfg: &AgentConfig) -> NodePaths {
         cluster_cidr: cfg.cluster_cidr,
         host_paths: crate::host_paths::HostPaths::new(&cfg.allow_host_paths, &cfg.data_dir),
         log_limit: cfg.log_limit,
+        secrets_root: PathBuf::from(zlayer_runtime::secrets::DEFAULT_SECRETS_ROOT),
     }
 }
 

@@ -34,6 +34,7 @@ impl Agent {
             unreachable!("parsed above")
         };
         resolve_env_checked(&d, spec)?;
+        self.secrets_checked(&d, spec)?;
         for (name, svc) in &spec.services {
             for (i, s) in svc.storage.iter().enumerate() {
                 if let (zlayer_spec::StorageType::Bind, Some(src)) = (&s.kind, &s.source) {
@@ -88,6 +89,30 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Every secret a service uses must exist before the spec is committed.
+    fn secrets_checked(&self, d: &DeploymentRevision, spec: &Spec) -> Result<(), String> {
+        for (name, svc) in &spec.services {
+            let refs = svc.secret_refs();
+            let known = self.cluster.secret_versions(&refs);
+            let Some(missing) = refs.iter().find(|r| !known.contains_key(*r)) else {
+                continue;
+            };
+            let path = match svc
+                .env
+                .iter()
+                .find(|(_, v)| v.strip_prefix("$S:") == Some(missing))
+            {
+                Some((k, _)) => format!("services.{name}.env.{k}"),
+                None => format!("services.{name}.secrets"),
+            };
+            let msg = format!("no secret named `{missing}`; create it first with `zlayer secret create {missing} --from-file FILE`");
+            return Err(located(d, &path, msg));
+        }
+        Ok(())
+    }
+}
+
 fn resolve_env_checked(d: &DeploymentRevision, spec: &Spec) -> Result<(), String> {
     for (name, svc) in &spec.services {
         for (k, v) in &svc.env {
@@ -96,10 +121,6 @@ fn resolve_env_checked(d: &DeploymentRevision, spec: &Spec) -> Result<(), String
                     let msg = format!("`${var}` is not set in the environment of `zlayer up`; export {var}=... first");
                     return Err(located(d, &format!("services.{name}.env.{k}"), msg));
                 }
-            }
-            if v.starts_with("$S:") {
-                let msg = "secrets (`$S:`) need the secret store, which arrives with the cluster issue; use a literal or `$E:` for now";
-                return Err(located(d, &format!("services.{name}.env.{k}"), msg));
             }
         }
     }

@@ -41,6 +41,23 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = (deployment, service);
         0
     }
+    /// The current version of each named secret the cluster holds (a
+    /// missing name has none). Cheap: read every round.
+    fn secret_versions(&self, names: &BTreeSet<String>) -> BTreeMap<String, u64> {
+        let _ = names;
+        BTreeMap::new()
+    }
+    /// The values of `names` for this node's replicas of
+    /// `deployment/service`; the cluster refuses a node that runs none.
+    fn secret_values(
+        &self,
+        deployment: &str,
+        service: &str,
+        names: Vec<String>,
+    ) -> futures::future::BoxFuture<'static, Result<BTreeMap<String, Vec<u8>>, String>> {
+        let _ = (deployment, service, names);
+        Box::pin(async { Err("this cluster holds no secrets".to_string()) })
+    }
     /// When the ACME certificate the cluster holds for `host` was issued
     /// (Unix ms); `None` until there is one. Cheap: read every round.
     fn acme_issued(&self, host: &str) -> Option<u64> {

@@ -109,6 +109,12 @@ pub fn container_config(
         log_path: p.log_path,
         log_limit: p.log_limit,
         cgroup_path: format!("/zlayer/{}", p.id),
+        secret_env: o
+            .env
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.strip_prefix("$S:")?.to_string())))
+            .collect(),
+        secrets_dir: None,
     };
     p.gpus.attach(&o.gpus, &mut c)?;
     Ok(c)

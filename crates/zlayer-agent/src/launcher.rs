@@ -22,6 +22,8 @@ pub struct StartRequest {
     pub ip: std::net::Ipv4Addr,
     /// The node's GPUs (by index) it holds.
     pub gpus: Vec<u32>,
+    /// The values of the secrets its template uses.
+    pub secrets: zlayer_runtime::secrets::SecretValues,
 }
 
 pub trait Launcher: Send + Sync + 'static {
@@ -66,6 +68,7 @@ impl Launcher for ContainerLauncher {
                     dns_search: &search,
                     gpus: &req.gpus,
                     inventory: &self.gpus,
+                    secrets: &req.secrets,
                 },
             )
             .await?;

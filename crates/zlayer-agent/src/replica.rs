@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zlayer_image::{ImageStore, Snapshot};
+use zlayer_runtime::secrets::SecretValues;
 use zlayer_runtime::{ContainerDir, Limits, MountSpec, Status};
 use zlayer_spec::{Service, StorageType};
 
@@ -19,6 +20,8 @@ pub struct NodePaths {
     pub host_paths: crate::host_paths::HostPaths,
     /// How much of each replica's output is kept.
     pub log_limit: zlayer_runtime::LogLimit,
+    /// Where each container's secrets tmpfs goes (never under `data_dir`).
+    pub secrets_root: PathBuf,
 }
 
 impl NodePaths {
@@ -100,6 +103,8 @@ pub struct ReplicaRequest<'a> {
     /// The node's GPUs (by index) this replica holds, and where they are.
     pub gpus: &'a [u32],
     pub inventory: &'a zlayer_runtime::GpuInventory,
+    /// The values of the secrets it uses.
+    pub secrets: &'a SecretValues,
 }
 
 /// Starts a replica; on failure everything it had acquired is released.
@@ -141,6 +146,7 @@ async fn start_inner(
         dns_search,
         gpus,
         inventory,
+        secrets,
     } = *req;
     let t0 = std::time::Instant::now();
     let stage = |name: &str| {
@@ -192,7 +198,7 @@ async fn start_inner(
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
     }
-    let cfg = container_config(
+    let mut cfg = container_config(
         &resolved.config,
         &o,
         LaunchPaths {
@@ -206,6 +212,18 @@ async fn start_inner(
         },
     )
     .map_err(|e| e.to_string())?;
+    if !secrets.is_empty() {
+        let dir = zlayer_runtime::secrets::stage(&p.secrets_root, cid, secrets, cfg.uid, cfg.gid)
+            .map_err(|e| format!("staging its secrets: {e}"))?;
+        if !secrets.files.is_empty() {
+            cfg.mounts.push(MountSpec::Bind {
+                source: dir.join("files"),
+                target: zlayer_runtime::secrets::SECRETS_TARGET.into(),
+                readonly: true,
+            });
+        }
+        cfg.secrets_dir = Some(dir);
+    }
     stage("snapshot+files");
     let exe = p.exe.clone();
     tokio::task::spawn_blocking(move || zlayer_runtime::spawn_shim(&exe, &dir, &cfg))
@@ -256,6 +274,7 @@ pub async fn cleanup(p: &NodePaths, images: &ImageStore, cid: &str) {
     let _ = zlayer_net::detach(&zlayer_net::host_ifname(cid)).await;
     let _ = zlayer_net::remove_netns(&p.netns(cid));
     let _ = Snapshot::remove(images, cid);
+    zlayer_runtime::secrets::unstage(&p.secrets_root, cid);
     let _ = ContainerDir::new(&p.data_dir, cid).remove();
 }
 

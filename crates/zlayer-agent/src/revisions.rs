@@ -9,7 +9,7 @@ use zlayer_spec::{DeploymentRevision, Spec};
 use crate::agent::Agent;
 use crate::reconcile::Specs;
 use crate::state::Replica;
-use crate::template::Template;
+use crate::template::{Rolls, Template};
 
 impl Agent {
     /// The service's current template, stored so that replicas started from
@@ -20,8 +20,12 @@ impl Agent {
         d: &DeploymentRevision,
         name: &str,
     ) -> Option<Arc<Template>> {
-        let restarts = self.cluster.restarts(&d.name, name);
-        let t = Template::restarted(spec, name, &d.env, restarts)?;
+        let refs = spec.services.get(name)?.secret_refs();
+        let rolls = Rolls {
+            restarts: self.cluster.restarts(&d.name, name),
+            secrets: self.cluster.secret_versions(&refs),
+        };
+        let t = Template::rolled(spec, name, &d.env, rolls)?;
         let key = t.key();
         let mut cache = self.templates.lock().ok()?;
         if let Some(t) = cache.get(&key) {

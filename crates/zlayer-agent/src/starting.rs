@@ -5,6 +5,9 @@ use crate::agent::Agent;
 use crate::clock::{backoff_ms, now_ms};
 use crate::launcher::StartRequest;
 use crate::state::{Health, Replica, ReplicaState};
+use crate::template::Template;
+use std::collections::BTreeSet;
+use zlayer_runtime::secrets::SecretValues;
 
 impl Agent {
     /// Starts a planned replica (its IP already reserved) from its revision's
@@ -18,12 +21,17 @@ impl Agent {
             self.persist(self.store.put_replica(&r), &r);
             return r;
         };
+        let secrets = match self.secret_values(&t).await {
+            Ok(s) => s,
+            Err(e) => return self.start_failed(r, format!("its secrets: {e}")),
+        };
         let ip = r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
         let req = StartRequest {
             template: t.clone(),
             index: r.index,
             ip,
             gpus: r.gpus.clone(),
+            secrets,
         };
         match self.launcher.start(req).await {
             Ok(container_id) => {
@@ -55,15 +63,51 @@ impl Agent {
                     format!("{} started at {ip}{due}", r.container_id),
                 );
             }
-            Err(e) => {
-                r.state = ReplicaState::Exited;
-                r.ip = None;
-                r.message = format!("start failed: {e}");
-                r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
-                self.event(&r, "start-failed", e);
-            }
+            Err(e) => return self.start_failed(r, e),
         }
         self.persist(self.store.put_replica(&r), &r);
         r
+    }
+
+    fn start_failed(&self, mut r: Replica, e: String) -> Replica {
+        r.state = ReplicaState::Exited;
+        r.ip = None;
+        r.message = format!("start failed: {e}");
+        r.restart_at_ms = now_ms() + backoff_ms(r.restarts);
+        self.event(&r, "start-failed", e);
+        self.persist(self.store.put_replica(&r), &r);
+        r
+    }
+
+    /// The values of the secrets the template uses, from the cluster
+    /// (which gives them only to a node that runs the service).
+    async fn secret_values(&self, t: &Template) -> Result<SecretValues, String> {
+        let env: BTreeSet<&str> = t
+            .env
+            .iter()
+            .filter_map(|(_, v)| v.strip_prefix("$S:"))
+            .collect();
+        let files: BTreeSet<&str> = t.service.secrets.iter().map(String::as_str).collect();
+        let names: Vec<String> = env.union(&files).map(|n| n.to_string()).collect();
+        if names.is_empty() {
+            return Ok(SecretValues::default());
+        }
+        let got = self
+            .cluster
+            .secret_values(&t.deployment, &t.service_name, names)
+            .await?;
+        let take = |name: &str| {
+            got.get(name)
+                .cloned()
+                .ok_or_else(|| format!("the cluster sent no value for `{name}`"))
+        };
+        let mut out = SecretValues::default();
+        for name in files {
+            out.files.insert(name.to_string(), take(name)?);
+        }
+        for name in env {
+            out.env.insert(name.to_string(), take(name)?);
+        }
+        Ok(out)
     }
 }

@@ -21,7 +21,18 @@ pub struct Template {
     /// How many times `zlayer restart` asked for the service (0: never).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restarts: u64,
+    /// The version of each secret it uses (values are never here): a new
+    /// value is a new revision, so it rolls out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, u64>,
     pub revision: String,
+}
+
+/// What rolls a service beside its spec: `zlayer restart`s and new secret values.
+#[derive(Clone, Debug, Default)]
+pub struct Rolls {
+    pub restarts: u64,
+    pub secrets: BTreeMap<String, u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -30,26 +41,28 @@ fn is_zero(n: &u64) -> bool {
 
 impl Template {
     pub fn new(spec: &Spec, name: &str, caller_env: &BTreeMap<String, String>) -> Option<Self> {
-        Self::restarted(spec, name, caller_env, 0)
+        Self::rolled(spec, name, caller_env, Rolls::default())
     }
 
-    /// The template after `restarts` restarts: each one is a new revision.
-    pub fn restarted(
+    /// The template after `rolls`: each restart and each new secret value
+    /// is a new revision.
+    pub fn rolled(
         spec: &Spec,
         name: &str,
         caller_env: &BTreeMap<String, String>,
-        restarts: u64,
+        rolls: Rolls,
     ) -> Option<Self> {
         let full = spec.services.get(name)?;
         let env = resolve_env(full, caller_env);
         let service = container_shape(full);
-        let revision = revision(&service, &env, restarts);
+        let revision = revision(&service, &env, &rolls);
         Some(Template {
             deployment: spec.deployment.clone(),
             service_name: name.to_string(),
             service,
             env,
-            restarts,
+            restarts: rolls.restarts,
+            secrets: rolls.secrets,
             revision,
         })
     }
@@ -100,13 +113,16 @@ fn container_shape(svc: &Service) -> Service {
     shape
 }
 
-fn revision(shape: &Service, env: &[(String, String)], restarts: u64) -> String {
+fn revision(shape: &Service, env: &[(String, String)], rolls: &Rolls) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(shape).unwrap_or_default());
     h.update(serde_json::to_vec(env).unwrap_or_default());
-    // Never restarted: the revision it always had.
-    if restarts > 0 {
-        h.update(restarts.to_le_bytes());
+    // Never restarted and without secrets: the revision it always had.
+    if rolls.restarts > 0 {
+        h.update(rolls.restarts.to_le_bytes());
+    }
+    if !rolls.secrets.is_empty() {
+        h.update(serde_json::to_vec(&rolls.secrets).unwrap_or_default());
     }
     hex::encode(&h.finalize()[..6])
 }
@@ -158,10 +174,33 @@ mod tests {
     fn each_restart_is_a_new_revision_and_none_changes_nothing() {
         let s = spec("");
         let env = BTreeMap::new();
-        let r = |n| Template::restarted(&s, "web", &env, n).unwrap().revision;
+        let r = |n| {
+            let rolls = Rolls {
+                restarts: n,
+                ..Rolls::default()
+            };
+            Template::rolled(&s, "web", &env, rolls).unwrap().revision
+        };
         assert_eq!(r(0), Template::new(&s, "web", &env).unwrap().revision);
         assert_ne!(r(1), r(0));
         assert_ne!(r(2), r(1));
         assert_eq!(r(2), r(2));
+    }
+
+    /// A secret's new value is a new revision; its value is never in the template.
+    #[test]
+    fn a_new_secret_version_is_a_new_revision() {
+        let s = spec("    env: { DB: $S:db }\n");
+        let env = BTreeMap::new();
+        let r = |v: u64| {
+            let rolls = Rolls {
+                secrets: BTreeMap::from([("db".to_string(), v)]),
+                ..Rolls::default()
+            };
+            Template::rolled(&s, "web", &env, rolls).unwrap()
+        };
+        assert_ne!(r(1).revision, r(2).revision);
+        assert_eq!(r(2).revision, r(2).revision);
+        assert_eq!(r(1).env, vec![("DB".to_string(), "$S:db".to_string())]);
     }
 }

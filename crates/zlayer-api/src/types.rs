@@ -314,6 +314,38 @@ pub enum ClusterRequest {
     PeerRemove(String),
     /// The ingress CA certificate (only voters can derive it).
     IngressCa,
+    /// `zlayer secret create`: a new value for a secret.
+    SecretCreate {
+        name: String,
+        value: SecretValue,
+    },
+    Secrets,
+    SecretRemove(String),
+    /// A new key to seal the secrets with.
+    SecretsRotateKey,
+}
+
+/// A secret's value on its way to the node, base64. Its `Debug` never
+/// shows it, so no log line or error that prints a request can.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(pub String);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue(<{} base64 chars>)", self.0.len())
+    }
+}
+
+/// A secret as `secret ls` shows it: never its value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecretView {
+    pub name: String,
+    pub version: u64,
+    pub bytes: u64,
+    pub updated_ms: u64,
+    /// `deployment/service` of each service whose spec uses it.
+    pub consumers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -327,6 +359,7 @@ pub enum ClusterReply {
     /// A PEM document.
     Pem(String),
     History(Vec<RevisionView>),
+    Secrets(Vec<SecretView>),
     /// The revision a change made.
     Revision(u64),
     Done,

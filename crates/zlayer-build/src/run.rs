@@ -120,6 +120,8 @@ fn execute(
         // A quiet build's step output is read back whole (`run_logged` appends).
         log_limit: Default::default(),
         cgroup_path: format!("/zlayer/{id}"),
+        secret_env: Vec::new(),
+        secrets_dir: None,
     };
     let exit = if b.options.quiet {
         zlayer_runtime::run_logged(&cleanup.dir, &cfg)

@@ -35,7 +35,11 @@ impl Control {
         env: &BTreeMap<String, String>,
     ) -> Result<bool, ControlError> {
         crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
-        if let Some(clash) = self.route_clash(name, file, text) {
+        let parsed = zlayer_spec::parse(file, text).ok();
+        if let Some(clash) = parsed
+            .as_ref()
+            .and_then(|spec| self.route_clash(name, file, spec))
+        {
             return Err(ControlError::Refused(clash));
         }
         let before = self.read(|s| s.deployments.get(name).map(|d| d.current.revision));
@@ -45,6 +49,10 @@ impl Control {
             text: text.to_string(),
             env: env.clone(),
             at_ms: zlayer_state::now_ms(),
+            counts: parsed
+                .as_ref()
+                .map(zlayer_state::service_counts)
+                .unwrap_or_default(),
         };
         match self.write(cmd).await? {
             Response::Revision(r) => Ok(before != Some(r)),
@@ -59,9 +67,8 @@ impl Control {
     /// already takes: routes are unique on (scheme, host, path) across the
     /// cluster, and published ports (per transport) too, since every node
     /// serves both.
-    fn route_clash(&self, name: &str, file: &str, text: &str) -> Option<String> {
-        let spec = zlayer_spec::parse(file, text).ok()?;
-        let mine = zlayer_spec::claims(&spec);
+    fn route_clash(&self, name: &str, file: &str, spec: &zlayer_spec::Spec) -> Option<String> {
+        let mine = zlayer_spec::claims(spec);
         for other in self.specs() {
             let Ok(theirs) = &other.parsed else { continue };
             if other.name == name {

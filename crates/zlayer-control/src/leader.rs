@@ -214,6 +214,7 @@ mod tests {
                 text: spec.into(),
                 env: BTreeMap::new(),
                 at_ms: 0,
+                counts: Default::default(),
             },
             &mut t,
         );

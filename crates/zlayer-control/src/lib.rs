@@ -23,6 +23,7 @@ mod leader;
 mod links;
 mod renewal;
 mod reserve;
+mod secrets;
 mod specs;
 mod views;
 
@@ -31,6 +32,7 @@ pub use files::{ClusterFiles, NodeFile};
 pub use links::{LinkStats, Links, PROBE_BYTES};
 pub use renewal::DEFAULT_RENEW_BEFORE;
 pub use reserve::{free_bytes, STORE_RESERVE};
+pub use secrets::SecretSummary;
 pub use zlayer_state::{ClusterState, PendingRecord, Timing};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.

@@ -71,6 +71,7 @@ mod tests {
                 text: text.into(),
                 env: BTreeMap::new(),
                 at_ms: 0,
+                counts: Default::default(),
             },
             &mut Vec::new(),
         );

@@ -217,7 +217,7 @@ impl Control {
     }
 }
 
-fn done(r: Response) -> Result<(), ControlError> {
+pub(crate) fn done(r: Response) -> Result<(), ControlError> {
     match r {
         Response::Refused(why) => Err(ControlError::Refused(why)),
         _ => Ok(()),

@@ -192,6 +192,21 @@ impl Backend for Node {
                 .await
                 .map(ClusterReply::Peer),
             ClusterRequest::PeerRemove(name) => done(c.remove_peer(&name).await),
+            ClusterRequest::SecretCreate { name, value } => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&value.0)
+                    .map_err(|e| zlayer_api::ApiError::Invalid(format!("secret value: {e}")))?;
+                c.put_secret(&name, &bytes)
+                    .await
+                    .map(ClusterReply::Revision)
+                    .map_err(errors::control)
+            }
+            ClusterRequest::Secrets => Ok(ClusterReply::Secrets(
+                c.secrets().iter().map(secret_view).collect(),
+            )),
+            ClusterRequest::SecretRemove(name) => done(c.remove_secret(&name).await),
+            ClusterRequest::SecretsRotateKey => done(c.rotate_secrets_key().await),
         }
     }
 
@@ -210,6 +225,16 @@ fn token_kind(api: bool, role: Option<zlayer_model::ClusterRole>) -> zlayer_stat
 }
 
 /// A kept revision as `rollout history` shows it.
+fn secret_view(s: &zlayer_control::SecretSummary) -> zlayer_api::SecretView {
+    zlayer_api::SecretView {
+        name: s.name.clone(),
+        version: s.record.version,
+        bytes: s.record.bytes,
+        updated_ms: s.record.updated_ms,
+        consumers: s.consumers.clone(),
+    }
+}
+
 fn revision_view(r: &zlayer_state::SpecRevision, current: bool) -> zlayer_api::RevisionView {
     let images = zlayer_spec::parse(&r.file, &r.text)
         .map(|spec| {

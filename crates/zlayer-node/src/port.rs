@@ -1,6 +1,7 @@
 //! The agent's view of the cluster ([`zlayer_agent::desired::Cluster`]),
 //! served from this node's control plane.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use zlayer_agent::desired::{Cluster, Slots};
@@ -41,6 +42,31 @@ impl Cluster for ControlPort {
                 .get(deployment)
                 .and_then(|d| d.restarts.get(service).copied())
                 .unwrap_or(0)
+        })
+    }
+    fn secret_versions(&self, names: &BTreeSet<String>) -> BTreeMap<String, u64> {
+        self.0.read(|s| {
+            names
+                .iter()
+                .filter_map(|n| Some((n.clone(), s.secrets.secrets.get(n)?.version)))
+                .collect()
+        })
+    }
+    fn secret_values(
+        &self,
+        deployment: &str,
+        service: &str,
+        names: Vec<String>,
+    ) -> futures::future::BoxFuture<'static, Result<BTreeMap<String, Vec<u8>>, String>> {
+        let req = zlayer_state::secrets::SecretsRequest {
+            deployment: deployment.to_string(),
+            service: service.to_string(),
+            names,
+        };
+        let control = self.0.clone();
+        Box::pin(async move {
+            let values = control.member.secret_values(req).await?;
+            Ok(values.into_iter().map(|(n, (_, v))| (n, v)).collect())
         })
     }
     fn acme_issued(&self, host: &str) -> Option<u64> {

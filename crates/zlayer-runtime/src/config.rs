@@ -64,4 +64,11 @@ pub struct ContainerConfig {
     pub log_limit: LogLimit,
     /// Cgroup path relative to each hierarchy's root, e.g. `/zlayer/<id>`.
     pub cgroup_path: String,
+    /// `$S:` env entries as (variable, secret): `env` keeps the reference,
+    /// the process gets the value staged in `secrets_dir`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<(String, String)>,
+    /// The container's secrets tmpfs (see `secrets`), if it has secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_dir: Option<PathBuf>,
 }

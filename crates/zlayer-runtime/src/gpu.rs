@@ -249,6 +249,8 @@ mod tests {
             log_path: "/l".into(),
             log_limit: Default::default(),
             cgroup_path: "/zlayer/t".into(),
+            secret_env: Vec::new(),
+            secrets_dir: None,
         }
     }
 

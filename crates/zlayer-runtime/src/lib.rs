@@ -21,6 +21,7 @@ mod logfile;
 mod logread;
 mod oci;
 mod seccomp;
+pub mod secrets;
 mod shim;
 mod trim;
 mod user;

@@ -254,6 +254,10 @@ pub(crate) fn create(
     let spec = build_spec(cfg)?;
     spec.save(bundle.join("config.json"))
         .map_err(|e| RuntimeError::Spec(e.to_string()))?;
+    let init_bundle = match &cfg.secrets_dir {
+        Some(secrets) => with_secret_env(spec, cfg, secrets)?,
+        None => bundle,
+    };
     let root = dir.runtime_root();
     fs::create_dir_all(&root).at(&root)?;
     let mut builder =
@@ -263,10 +267,35 @@ pub(crate) fn create(
         builder = builder.with_stdout(out).with_stderr(err);
     }
     Ok(builder
-        .as_init(&bundle)
+        .as_init(&init_bundle)
         .with_systemd(false)
         .with_detach(true)
         .build()?)
+}
+
+/// The bundle the container is created from when it has secrets: on its
+/// secrets tmpfs, the `$S:` env entries holding their values.
+fn with_secret_env(
+    mut spec: oci_spec::runtime::Spec,
+    cfg: &ContainerConfig,
+    secrets: &Path,
+) -> Result<PathBuf, RuntimeError> {
+    if let Some(mut process) = spec.process().clone() {
+        let mut env = process.env().clone().unwrap_or_default();
+        for (var, name) in &cfg.secret_env {
+            let value = crate::secrets::env_value(secrets, name)?;
+            let prefix = format!("{var}=");
+            env.retain(|kv| !kv.starts_with(&prefix));
+            env.push(format!("{var}={value}"));
+        }
+        process.set_env(Some(env));
+        spec.set_process(Some(process));
+    }
+    let bundle = secrets.join("bundle");
+    fs::create_dir_all(&bundle).at(&bundle)?;
+    spec.save(bundle.join("config.json"))
+        .map_err(|e| RuntimeError::Spec(e.to_string()))?;
+    Ok(bundle)
 }
 
 fn dir_cleanup_failed(dir: &ContainerDir) -> Result<(), RuntimeError> {

@@ -22,7 +22,7 @@ pub use revision::DeploymentRevision;
 pub use schedule::{format_utc, next_fire_ms};
 pub use types::*;
 pub use units::{Duration, Size};
-pub use validate::{claim, claims, is_dns_label, route_key, start_order, Claim};
+pub use validate::{claim, claims, is_dns_label, route_key, start_order, warnings, Claim};
 
 /// The JSON Schema of the v1 spec, pretty-printed.
 pub fn json_schema() -> String {

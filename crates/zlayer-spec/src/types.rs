@@ -70,6 +70,23 @@ pub struct Service {
     /// Extension: who may connect to this service's replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicy>,
+    /// Extension: secrets (by name) the replicas get as files, read-only,
+    /// at `/run/secrets/NAME`. `$S:NAME` in `env` gives one as a variable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+impl Service {
+    /// Every secret the service uses: its `secrets:` files and its `$S:` env.
+    pub fn secret_refs(&self) -> std::collections::BTreeSet<String> {
+        let from_env = self.env.values().filter_map(|v| v.strip_prefix("$S:"));
+        self.secrets
+            .iter()
+            .map(String::as_str)
+            .chain(from_env)
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// Extension: which callers may open connections to a service's replicas.

@@ -96,6 +96,35 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
     p.0
 }
 
+/// Spec paths that pass validation but look like a mistake, each with why:
+/// an env name that looks secret (`*_KEY`, `*_TOKEN`, `*PASSWORD*`,
+/// `*SECRET*`) whose value is a literal or `$E:`, which sit in plain text
+/// in the cluster state and the container's bundle.
+pub fn warnings(spec: &Spec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, svc) in &spec.services {
+        for (k, v) in &svc.env {
+            let upper = k.to_ascii_uppercase();
+            let looks_secret = upper.ends_with("_KEY")
+                || upper.ends_with("_TOKEN")
+                || upper.contains("PASSWORD")
+                || upper.contains("SECRET");
+            if looks_secret && !v.starts_with("$S:") {
+                let from = if v.starts_with("$E:") {
+                    "`$E:`"
+                } else {
+                    "a literal"
+                };
+                out.push((
+                    format!("services.{name}.env.{k}"),
+                    format!("`{k}` looks like a secret but takes {from}, which is kept in plain text; `zlayer secret create` it and use `$S:NAME`"),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// What an endpoint takes on every node, which no other endpoint of the
 /// cluster may take too: an ingress route, or a published host port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -203,6 +232,21 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+fn check_secret_files(p: &mut Problems, at: &str, names: &[String]) {
+    for (i, name) in names.iter().enumerate() {
+        let here = format!("{at}.secrets[{i}]");
+        if !is_dns_label(name) {
+            p.push(
+                here,
+                format!("secret name `{name}` is not a DNS label"),
+                Some(DNS_HINT.into()),
+            );
+        } else if names[..i].contains(name) {
+            p.add(here, format!("secret `{name}` is listed twice"));
+        }
+    }
+}
+
 fn check_service(p: &mut Problems, at: &str, svc: &Service) {
     check_image(p, at, &svc.image);
     for (k, v) in &svc.env {
@@ -229,6 +273,7 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
             }
         }
     }
+    check_secret_files(p, at, &svc.secrets);
     check_resources(p, at, &svc.resources);
     check_endpoints(p, at, &svc.endpoints);
     check_scale(p, &format!("{at}.scale"), &svc.scale);

@@ -58,6 +58,7 @@ async fn main() {
         text: "not a spec: raft benchmark".into(),
         env: Default::default(),
         at_ms: 0,
+        counts: Default::default(),
     };
     let mut leader = None;
     for m in members.split(',') {

@@ -22,6 +22,7 @@ use crate::join::{admit, JoinRequest, JOIN};
 use crate::member::{WriteReply, WRITE};
 use crate::probe::{ProbeReply, ProbeRequest, MAX_PROBE, PROBE};
 use crate::renew::{RenewRequest, RENEW};
+use crate::secrets::{SecretsRequest, SECRETS};
 use crate::transport::raft_net::{APPEND, SNAPSHOT, VOTE};
 use crate::transport::{full, Body, Caller, Handler};
 use crate::{Command, Raft, StateMachine, TokenKind, TokenUse};
@@ -350,6 +351,17 @@ impl Endpoints {
                     )
                     .await,
                 ),
+                Err(r) => r,
+            },
+            SECRETS => match body::<SecretsRequest>(req, MAX_BODY).await {
+                Ok(r) => {
+                    let key = self.ca_key.get();
+                    json(
+                        &self
+                            .machine
+                            .read(|s| crate::secrets::answer(s, key.as_deref(), known.id, &r)),
+                    )
+                }
                 Err(r) => r,
             },
             INGRESS_TLS => match body::<IngressTlsRequest>(req, MAX_BODY).await {

@@ -86,7 +86,8 @@ pub(crate) fn decide(
                     "the cluster holds no ACME certificate for `{host}`"
                 ));
             };
-            let opened = crate::acme::SealKey::derive(ca_key).open(&host, &cert.sealed_key);
+            let opened = crate::acme::SealKey::derive(ca_key, crate::acme::SEAL_LABEL)
+                .open(&host, &cert.sealed_key);
             match opened.map(String::from_utf8) {
                 Ok(Ok(key_pem)) => IngressTlsReply::Acme {
                     cert_pem: cert.cert_pem.clone(),
@@ -146,6 +147,7 @@ mod tests {
                     text: SPEC.into(),
                     env: Default::default(),
                     at_ms: 0,
+                    counts: Default::default(),
                 },
                 history: Vec::new(),
                 scaled: Default::default(),
@@ -194,7 +196,7 @@ mod tests {
     #[test]
     fn acme_keys_only_for_certificates_the_state_holds() {
         let (mut s, key) = state();
-        let seal = SealKey::derive(&key);
+        let seal = SealKey::derive(&key, crate::acme::SEAL_LABEL);
         let cert = |host: &str| AcmeCertificate {
             cert_pem: "CHAIN".into(),
             sealed_key: seal.seal(host, b"KEY PEM").unwrap(),

@@ -28,6 +28,8 @@ mod model;
 pub mod pki;
 pub mod probe;
 pub mod renew;
+pub mod seal;
+pub mod secrets;
 // openraft's storage traits fix the error type, `StorageError`, which is large.
 #[allow(clippy::result_large_err)]
 mod store;
@@ -39,9 +41,11 @@ mod types;
 pub use endpoints::{RemoteApi, API};
 pub use join::{NatSeed, SeedPeer};
 pub use member::{Member, MemberConfig, MemberError, Timing, WriteError, WriteReply, WRITE};
+pub use model::service_counts;
 pub use model::{
     AssignmentKey, CaRecord, ClusterState, Command, DeploymentRecord, Liveness, NodeRecord,
-    PendingRecord, Response, ScaledTo, SpecRevision, TokenKind, TokenRecord, TokenUse,
+    PendingRecord, Response, ScaledTo, ServiceCounts, SpecRevision, TokenKind, TokenRecord,
+    TokenUse,
 };
 pub use store::{open, LogStore, StateMachine, StoreError};
 pub use types::{Raft, TypeConfig};

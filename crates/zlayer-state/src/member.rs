@@ -19,6 +19,7 @@ use crate::endpoints::Endpoints;
 use crate::ingress_tls::{IngressTlsReply, IngressTlsRequest, INGRESS_TLS};
 use crate::pki::NodeIdentity;
 use crate::renew::{RenewReply, RenewRequest, RENEW};
+use crate::secrets::{SecretsReply, SecretsRequest, SECRETS};
 use crate::token::{self, JoinToken};
 use crate::transport::raft_net::Network;
 use crate::transport::{tls, CallError, PeerClient};
@@ -493,10 +494,66 @@ impl Member {
             .map_err(|e| format!("asking the leader at {addr}: {e}"))
     }
 
+    /// The values of `req.names` for this node's replicas of the service
+    /// `req` names: opened here on a voter, else by the leader over mTLS;
+    /// either way only while the cluster places such a replica here.
+    pub async fn secret_values(
+        &self,
+        req: SecretsRequest,
+    ) -> Result<BTreeMap<String, (u64, Vec<u8>)>, String> {
+        use base64::Engine;
+        let reply = match self.ca_key.get() {
+            Some(key) => self
+                .machine
+                .read(|s| crate::secrets::answer(s, Some(&key), self.id, &req)),
+            None => {
+                let (_, addr) = self
+                    .leader()
+                    .ok_or("no leader to ask (only voters open secrets)")?;
+                self.client
+                    .call::<_, SecretsReply>(&addr, SECRETS, &req, Duration::from_secs(15))
+                    .await
+                    .map_err(|e| format!("asking the leader at {addr}: {e}"))?
+            }
+        };
+        match reply {
+            SecretsReply::Values(values) => values
+                .into_iter()
+                .map(|(name, (version, b64))| {
+                    let value = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|e| format!("secret {name}: {e}"))?;
+                    Ok((name, (version, value)))
+                })
+                .collect(),
+            SecretsReply::Refused(why) => Err(why),
+        }
+    }
+
+    /// The command that gives secret `name` a new value, sealed here.
+    pub fn seal_secret(&self, name: &str, value: &[u8]) -> Result<Command, String> {
+        let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
+        let put = self
+            .machine
+            .read(|s| crate::secrets::seal_put(&s.secrets, &key, name, value, crate::now_ms()))
+            .map_err(|e| e.to_string())?;
+        Ok(Command::PutSecret(put))
+    }
+
+    /// The command that replaces the secrets data key, sealed here.
+    pub fn seal_secrets_rotation(&self) -> Result<Command, String> {
+        let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
+        let rotation = self
+            .machine
+            .read(|s| crate::secrets::seal_rotation(&s.secrets, &key))
+            .map_err(|e| e.to_string())?;
+        Ok(Command::RotateSecretsKey(rotation))
+    }
+
     /// The key that seals ACME private keys in the cluster state.
     pub fn acme_seal_key(&self) -> Result<crate::acme::SealKey, String> {
         let key = self.ca_key.get().ok_or(NOT_A_VOTER)?;
-        Ok(crate::acme::SealKey::derive(&key))
+        Ok(crate::acme::SealKey::derive(&key, crate::acme::SEAL_LABEL))
     }
 
     /// The ingress CA's certificate, for clients to trust.

@@ -114,6 +114,26 @@ pub struct SpecRevision {
     pub text: String,
     pub env: BTreeMap<String, String>,
     pub at_ms: u64,
+    /// The replica counts the proposer read from `text`.
+    #[serde(default)]
+    pub counts: ServiceCounts,
+}
+
+/// Each service's fixed replica count (`None` for one that scales itself),
+/// as the member that proposed the spec read it. Applying a command only
+/// compares these numbers and never parses spec text, so members running
+/// different parser versions cannot diverge on the same log.
+pub type ServiceCounts = BTreeMap<String, Option<u32>>;
+
+/// The [`ServiceCounts`] of a parsed spec, for the proposer.
+pub fn service_counts(spec: &zlayer_spec::Spec) -> ServiceCounts {
+    spec.services
+        .iter()
+        .map(|(name, svc)| {
+            let fixed = svc.scale.mode == zlayer_spec::ScaleMode::Fixed;
+            (name.clone(), fixed.then(|| svc.scale.initial_replicas()))
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,11 +305,20 @@ pub enum Command {
         text: String,
         env: BTreeMap<String, String>,
         at_ms: u64,
+        #[serde(default)]
+        counts: ServiceCounts,
     },
     /// Removes the deployment and every assignment of its services.
     RemoveDeployment {
         name: String,
     },
+    /// A new value for a secret (sealed by the proposer).
+    PutSecret(crate::secrets::PutSecret),
+    RemoveSecret {
+        name: String,
+    },
+    /// A new secrets data key, every value resealed under it.
+    RotateSecretsKey(crate::secrets::RotateKey),
     /// `zlayer restart`: roll the service's replicas out again.
     RestartService {
         deployment: String,
@@ -375,6 +404,7 @@ pub enum Touched {
     Network,
     Peers,
     Acme,
+    Secrets,
 }
 
 /// Everything Raft replicates.
@@ -399,6 +429,8 @@ pub struct ClusterState {
     pub peers: BTreeMap<String, StockPeer>,
     /// ACME challenge answers and the certificates obtained.
     pub acme: crate::acme::AcmeState,
+    /// Secrets, sealed, and the keyring that opens them.
+    pub secrets: crate::secrets::SecretsState,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -420,6 +452,8 @@ struct Flat {
     peers: Vec<StockPeer>,
     #[serde(default)]
     acme: crate::acme::AcmeState,
+    #[serde(default)]
+    secrets: crate::secrets::SecretsState,
 }
 
 impl From<ClusterState> for Flat {
@@ -436,6 +470,7 @@ impl From<ClusterState> for Flat {
             network: s.network,
             peers: s.peers.into_values().collect(),
             acme: s.acme,
+            secrets: s.secrets,
         }
     }
 }
@@ -462,6 +497,7 @@ impl From<Flat> for ClusterState {
             network: f.network,
             peers: f.peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
             acme: f.acme,
+            secrets: f.secrets,
         }
     }
 }
@@ -507,7 +543,7 @@ impl ClusterState {
                 let Some(d) = self.deployments.get_mut(&deployment) else {
                     return Response::Refused(format!("no deployment `{deployment}`"));
                 };
-                if !spec_counts(&d.current).contains_key(&service) {
+                if !d.current.counts.contains_key(&service) {
                     return Response::Refused(format!(
                         "deployment `{deployment}` has no service `{service}`"
                     ));
@@ -516,6 +552,17 @@ impl ClusterState {
                 touched.push(Touched::Deployment(deployment));
                 Response::Done
             }
+            Command::PutSecret(p) => self.secrets_changed(|s| s.put(p), touched),
+            Command::RotateSecretsKey(r) => self.secrets_changed(|s| s.rotate(r), touched),
+            Command::RemoveSecret { name } => self.secrets_changed(
+                |s| {
+                    s.secrets
+                        .remove(&name)
+                        .map(drop)
+                        .ok_or_else(|| format!("no secret named `{name}`"))
+                },
+                touched,
+            ),
             Command::AcmeHttp01 {
                 token,
                 key_authorization,
@@ -622,7 +669,18 @@ impl ClusterState {
                 text,
                 env,
                 at_ms,
-            } => self.put_deployment(name, file, text, env, at_ms, touched),
+                counts,
+            } => {
+                let rev = SpecRevision {
+                    revision: 1,
+                    file,
+                    text,
+                    env,
+                    at_ms,
+                    counts,
+                };
+                self.put_deployment(name, rev, touched)
+            }
             Command::RemoveDeployment { name } => {
                 if self.deployments.remove(&name).is_none() {
                     return Response::Refused(format!("no deployment named {name}"));
@@ -891,19 +949,9 @@ impl ClusterState {
     fn put_deployment(
         &mut self,
         name: String,
-        file: String,
-        text: String,
-        env: BTreeMap<String, String>,
-        at_ms: u64,
+        mut rev: SpecRevision,
         touched: &mut Vec<Touched>,
     ) -> Response {
-        let mut rev = SpecRevision {
-            revision: 1,
-            file,
-            text,
-            env,
-            at_ms,
-        };
         match self.deployments.get_mut(&name) {
             Some(d) if d.current.text == rev.text && d.current.env == rev.env => {
                 return Response::Revision(d.current.revision);
@@ -913,9 +961,8 @@ impl ClusterState {
                 // A hand-set count holds while the spec keeps the count it
                 // was set over; a spec that changes it (or drops the
                 // service) takes over.
-                let counts = spec_counts(&rev);
                 d.scaled
-                    .retain(|svc, to| counts.get(svc) == Some(&Some(to.spec_replicas)));
+                    .retain(|svc, to| rev.counts.get(svc) == Some(&Some(to.spec_replicas)));
                 let old = std::mem::replace(&mut d.current, rev);
                 d.history.push(old);
                 let excess = d.history.len().saturating_sub(KEPT_REVISIONS);
@@ -937,6 +984,20 @@ impl ClusterState {
         Response::Revision(revision)
     }
 
+    fn secrets_changed(
+        &mut self,
+        change: impl FnOnce(&mut crate::secrets::SecretsState) -> Result<(), String>,
+        touched: &mut Vec<Touched>,
+    ) -> Response {
+        match change(&mut self.secrets) {
+            Ok(()) => {
+                touched.push(Touched::Secrets);
+                Response::Done
+            }
+            Err(why) => Response::Refused(why),
+        }
+    }
+
     fn scale_service(
         &mut self,
         deployment: String,
@@ -947,7 +1008,7 @@ impl ClusterState {
         let Some(d) = self.deployments.get_mut(&deployment) else {
             return Response::Refused(format!("no deployment `{deployment}`"));
         };
-        let spec_replicas = match spec_counts(&d.current).get(&service) {
+        let spec_replicas = match d.current.counts.get(&service) {
             None => {
                 return Response::Refused(format!(
                     "deployment `{deployment}` has no service `{service}`"
@@ -1044,21 +1105,6 @@ impl ClusterState {
 
 fn deployment_of(workload: &str) -> &str {
     workload.split_once('/').map_or(workload, |(d, _)| d)
-}
-
-/// Each service of a revision with its fixed replica count (`None` for a
-/// service that scales itself). Empty for a spec that does not parse.
-fn spec_counts(rev: &SpecRevision) -> BTreeMap<String, Option<u32>> {
-    let Ok(spec) = zlayer_spec::parse(&rev.file, &rev.text) else {
-        return BTreeMap::new();
-    };
-    spec.services
-        .iter()
-        .map(|(name, svc)| {
-            let fixed = svc.scale.mode == zlayer_spec::ScaleMode::Fixed;
-            (name.clone(), fixed.then(|| svc.scale.initial_replicas()))
-        })
-        .collect()
 }
 
 /// `Some` sets the entry, `None` removes it.

@@ -29,6 +29,9 @@ fn deploy(s: &mut ClusterState, name: &str, text: &str) -> Response {
             text: text.into(),
             env: BTreeMap::new(),
             at_ms: 0,
+            counts: zlayer_spec::parse("f.yaml", text)
+                .map(|spec| service_counts(&spec))
+                .unwrap_or_default(),
         },
     )
 }
@@ -741,4 +744,39 @@ fn a_restart_counts_up_for_its_service() {
     assert!(
         matches!(restart(&mut s, "nope"), Response::Refused(r) if r.contains("no service `nope`"))
     );
+}
+
+/// Applying never parses the spec text: two members that would read the
+/// text differently (a newer parser, a field one of them lacks) still reach
+/// the same state, because the counts travel in the command.
+#[test]
+fn apply_decides_from_the_proposers_counts_not_the_spec_text() {
+    let put = |counts: ServiceCounts| Command::PutDeployment {
+        name: "d".into(),
+        file: "d.yaml".into(),
+        text: "a spec this member's parser cannot read".into(),
+        env: BTreeMap::new(),
+        at_ms: 0,
+        counts,
+    };
+    let mut s = ClusterState::default();
+    run(&mut s, put(BTreeMap::from([("web".to_string(), Some(2))])));
+    let scale = Command::ScaleService {
+        deployment: "d".into(),
+        service: "web".into(),
+        replicas: 4,
+    };
+    assert_eq!(run(&mut s, scale), Response::Done);
+    assert_eq!(
+        s.deployments["d"].scaled.get("web"),
+        Some(&ScaledTo {
+            replicas: 4,
+            spec_replicas: 2
+        })
+    );
+    let restart = Command::RestartService {
+        deployment: "d".into(),
+        service: "web".into(),
+    };
+    assert_eq!(run(&mut s, restart), Response::Done);
 }

@@ -106,6 +106,11 @@ pub enum Command {
     /// one at a time as an update does: each new one healthy before an old
     /// one stops.
     Restart { service: String },
+    /// Secrets: `create`, `ls`, `rm` and `rotate-key` (see docs/secrets.md).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// A deployment's revisions: `history`, and `undo` to an earlier one.
     Rollout {
         #[command(subcommand)]
@@ -643,6 +648,33 @@ pub enum RolloutCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Give NAME a value: its first, or a new version (services that use
+    /// it roll out with it). Exactly one of --from-file, --from-literal or
+    /// `-` (read stdin).
+    Create {
+        name: String,
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["from_literal", "stdin"])]
+        from_file: Option<PathBuf>,
+        /// Visible in `ps` and shell history while it runs; prefer a file or stdin.
+        #[arg(long, value_name = "VALUE", conflicts_with = "stdin")]
+        from_literal: Option<String>,
+        /// `-`: read the value from stdin.
+        #[arg(value_name = "-", value_parser = clap::builder::PossibleValuesParser::new(["-"]))]
+        stdin: Option<String>,
+    },
+    /// Names, versions, sizes and consumers; never values.
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Remove a secret no spec uses.
+    Rm { name: String },
+    /// Seal every secret under a new key (the values stay as they are).
+    RotateKey,
 }
 
 #[derive(Subcommand)]

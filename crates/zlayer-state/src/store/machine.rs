@@ -33,6 +33,7 @@ const REMOVED: &[u8] = b"removed";
 const NETWORK: &[u8] = b"network";
 const PEERS: &[u8] = b"peers";
 const ACME: &[u8] = b"acme";
+const SECRETS: &[u8] = b"secrets";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -67,6 +68,7 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Network => NETWORK.to_vec(),
         Touched::Peers => PEERS.to_vec(),
         Touched::Acme => ACME.to_vec(),
+        Touched::Secrets => SECRETS.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
@@ -94,6 +96,7 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Network => json(data.network.as_ref()),
         Touched::Peers => json(Some(&data.peers)),
         Touched::Acme => json(Some(&data.acme)),
+        Touched::Secrets => json(Some(&data.secrets)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
@@ -128,6 +131,8 @@ impl StateMachine {
                 d.network = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == ACME {
                 d.acme = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == SECRETS {
+                d.secrets = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == PEERS {
                 d.peers = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
@@ -344,6 +349,7 @@ fn all_records(d: &ClusterState) -> Vec<Touched> {
         Touched::Network,
         Touched::Peers,
         Touched::Acme,
+        Touched::Secrets,
     ];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));

@@ -118,6 +118,7 @@ pub fn deploy(name: &str) -> Command {
         text: format!("deployment: {name}"),
         env: BTreeMap::new(),
         at_ms: 0,
+        counts: BTreeMap::new(),
     }
 }
 

@@ -30,6 +30,7 @@ pub fn up(
             return Ok(2);
         }
     };
+    super::spec::print_warnings(&name, &spec);
     let mut env = BTreeMap::new();
     for svc in spec.services.values() {
         for v in svc.env.values() {
@@ -256,7 +257,7 @@ pub fn rollout(data: &Path, command: crate::cli::RolloutCommand) -> Result<i32> 
     Ok(0)
 }
 
-fn age(secs: u64) -> String {
+pub(super) fn age(secs: u64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

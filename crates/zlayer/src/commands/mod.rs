@@ -11,6 +11,7 @@ mod node;
 mod overlay;
 mod progress;
 mod run;
+mod secret;
 mod spec;
 
 use anyhow::Result;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Rollouts { .. }
             | Command::Scale { .. }
             | Command::Rollout { .. }
+            | Command::Secret { .. }
             | Command::Restart { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
@@ -104,6 +106,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Rollout { command } => deploy::rollout(&data, command),
+        Command::Secret { command } => secret::secret(&data, command),
         Command::Restart { service } => {
             cluster(&data, zlayer_api::ClusterRequest::Restart(service.clone()))?;
             println!("{service} restarting (`zlayer rollouts` follows it)");

@@ -1,0 +1,77 @@
+//! `zlayer secret`: values go to the node base64-encoded in one request
+//! and are never printed; `ls` shows names, versions and consumers.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use zlayer_api::{ClusterReply, ClusterRequest, SecretValue};
+
+use crate::cli::SecretCommand;
+use crate::output::render;
+
+pub fn secret(data: &Path, command: SecretCommand) -> Result<i32> {
+    match command {
+        SecretCommand::Create {
+            name,
+            from_file,
+            from_literal,
+            stdin,
+        } => {
+            let value = match (from_file, from_literal, stdin) {
+                (Some(f), None, None) => {
+                    std::fs::read(&f).with_context(|| format!("{}", f.display()))?
+                }
+                (None, Some(v), None) => v.into_bytes(),
+                (None, None, Some(_)) => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+                    buf
+                }
+                _ => bail!("give the value with one of --from-file FILE, --from-literal VALUE or `-` (stdin)"),
+            };
+            let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+            let req = ClusterRequest::SecretCreate {
+                name: name.clone(),
+                value: SecretValue(encoded),
+            };
+            let ClusterReply::Revision(version) = super::cluster(data, req)? else {
+                bail!("the node answered `secret create` with something else");
+            };
+            println!("secret {name}: version {version}");
+        }
+        SecretCommand::Ls { output } => {
+            let ClusterReply::Secrets(rows) = super::cluster(data, ClusterRequest::Secrets)? else {
+                bail!("the node answered `secret ls` with something else");
+            };
+            let now = zlayer_state::now_ms();
+            render(
+                output,
+                &rows,
+                &["NAME", "VERSION", "BYTES", "UPDATED", "CONSUMERS"],
+                |s| {
+                    vec![
+                        s.name.clone(),
+                        s.version.to_string(),
+                        s.bytes.to_string(),
+                        format!(
+                            "{} ago",
+                            super::deploy::age(now.saturating_sub(s.updated_ms) / 1000)
+                        ),
+                        s.consumers.join(" "),
+                    ]
+                },
+            )?;
+        }
+        SecretCommand::Rm { name } => {
+            super::cluster(data, ClusterRequest::SecretRemove(name.clone()))?;
+            println!("secret {name} removed");
+        }
+        SecretCommand::RotateKey => {
+            super::cluster(data, ClusterRequest::SecretsRotateKey)?;
+            println!("every secret is sealed under a new key");
+        }
+    }
+    Ok(0)
+}
