@@ -106,7 +106,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Rollout { command } => deploy::rollout(&data, command),
-        Command::Secret { command } => secret::secret(&data, command),
+        Command::Secret { command } => secret::secret(&data, &registries, command),
         Command::Restart { service } => {
             cluster(&data, zlayer_api::ClusterRequest::Restart(service.clone()))?;
             println!("{service} restarting (`zlayer rollouts` follows it)");

@@ -11,7 +11,11 @@ use zlayer_api::{ClusterReply, ClusterRequest, SecretValue};
 use crate::cli::SecretCommand;
 use crate::output::render;
 
-pub fn secret(data: &Path, command: SecretCommand) -> Result<i32> {
+pub fn secret(
+    data: &Path,
+    registries: &zlayer_image::RegistryOptions,
+    command: SecretCommand,
+) -> Result<i32> {
     match command {
         SecretCommand::Create {
             name,
@@ -31,6 +35,10 @@ pub fn secret(data: &Path, command: SecretCommand) -> Result<i32> {
                 }
                 _ => bail!("give the value with one of --from-file FILE, --from-literal VALUE or `-` (stdin)"),
             };
+            // As `up` does: on a fresh machine the first command starts the node.
+            if !super::client(data).is_remote() {
+                super::node::ensure_node(data, registries)?;
+            }
             let encoded = base64::engine::general_purpose::STANDARD.encode(value);
             let req = ClusterRequest::SecretCreate {
                 name: name.clone(),
