@@ -230,6 +230,48 @@ spreads() {
 }
 check "a deploy spreads one replica per node" spreads
 
+# Secrets across nodes: n5 joins as a worker (no CA key), and a replica placed
+# on it gets the value from the leader over mTLS. The leader refuses n5's
+# certificate a secret its service does not use, or one for a service it does
+# not run (spread/sleeper runs on n1-n3 only). `down` leaves no secrets tmpfs.
+secrets_across() {
+  rm -rf "$ZLC_DIR/n5"
+  "$ZLAYER" --data-dir "$ZLC_DIR/n5" image import images/out/busybox.tar >/dev/null || return 1
+  local t; t=$(z 1 token create) || return 1
+  join5 "$t" || return 1
+  [ ! -e "$ZLC_DIR/n5/cluster/ca.key" ] || { echo "a worker holds the CA key"; return 1; }
+  printf 'zl-canary-cluster' | z 1 secret create cl-db - || return 1
+  z 1 secret create cl-other --from-literal other || return 1
+  cat > "$ZLC_DIR/clsec.yaml" <<'YAML'
+version: v1
+deployment: clsec
+services:
+  app:
+    image: { name: busybox:latest }
+    command: { entrypoint: ["/bin/sleep", "3600"] }
+    env: { DB: $S:cl-db }
+    secrets: [cl-db]
+    scale: { mode: fixed, replicas: 4 }
+    node_mode: dedicated
+YAML
+  z 1 up -d --timeout 60 "$ZLC_DIR/clsec.yaml" || return 1
+  eventually 150 is 1 '.deployment == "clsec" and .state == "running"' 4 || { z 1 ps; return 1; }
+  local r; r=$(z 1 ps -o json | jq -r '.[] | select(.deployment == "clsec" and .node == "n5") | .replica')
+  [ -n "$r" ] || { z 1 ps; return 1; }
+  [ "$(z 1 exec "app/$r" -- /bin/sh -c 'echo "$DB"')" = zl-canary-cluster ] || return 1
+  [ "$(z 1 exec "app/$r" -- cat /run/secrets/cl-db)" = zl-canary-cluster ] || return 1
+  expect "$(member_call n5 /cluster/secrets '{"deployment":"clsec","service":"app","names":["cl-other"]}')" 200 \
+    '{"Refused":"clsec/app does not use secret `cl-other`"}' &&
+  expect "$(member_call n5 /cluster/secrets '{"deployment":"spread","service":"sleeper","names":["cl-db"]}')" 200 \
+    '{"Refused":"node n5 runs no replica of spread/sleeper; secrets go only to the nodes that run their consumers"}' || return 1
+  ! grep -a -r -l zl-canary-cluster "$ZLC_DIR" 2>/dev/null | grep -q . || { echo "the canary is in a node's files"; return 1; }
+  z 1 down clsec || return 1
+  eventually 100 bash -c '! grep -q " /run/zlayer/secrets/clsec-" /proc/mounts' || { echo "a secrets tmpfs is left"; return 1; }
+  z 1 secret rm cl-db && z 1 secret rm cl-other
+}
+secrets_across_then_stop5() { secrets_across; local rc=$?; z 1 down clsec >/dev/null 2>&1; stop5; rm -rf "$ZLC_DIR/n5"; return $rc; }
+check "secrets: a worker gets a value only for a replica placed on it; the leader refuses other asks; down unmounts" secrets_across_then_stop5
+
 dedicated() {
   z 2 up -d --timeout 3 specs/cluster/dedicated.yaml
   eventually 100 bash -c "[ \"\$($NC z 1 ps -o json | jq -r '[.[] | select(.deployment == \"dedicated\" and .state == \"running\") | .node] | unique | length')\" = 3 ]" || return 1
