@@ -17,7 +17,7 @@ ok() { echo "PASS $1"; pass=$((pass+1)); }
 ko() { echo "FAIL $1"; fail=$((fail+1)); }
 check() { local name=$1; shift; if "$@" >$T/out 2>&1; then ok "$name"; [ -n "${CHECK_SHOW:-}" ] && sed 's/^/    /' $T/out | tail -5; else ko "$name"; sed 's/^/    /' $T/out | tail -20; fi; }
 cleanup() {
-  "$Z" down proxy >/dev/null 2>&1; "$Z" down sick >/dev/null 2>&1
+  "$Z" down proxy >/dev/null 2>&1; "$Z" down sick >/dev/null 2>&1; "$Z" down tlssec >/dev/null 2>&1
   "$Z" node stop >/dev/null 2>&1; sleep 0.3
   pkill -9 -f "data-dir $ZLAYER_DATA_DIR" 2>/dev/null
   rm -rf "$ZLAYER_DATA_DIR" "$T"
@@ -179,6 +179,46 @@ YAML
 }
 export -f identity_refused
 check "a spec naming the node's own identity key as a certificate is refused, and nothing is served with it" identity_refused
+# A route's certificate from two secrets: served with the key never on disk;
+# a new value of the pair is served without a restart of any replica.
+secret_cert() { # secret_cert SERIAL: a fresh pair for secret.proxy.test as secrets
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=secret.proxy.test \
+    -set_serial "$1" -addext subjectAltName=DNS:secret.proxy.test -keyout $T/sec.key -out $T/sec.crt 2>/dev/null || return 1
+  "$Z" secret create proxy-crt --from-file $T/sec.crt >/dev/null && "$Z" secret create proxy-key - < $T/sec.key >/dev/null
+}
+served_serial() { echo | openssl s_client -connect 127.0.0.1:443 -servername secret.proxy.test 2>/dev/null | openssl x509 -noout -serial; }
+cert_from_secrets() {
+  secret_cert 0x5EC1 || return 1
+  cat > $T/tls-secret.yaml <<YAML
+version: v1
+deployment: tlssec
+services:
+  s:
+    image: { name: demo:latest, pull_policy: never }
+    env: { PORT: "8080", MESSAGE: from-secret-route }
+    endpoints:
+      - { name: tls, protocol: https, port: 8080, host: secret.proxy.test, expose: public, tls: { cert_secret: proxy-crt, key_secret: proxy-key } }
+YAML
+  "$Z" up -d --timeout 60 $T/tls-secret.yaml >/dev/null || return 1
+  local c="curl -sS -m 5 --cacert $T/sec.crt --resolve secret.proxy.test:443:127.0.0.1"
+  for _ in $(seq 1 100); do $c https://secret.proxy.test/ 2>/dev/null | grep -q from-secret-route && break; sleep 0.1; done
+  $c https://secret.proxy.test/ | grep -q from-secret-route || return 1
+  [ "$(served_serial)" = "serial=5EC1" ] || { served_serial; return 1; }
+  local before; before=$("$Z" ps -o json | jq -c '[.[] | select(.deployment == "tlssec") | .container_id]')
+  secret_cert 0x5EC2 || return 1
+  for _ in $(seq 1 100); do [ "$(served_serial)" = "serial=5EC2" ] && break; sleep 0.1; done
+  [ "$(served_serial)" = "serial=5EC2" ] || { served_serial; return 1; }
+  $c https://secret.proxy.test/ | grep -q from-secret-route || return 1
+  [ "$("$Z" ps -o json | jq -c '[.[] | select(.deployment == "tlssec") | .container_id]')" = "$before" ] || { echo "a replica restarted"; return 1; }
+  ! grep -a -r -l -F "$(sed -n 2p $T/sec.key)" "$ZLAYER_DATA_DIR" 2>/dev/null | grep -q . || { echo "the key is in the data dir"; return 1; }
+}
+cert_from_secrets_then_down() {
+  cert_from_secrets; local rc=$?
+  "$Z" down tlssec >/dev/null; "$Z" secret rm proxy-crt >/dev/null; "$Z" secret rm proxy-key >/dev/null
+  return $rc
+}
+export -f secret_cert served_serial cert_from_secrets cert_from_secrets_then_down
+check "a certificate from two secrets is served; a new value is served without a restart; the key is not in the data dir" cert_from_secrets_then_down
 ids() { "$Z" ps -o json | jq -c '[.[] | select(.deployment == "proxy") | .container_id] | sort'; }
 export -f ids
 check "a hot route change moves the host at once and rolls nothing" bash -c '

@@ -93,23 +93,39 @@ impl Agent {
     /// Every secret a service uses must exist before the spec is committed.
     fn secrets_checked(&self, d: &DeploymentRevision, spec: &Spec) -> Result<(), String> {
         for (name, svc) in &spec.services {
-            let refs = svc.secret_refs();
+            let mut refs = svc.secret_refs();
+            refs.extend(svc.tls_secret_refs());
             let known = self.cluster.secret_versions(&refs);
             let Some(missing) = refs.iter().find(|r| !known.contains_key(*r)) else {
                 continue;
             };
-            let path = match svc
-                .env
-                .iter()
-                .find(|(_, v)| v.strip_prefix("$S:") == Some(missing))
-            {
-                Some((k, _)) => format!("services.{name}.env.{k}"),
-                None => format!("services.{name}.secrets"),
-            };
+            let path = secret_path(name, svc, missing);
             let msg = format!("no secret named `{missing}`; create it first with `zlayer secret create {missing} --from-file FILE`");
             return Err(located(d, &path, msg));
         }
         Ok(())
+    }
+}
+
+/// Where the spec names secret `missing`: an env entry, a route's `tls`, or `secrets`.
+fn secret_path(name: &str, svc: &zlayer_spec::Service, missing: &str) -> String {
+    if let Some((k, _)) = svc
+        .env
+        .iter()
+        .find(|(_, v)| v.strip_prefix("$S:") == Some(missing))
+    {
+        return format!("services.{name}.env.{k}");
+    }
+    let names = |t: &zlayer_spec::EndpointTls| {
+        t.cert_secret.as_deref() == Some(missing) || t.key_secret.as_deref() == Some(missing)
+    };
+    match svc
+        .endpoints
+        .iter()
+        .position(|ep| ep.tls.as_ref().is_some_and(names))
+    {
+        Some(i) => format!("services.{name}.endpoints[{i}].tls"),
+        None => format!("services.{name}.secrets"),
     }
 }
 

@@ -4,8 +4,9 @@
 //! host its certificate, read from the files the endpoint names or issued
 //! (under a prefix the node allows, never its data dir) or issued
 //! by the cluster's ingress CA (kept under `<data>/ingress/dev/` and
-//! renewed when a third of its life is left), or obtained by ACME and
-//! shared through the cluster state (`tls: { acme: true }`).
+//! renewed when a third of its life is left), obtained by ACME and
+//! shared through the cluster state (`tls: { acme: true }`), or taken from
+//! two secrets (`tls: { cert_secret, key_secret }`), held in memory only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,12 @@ enum CertSource {
     Acme {
         issued_ms: u64,
     },
+    /// From two secrets, at these versions (0: missing).
+    Secrets {
+        workload: (String, String),
+        cert: (String, u64),
+        key: (String, u64),
+    },
 }
 
 /// The certificates last handed to the proxy, and when.
@@ -46,6 +53,9 @@ pub(crate) struct CertState {
     /// ACME certificates already opened, by host, with when each was
     /// issued: opening may ask the leader, so it happens once per issue.
     acme: BTreeMap<String, (u64, Arc<CertifiedKey>)>,
+    /// Certificates opened from secrets, by host, with the source they
+    /// were opened from: a worker asks the leader, so once per version.
+    from_secrets: BTreeMap<String, (CertSource, Arc<CertifiedKey>)>,
 }
 
 impl Agent {
@@ -94,7 +104,7 @@ impl Agent {
         let mut sources: BTreeMap<String, CertSource> = BTreeMap::new();
         let mut problems = Vec::new();
         for (_, spec) in specs {
-            for svc in spec.services.values() {
+            for (svc_name, svc) in &spec.services {
                 for ep in svc.endpoints.iter().filter(|e| e.is_ingress_route()) {
                     let (Protocol::Https, Some(host)) = (ep.protocol, &ep.host) else {
                         continue;
@@ -103,6 +113,21 @@ impl Agent {
                         Some(t) if t.acme => CertSource::Acme {
                             issued_ms: self.cluster.acme_issued(host).unwrap_or(0),
                         },
+                        Some(zlayer_spec::EndpointTls {
+                            cert_secret: Some(cert),
+                            key_secret: Some(key),
+                            ..
+                        }) => {
+                            let names = [cert.clone(), key.clone()].into_iter().collect();
+                            let versions = self.cluster.secret_versions(&names);
+                            let at =
+                                |n: &String| (n.clone(), versions.get(n).copied().unwrap_or(0));
+                            CertSource::Secrets {
+                                workload: (spec.deployment.clone(), svc_name.clone()),
+                                cert: at(cert),
+                                key: at(key),
+                            }
+                        }
                         Some(t) => CertSource::Files {
                             cert: t.cert.clone().unwrap_or_default(),
                             key: t.key.clone().unwrap_or_default(),
@@ -141,6 +166,13 @@ impl Agent {
                         Err(e) => Err(e),
                     }
                 }
+                CertSource::Secrets { .. } => match self.secret_certificate(host, source).await {
+                    Ok(k) => {
+                        loaded.push((pattern, k));
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
             };
             match key {
                 Ok(k) => loaded.push((pattern, Arc::new(k))),
@@ -155,6 +187,9 @@ impl Agent {
             }
         }
         state.acme.retain(|host, _| sources.contains_key(host));
+        state
+            .from_secrets
+            .retain(|host, (from, _)| sources.get(host) == Some(from));
         state.sources = sources;
         state.loaded_ms = now;
     }
@@ -186,6 +221,48 @@ impl Agent {
             .acme
             .insert(host.to_string(), (at, k.clone()));
         Ok(k)
+    }
+
+    /// The certificate `source` (a [`CertSource::Secrets`]) names: the one
+    /// opened before if the secrets' versions are the same, else fetched.
+    async fn secret_certificate(
+        &self,
+        host: &str,
+        source: &CertSource,
+    ) -> Result<Arc<CertifiedKey>, String> {
+        let CertSource::Secrets {
+            workload: (deployment, service),
+            cert: (cert, _),
+            key: (key, _),
+        } = source
+        else {
+            return Err(format!("https host {host}: not a certificate from secrets"));
+        };
+        if let Some((from, k)) = self.certs.lock().await.from_secrets.get(host) {
+            if from == source {
+                return Ok(k.clone());
+            }
+        }
+        let values = self
+            .cluster
+            .secret_values(deployment, service, vec![cert.clone(), key.clone()])
+            .await
+            .map_err(|e| format!("https host {host}: its certificate secrets: {e}"))?;
+        let (Some(c), Some(k)) = (values.get(cert), values.get(key)) else {
+            return Err(format!(
+                "https host {host}: the cluster sent no value for `{cert}` or `{key}`"
+            ));
+        };
+        let certified = Arc::new(
+            zlayer_proxy::certified_key(c, k, host)
+                .map_err(|e| format!("https host {host}: secrets `{cert}` and `{key}`: {e}"))?,
+        );
+        self.certs
+            .lock()
+            .await
+            .from_secrets
+            .insert(host.to_string(), (source.clone(), certified.clone()));
+        Ok(certified)
     }
 
     /// A certificate and key from files the spec names. They are host files

@@ -77,6 +77,17 @@ pub struct Service {
 }
 
 impl Service {
+    /// The secrets its https routes take their certificates from: every
+    /// node's ingress needs them, not only the nodes that run replicas.
+    pub fn tls_secret_refs(&self) -> std::collections::BTreeSet<String> {
+        self.endpoints
+            .iter()
+            .filter_map(|ep| ep.tls.as_ref())
+            .flat_map(|t| [t.cert_secret.clone(), t.key_secret.clone()])
+            .flatten()
+            .collect()
+    }
+
     /// Every secret the service uses: its `secrets:` files and its `$S:` env.
     pub fn secret_refs(&self) -> std::collections::BTreeSet<String> {
         let from_env = self.env.values().filter_map(|v| v.strip_prefix("$S:"));
@@ -269,6 +280,12 @@ pub struct EndpointTls {
     /// Obtain and renew the certificate from the cluster's ACME CA.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub acme: bool,
+    /// The PEM certificate chain from a secret (`zlayer secret create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret: Option<String>,
+    /// The PEM private key from a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret: Option<String>,
 }
 
 impl Endpoint {

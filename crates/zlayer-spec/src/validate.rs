@@ -524,21 +524,43 @@ fn check_route_fields(p: &mut Problems, ep_at: &str, ep: &Endpoint) {
                 );
             }
         }
-        match (tls.acme, tls.cert.is_some(), tls.key.is_some()) {
-            (true, false, false) | (false, true, true) => {}
-            (true, _, _) => p.push(
+        let secrets = [
+            ("cert_secret", &tls.cert_secret),
+            ("key_secret", &tls.key_secret),
+        ];
+        for (field, name) in secrets.iter().filter_map(|(f, n)| Some((f, n.as_ref()?))) {
+            if !is_dns_label(name) {
+                p.push(
+                    format!("{ep_at}.tls.{field}"),
+                    format!("secret name `{name}` is not a DNS label"),
+                    Some(DNS_HINT.into()),
+                );
+            }
+        }
+        let has_files = tls.cert.is_some() || tls.key.is_some();
+        let has_secrets = tls.cert_secret.is_some() || tls.key_secret.is_some();
+        let sources = [tls.acme, has_files, has_secrets];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            p.push(
                 format!("{ep_at}.tls"),
-                "`acme: true` and certificate files exclude each other",
-                Some("keep `acme: true`, or `cert` and `key`".into()),
-            ),
-            (false, _, _) => p.push(
+                "`acme: true`, certificate files and certificate secrets exclude each other",
+                Some(
+                    "keep one: `acme: true`, `cert` and `key`, or `cert_secret` and `key_secret`"
+                        .into(),
+                ),
+            );
+        } else if (has_files && (tls.cert.is_none() || tls.key.is_none()))
+            || (has_secrets && (tls.cert_secret.is_none() || tls.key_secret.is_none()))
+            || !(tls.acme || has_files || has_secrets)
+        {
+            p.push(
                 format!("{ep_at}.tls"),
-                "name both `cert` and `key`, or set `acme: true`",
+                "name both `cert` and `key`, both `cert_secret` and `key_secret`, or set `acme: true`",
                 Some(
                     "e.g. `tls: { cert: /etc/zlayer/tls/shop.crt, key: /etc/zlayer/tls/shop.key }`"
                         .into(),
                 ),
-            ),
+            );
         }
         if tls.acme && ep.host.as_deref().is_none_or(|h| h.contains('*')) {
             p.push(

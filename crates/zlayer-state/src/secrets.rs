@@ -243,8 +243,29 @@ pub fn open(s: &SecretsState, ca_key_pem: &str, name: &str) -> Result<(u64, Vec<
     Ok((r.version, value))
 }
 
-/// Every secret a kept revision of `deployment/service` uses.
+/// Every secret a kept revision of `deployment/service` gives its replicas.
 pub fn used_by(s: &ClusterState, deployment: &str, service: &str) -> BTreeSet<String> {
+    kept_refs(s, deployment, service, zlayer_spec::Service::secret_refs)
+}
+
+/// The secrets the current spec of `deployment/service` takes its ingress
+/// certificates from: every node's ingress serves them.
+pub fn served_by(s: &ClusterState, deployment: &str, service: &str) -> BTreeSet<String> {
+    let Some(d) = s.deployments.get(deployment) else {
+        return BTreeSet::new();
+    };
+    zlayer_spec::parse(&d.current.file, &d.current.text)
+        .ok()
+        .and_then(|spec| spec.services.get(service).map(|svc| svc.tls_secret_refs()))
+        .unwrap_or_default()
+}
+
+fn kept_refs(
+    s: &ClusterState,
+    deployment: &str,
+    service: &str,
+    refs: fn(&zlayer_spec::Service) -> BTreeSet<String>,
+) -> BTreeSet<String> {
     let Some(d) = s.deployments.get(deployment) else {
         return BTreeSet::new();
     };
@@ -252,7 +273,7 @@ pub fn used_by(s: &ClusterState, deployment: &str, service: &str) -> BTreeSet<St
         .iter()
         .chain([&d.current])
         .filter_map(|rev| zlayer_spec::parse(&rev.file, &rev.text).ok())
-        .filter_map(|spec| spec.services.get(service).map(|svc| svc.secret_refs()))
+        .filter_map(|spec| spec.services.get(service).map(refs))
         .flatten()
         .collect()
 }
@@ -265,7 +286,7 @@ pub fn consumers(s: &ClusterState, name: &str) -> Vec<String> {
             continue;
         };
         for (svc_name, svc) in &spec.services {
-            if svc.secret_refs().contains(name) {
+            if svc.secret_refs().contains(name) || svc.tls_secret_refs().contains(name) {
                 out.push(format!("{}/{svc_name}", d.name));
             }
         }
@@ -288,8 +309,10 @@ pub enum SecretsReply {
     Refused(String),
 }
 
-/// The values, for node `caller` only if the cluster placed a replica of
-/// that service on it and the service uses each secret asked for.
+/// The values, for node `caller` only if each is the certificate or key of
+/// one of that service's https routes (every node's ingress serves them), or
+/// the cluster placed a replica of that service on it and the service uses
+/// the secret.
 pub fn answer(
     s: &ClusterState,
     ca_key_pem: Option<&str>,
@@ -304,15 +327,18 @@ pub fn answer(
         return SecretsReply::Refused(format!("no node record for member {caller}"));
     };
     let workload = format!("{}/{}", req.deployment, req.service);
-    if !s.assignments_on(&node).any(|a| a.workload == workload) {
-        return SecretsReply::Refused(format!(
-            "node {node} runs no replica of {workload}; secrets go only to the nodes that run their consumers"
-        ));
-    }
+    let runs_one = s.assignments_on(&node).any(|a| a.workload == workload);
     let used = used_by(s, &req.deployment, &req.service);
+    let served = served_by(s, &req.deployment, &req.service);
     let mut values = BTreeMap::new();
     for name in &req.names {
-        if !used.contains(name) {
+        if served.contains(name) {
+            // An ingress certificate: every node serves the route.
+        } else if !runs_one {
+            return SecretsReply::Refused(format!(
+                "node {node} runs no replica of {workload}; secrets go only to the nodes that run their consumers"
+            ));
+        } else if !used.contains(name) {
             return SecretsReply::Refused(format!("{workload} does not use secret `{name}`"));
         }
         match open(&s.secrets, ca_key_pem, name) {

@@ -185,3 +185,28 @@ fn consumers_are_the_services_whose_spec_uses_it() {
     assert_eq!(consumers(&s, "db-pass"), vec!["shop/web".to_string()]);
     assert!(consumers(&s, "nope").is_empty());
 }
+
+/// A route's certificate secrets go to every node (each one's ingress
+/// serves the route), but only those two, and only for that service.
+#[test]
+fn an_ingress_certificate_secret_goes_to_every_node() {
+    let (mut s, key) = state();
+    let tls = "version: v1\ndeployment: shop\nservices:\n  web:\n    image: { name: demo }\n    env: { DB: $S:db-pass }\n    endpoints:\n      - { name: https, protocol: https, port: 80, host: shop.test, expose: public, tls: { cert_secret: shop-crt, key_secret: shop-key } }\n  cache:\n    image: { name: demo }\n";
+    s.deployments.get_mut("shop").unwrap().current.text = tls.into();
+    for name in ["db-pass", "shop-crt", "shop-key"] {
+        put(&mut s, &key, name, name.as_bytes());
+    }
+    // n2 runs no replica of shop/web, yet its ingress gets the route's pair.
+    assert!(matches!(
+        ask(&s, Some(&key), 2, "web", "shop-key"),
+        SecretsReply::Values(_)
+    ));
+    assert!(
+        matches!(ask(&s, Some(&key), 2, "web", "db-pass"), SecretsReply::Refused(r) if r.contains("runs no replica"))
+    );
+    assert!(matches!(
+        ask(&s, Some(&key), 2, "cache", "shop-key"),
+        SecretsReply::Refused(_)
+    ));
+    assert_eq!(consumers(&s, "shop-crt"), vec!["shop/web".to_string()]);
+}
