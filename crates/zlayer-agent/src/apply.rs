@@ -35,6 +35,7 @@ impl Agent {
         };
         resolve_env_checked(&d, spec)?;
         self.secrets_checked(&d, spec)?;
+        self.configs_checked(&d, spec)?;
         for (name, svc) in &spec.services {
             for (i, s) in svc.storage.iter().enumerate() {
                 if let (zlayer_spec::StorageType::Bind, Some(src)) = (&s.kind, &s.source) {
@@ -90,6 +91,25 @@ impl Agent {
 }
 
 impl Agent {
+    /// Every config a service mounts must exist before the spec is committed.
+    fn configs_checked(&self, d: &DeploymentRevision, spec: &Spec) -> Result<(), String> {
+        for (name, svc) in &spec.services {
+            let known = self.cluster.config_versions(&svc.config_refs());
+            for (i, f) in svc.files.iter().enumerate() {
+                let Some(config) = &f.config else { continue };
+                if !known.contains_key(config) {
+                    let msg = format!("no config named `{config}`; create it first with `zlayer config create {config} --from-file FILE`");
+                    return Err(located(
+                        d,
+                        &format!("services.{name}.files[{i}].config"),
+                        msg,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every secret a service uses must exist before the spec is committed.
     fn secrets_checked(&self, d: &DeploymentRevision, spec: &Spec) -> Result<(), String> {
         for (name, svc) in &spec.services {

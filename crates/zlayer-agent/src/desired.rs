@@ -47,6 +47,16 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = names;
         BTreeMap::new()
     }
+    /// The current version of each named config the cluster holds.
+    fn config_versions(&self, names: &BTreeSet<String>) -> BTreeMap<String, u64> {
+        let _ = names;
+        BTreeMap::new()
+    }
+    /// A config's content, if the cluster holds it.
+    fn config_value(&self, name: &str) -> Option<Vec<u8>> {
+        let _ = name;
+        None
+    }
     /// The values of `names` for this node's replicas of
     /// `deployment/service`; the cluster refuses a node that runs none.
     fn secret_values(

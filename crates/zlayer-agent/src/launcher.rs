@@ -24,6 +24,8 @@ pub struct StartRequest {
     pub gpus: Vec<u32>,
     /// The values of the secrets its template uses.
     pub secrets: zlayer_runtime::secrets::SecretValues,
+    /// Its read-only files: (path in the container, content).
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 pub trait Launcher: Send + Sync + 'static {
@@ -69,6 +71,7 @@ impl Launcher for ContainerLauncher {
                     gpus: &req.gpus,
                     inventory: &self.gpus,
                     secrets: &req.secrets,
+                    files: &req.files,
                 },
             )
             .await?;

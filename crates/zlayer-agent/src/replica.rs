@@ -85,6 +85,29 @@ fn overrides(
     })
 }
 
+/// Writes each file (mode 0444, root's) under `dir` and returns its
+/// read-only bind mount.
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<MountSpec>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut mounts = Vec::new();
+    for (i, (target, content)) in files.iter().enumerate() {
+        let path = dir.join(i.to_string());
+        std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        mounts.push(MountSpec::Bind {
+            source: path,
+            target: target.clone(),
+            readonly: true,
+        });
+    }
+    Ok(mounts)
+}
+
 /// Everything a started replica holds, for the record.
 pub struct Started {
     pub container_id: String,
@@ -105,6 +128,8 @@ pub struct ReplicaRequest<'a> {
     pub inventory: &'a zlayer_runtime::GpuInventory,
     /// The values of the secrets it uses.
     pub secrets: &'a SecretValues,
+    /// Read-only files: (path in the container, content).
+    pub files: &'a [(String, Vec<u8>)],
 }
 
 /// Starts a replica; on failure everything it had acquired is released.
@@ -147,6 +172,7 @@ async fn start_inner(
         gpus,
         inventory,
         secrets,
+        files,
     } = *req;
     let t0 = std::time::Instant::now();
     let stage = |name: &str| {
@@ -187,6 +213,8 @@ async fn start_inner(
     std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
     let mut o = overrides(svc, env, &p.data_dir, &p.host_paths)?;
     o.gpus = gpus.to_vec();
+    o.mounts
+        .extend(write_files(&dir.dir().join("files"), files)?);
     for f in ["resolv.conf", "hosts", "hostname"] {
         o.mounts.push(MountSpec::Bind {
             source: etc.join(f),

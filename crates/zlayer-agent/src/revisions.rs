@@ -20,10 +20,11 @@ impl Agent {
         d: &DeploymentRevision,
         name: &str,
     ) -> Option<Arc<Template>> {
-        let refs = spec.services.get(name)?.secret_refs();
+        let svc = spec.services.get(name)?;
         let rolls = Rolls {
             restarts: self.cluster.restarts(&d.name, name),
-            secrets: self.cluster.secret_versions(&refs),
+            secrets: self.cluster.secret_versions(&svc.secret_refs()),
+            configs: self.cluster.config_versions(&svc.config_refs()),
         };
         let t = Template::rolled(spec, name, &d.env, rolls)?;
         let key = t.key();

@@ -25,6 +25,10 @@ impl Agent {
             Ok(s) => s,
             Err(e) => return self.start_failed(r, format!("its secrets: {e}")),
         };
+        let files = match self.file_contents(&t) {
+            Ok(f) => f,
+            Err(e) => return self.start_failed(r, e),
+        };
         let ip = r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
         let req = StartRequest {
             template: t.clone(),
@@ -32,6 +36,7 @@ impl Agent {
             ip,
             gpus: r.gpus.clone(),
             secrets,
+            files,
         };
         match self.launcher.start(req).await {
             Ok(container_id) => {
@@ -77,6 +82,25 @@ impl Agent {
         self.event(&r, "start-failed", e);
         self.persist(self.store.put_replica(&r), &r);
         r
+    }
+
+    /// The content of each file the template mounts: inline, or its config's.
+    fn file_contents(&self, t: &Template) -> Result<Vec<(String, Vec<u8>)>, String> {
+        t.service
+            .files
+            .iter()
+            .map(|f| {
+                let content = match (&f.content, &f.config) {
+                    (Some(inline), _) => inline.clone().into_bytes(),
+                    (None, Some(name)) => self
+                        .cluster
+                        .config_value(name)
+                        .ok_or_else(|| format!("no config named `{name}` for {}", f.target))?,
+                    (None, None) => Vec::new(),
+                };
+                Ok((f.target.clone(), content))
+            })
+            .collect()
     }
 
     /// The values of the secrets the template uses, from the cluster

@@ -25,14 +25,19 @@ pub struct Template {
     /// value is a new revision, so it rolls out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, u64>,
+    /// The version of each config its files take content from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, u64>,
     pub revision: String,
 }
 
-/// What rolls a service beside its spec: `zlayer restart`s and new secret values.
+/// What rolls a service beside its spec: `zlayer restart`s and new secret
+/// and config values.
 #[derive(Clone, Debug, Default)]
 pub struct Rolls {
     pub restarts: u64,
     pub secrets: BTreeMap<String, u64>,
+    pub configs: BTreeMap<String, u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -63,6 +68,7 @@ impl Template {
             env,
             restarts: rolls.restarts,
             secrets: rolls.secrets,
+            configs: rolls.configs,
             revision,
         })
     }
@@ -123,6 +129,10 @@ fn revision(shape: &Service, env: &[(String, String)], rolls: &Rolls) -> String 
     }
     if !rolls.secrets.is_empty() {
         h.update(serde_json::to_vec(&rolls.secrets).unwrap_or_default());
+    }
+    if !rolls.configs.is_empty() {
+        h.update(b"configs");
+        h.update(serde_json::to_vec(&rolls.configs).unwrap_or_default());
     }
     hex::encode(&h.finalize()[..6])
 }

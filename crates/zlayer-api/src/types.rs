@@ -323,6 +323,23 @@ pub enum ClusterRequest {
     SecretRemove(String),
     /// A new key to seal the secrets with.
     SecretsRotateKey,
+    /// `zlayer config create`: a new value (base64) for a config.
+    ConfigCreate {
+        name: String,
+        data: String,
+    },
+    Configs,
+    ConfigRemove(String),
+}
+
+/// A config as `config ls` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigView {
+    pub name: String,
+    pub version: u64,
+    pub bytes: u64,
+    pub updated_ms: u64,
+    pub consumers: Vec<String>,
 }
 
 /// A secret's value on its way to the node, base64. Its `Debug` never
@@ -360,6 +377,7 @@ pub enum ClusterReply {
     Pem(String),
     History(Vec<RevisionView>),
     Secrets(Vec<SecretView>),
+    Configs(Vec<ConfigView>),
     /// The revision a change made.
     Revision(u64),
     Done,

@@ -14,6 +14,7 @@
 //! placement decision of its own: it only feeds the scheduler and commits
 //! its answer.
 
+mod configs;
 mod control;
 mod desired;
 mod files;
@@ -27,6 +28,7 @@ mod secrets;
 mod specs;
 mod views;
 
+pub use configs::ConfigSummary;
 pub use control::{Control, ControlConfig, ControlError, Liveness};
 pub use files::{ClusterFiles, NodeFile};
 pub use links::{LinkStats, Links, PROBE_BYTES};

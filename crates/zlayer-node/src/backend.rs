@@ -207,6 +207,29 @@ impl Backend for Node {
             )),
             ClusterRequest::SecretRemove(name) => done(c.remove_secret(&name).await),
             ClusterRequest::SecretsRotateKey => done(c.rotate_secrets_key().await),
+            ClusterRequest::ConfigCreate { name, data } => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&data)
+                    .map_err(|e| zlayer_api::ApiError::Invalid(format!("config value: {e}")))?;
+                c.put_config(&name, &bytes)
+                    .await
+                    .map(ClusterReply::Revision)
+                    .map_err(errors::control)
+            }
+            ClusterRequest::Configs => Ok(ClusterReply::Configs(
+                c.configs()
+                    .iter()
+                    .map(|s| zlayer_api::ConfigView {
+                        name: s.name.clone(),
+                        version: s.record.version,
+                        bytes: s.record.bytes,
+                        updated_ms: s.record.updated_ms,
+                        consumers: s.consumers.clone(),
+                    })
+                    .collect(),
+            )),
+            ClusterRequest::ConfigRemove(name) => done(c.remove_config(&name).await),
         }
     }
 

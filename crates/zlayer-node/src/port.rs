@@ -52,6 +52,21 @@ impl Cluster for ControlPort {
                 .collect()
         })
     }
+    fn config_versions(&self, names: &BTreeSet<String>) -> BTreeMap<String, u64> {
+        self.0.read(|s| {
+            names
+                .iter()
+                .filter_map(|n| Some((n.clone(), s.configs.get(n)?.version)))
+                .collect()
+        })
+    }
+    fn config_value(&self, name: &str) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let data = self
+            .0
+            .read(|s| s.configs.get(name).map(|c| c.data.clone()))?;
+        base64::engine::general_purpose::STANDARD.decode(data).ok()
+    }
     fn secret_values(
         &self,
         deployment: &str,

@@ -74,6 +74,24 @@ pub struct Service {
     /// at `/run/secrets/NAME`. `$S:NAME` in `env` gives one as a variable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Extension: files the replicas get read-only, each from a config
+    /// (`zlayer config create`) or written inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileMount>,
+}
+
+/// One read-only file in a service's containers.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileMount {
+    /// Absolute path in the container.
+    pub target: String,
+    /// The config (by name) that holds its content; a new version rolls the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Its content, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl Service {
@@ -86,6 +104,11 @@ impl Service {
             .flat_map(|t| [t.cert_secret.clone(), t.key_secret.clone()])
             .flatten()
             .collect()
+    }
+
+    /// Every config its `files` take content from.
+    pub fn config_refs(&self) -> std::collections::BTreeSet<String> {
+        self.files.iter().filter_map(|f| f.config.clone()).collect()
     }
 
     /// Every secret the service uses: its `secrets:` files and its `$S:` env.

@@ -247,6 +247,36 @@ fn check_secret_files(p: &mut Problems, at: &str, names: &[String]) {
     }
 }
 
+fn check_file_mounts(p: &mut Problems, at: &str, files: &[FileMount]) {
+    for (i, f) in files.iter().enumerate() {
+        let here = format!("{at}.files[{i}]");
+        if !f.target.starts_with('/') || f.target.split('/').any(|c| c == "..") || f.target == "/" {
+            p.add(
+                format!("{here}.target"),
+                format!("`{}` must be an absolute file path without `..`", f.target),
+            );
+        } else if files[..i].iter().any(|o| o.target == f.target) {
+            p.add(
+                format!("{here}.target"),
+                format!("`{}` is listed twice", f.target),
+            );
+        }
+        match (&f.config, &f.content) {
+            (Some(name), None) if !is_dns_label(name) => p.push(
+                format!("{here}.config"),
+                format!("config name `{name}` is not a DNS label"),
+                Some(DNS_HINT.into()),
+            ),
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => p.push(
+                here,
+                "give a file exactly one of `config` and `content`",
+                Some("e.g. `{ target: /etc/app.yaml, config: app-config }` or `{ target: /etc/motd, content: \"hi\" }`".into()),
+            ),
+        }
+    }
+}
+
 fn check_service(p: &mut Problems, at: &str, svc: &Service) {
     check_image(p, at, &svc.image);
     for (k, v) in &svc.env {
@@ -274,6 +304,7 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
         }
     }
     check_secret_files(p, at, &svc.secrets);
+    check_file_mounts(p, at, &svc.files);
     check_resources(p, at, &svc.resources);
     check_endpoints(p, at, &svc.endpoints);
     check_scale(p, &format!("{at}.scale"), &svc.scale);

@@ -159,6 +159,8 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::ScaleService { .. } => "ScaleService",
         Command::RestartService { .. } => "RestartService",
         Command::PutSecret(_) => "PutSecret",
+        Command::PutConfig(_) => "PutConfig",
+        Command::RemoveConfig { .. } => "RemoveConfig",
         Command::RemoveSecret { .. } => "RemoveSecret",
         Command::RotateSecretsKey(_) => "RotateSecretsKey",
         Command::Placements { .. } => "Placements",

@@ -17,6 +17,7 @@ pub mod acme;
 pub mod alive;
 pub mod authz;
 pub mod ca_key;
+pub mod configs;
 mod endpoints;
 pub mod ingress_ca;
 pub mod ingress_tls;

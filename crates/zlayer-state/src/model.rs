@@ -317,6 +317,10 @@ pub enum Command {
     RemoveSecret {
         name: String,
     },
+    PutConfig(crate::configs::PutConfig),
+    RemoveConfig {
+        name: String,
+    },
     /// A new secrets data key, every value resealed under it.
     RotateSecretsKey(crate::secrets::RotateKey),
     /// `zlayer restart`: roll the service's replicas out again.
@@ -405,6 +409,7 @@ pub enum Touched {
     Peers,
     Acme,
     Secrets,
+    Configs,
 }
 
 /// Everything Raft replicates.
@@ -431,6 +436,8 @@ pub struct ClusterState {
     pub acme: crate::acme::AcmeState,
     /// Secrets, sealed, and the keyring that opens them.
     pub secrets: crate::secrets::SecretsState,
+    /// Configs by name.
+    pub configs: BTreeMap<String, crate::configs::ConfigRecord>,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -454,6 +461,8 @@ struct Flat {
     acme: crate::acme::AcmeState,
     #[serde(default)]
     secrets: crate::secrets::SecretsState,
+    #[serde(default)]
+    configs: BTreeMap<String, crate::configs::ConfigRecord>,
 }
 
 impl From<ClusterState> for Flat {
@@ -471,6 +480,7 @@ impl From<ClusterState> for Flat {
             peers: s.peers.into_values().collect(),
             acme: s.acme,
             secrets: s.secrets,
+            configs: s.configs,
         }
     }
 }
@@ -498,6 +508,7 @@ impl From<Flat> for ClusterState {
             peers: f.peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
             acme: f.acme,
             secrets: f.secrets,
+            configs: f.configs,
         }
     }
 }
@@ -552,6 +563,20 @@ impl ClusterState {
                 touched.push(Touched::Deployment(deployment));
                 Response::Done
             }
+            Command::PutConfig(p) => match crate::configs::put(&mut self.configs, p) {
+                Ok(()) => {
+                    touched.push(Touched::Configs);
+                    Response::Done
+                }
+                Err(why) => Response::Refused(why),
+            },
+            Command::RemoveConfig { name } => match self.configs.remove(&name) {
+                Some(_) => {
+                    touched.push(Touched::Configs);
+                    Response::Done
+                }
+                None => Response::Refused(format!("no config named `{name}`")),
+            },
             Command::PutSecret(p) => self.secrets_changed(|s| s.put(p), touched),
             Command::RotateSecretsKey(r) => self.secrets_changed(|s| s.rotate(r), touched),
             Command::RemoveSecret { name } => self.secrets_changed(

@@ -106,6 +106,11 @@ pub enum Command {
     /// one at a time as an update does: each new one healthy before an old
     /// one stops.
     Restart { service: String },
+    /// Configs: files a spec mounts read-only (`files: [{ target, config }]`).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Secrets: `create`, `ls`, `rm` and `rotate-key` (see docs/secrets.md).
     Secret {
         #[command(subcommand)]
@@ -648,6 +653,24 @@ pub enum RolloutCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Give NAME the content of FILE: its first, or a new version (services
+    /// that mount it roll out with it).
+    Create {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        from_file: PathBuf,
+    },
+    /// Names, versions, sizes and the services that mount each.
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Remove a config no spec mounts.
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]

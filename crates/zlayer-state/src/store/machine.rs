@@ -34,6 +34,7 @@ const NETWORK: &[u8] = b"network";
 const PEERS: &[u8] = b"peers";
 const ACME: &[u8] = b"acme";
 const SECRETS: &[u8] = b"secrets";
+const CONFIGS: &[u8] = b"configs";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -69,6 +70,7 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Peers => PEERS.to_vec(),
         Touched::Acme => ACME.to_vec(),
         Touched::Secrets => SECRETS.to_vec(),
+        Touched::Configs => CONFIGS.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
@@ -97,6 +99,7 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Peers => json(Some(&data.peers)),
         Touched::Acme => json(Some(&data.acme)),
         Touched::Secrets => json(Some(&data.secrets)),
+        Touched::Configs => json(Some(&data.configs)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
@@ -133,6 +136,8 @@ impl StateMachine {
                 d.acme = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == SECRETS {
                 d.secrets = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == CONFIGS {
+                d.configs = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == PEERS {
                 d.peers = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
@@ -350,6 +355,7 @@ fn all_records(d: &ClusterState) -> Vec<Touched> {
         Touched::Peers,
         Touched::Acme,
         Touched::Secrets,
+        Touched::Configs,
     ];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));

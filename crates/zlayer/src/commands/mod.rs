@@ -40,6 +40,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Scale { .. }
             | Command::Rollout { .. }
             | Command::Secret { .. }
+            | Command::Config { .. }
             | Command::Restart { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
@@ -107,6 +108,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Rollout { command } => deploy::rollout(&data, command),
         Command::Secret { command } => secret::secret(&data, &registries, command),
+        Command::Config { command } => secret::config(&data, &registries, command),
         Command::Restart { service } => {
             cluster(&data, zlayer_api::ClusterRequest::Restart(service.clone()))?;
             println!("{service} restarting (`zlayer rollouts` follows it)");

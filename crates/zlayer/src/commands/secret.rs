@@ -1,5 +1,6 @@
-//! `zlayer secret`: values go to the node base64-encoded in one request
-//! and are never printed; `ls` shows names, versions and consumers.
+//! `zlayer secret` and `zlayer config`: values go to the node
+//! base64-encoded in one request; a secret's is never printed. `ls` shows
+//! names, versions and consumers.
 
 use std::io::Read;
 use std::path::Path;
@@ -8,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use zlayer_api::{ClusterReply, ClusterRequest, SecretValue};
 
-use crate::cli::SecretCommand;
+use crate::cli::{ConfigCommand, SecretCommand};
 use crate::output::render;
 
 pub fn secret(
@@ -35,10 +36,7 @@ pub fn secret(
                 }
                 _ => bail!("give the value with one of --from-file FILE, --from-literal VALUE or `-` (stdin)"),
             };
-            // As `up` does: on a fresh machine the first command starts the node.
-            if !super::client(data).is_remote() {
-                super::node::ensure_node(data, registries)?;
-            }
+            ensure_local_node(data, registries)?;
             let encoded = base64::engine::general_purpose::STANDARD.encode(value);
             let req = ClusterRequest::SecretCreate {
                 name: name.clone(),
@@ -79,6 +77,64 @@ pub fn secret(
         SecretCommand::RotateKey => {
             super::cluster(data, ClusterRequest::SecretsRotateKey)?;
             println!("every secret is sealed under a new key");
+        }
+    }
+    Ok(0)
+}
+
+/// As `up` does: on a fresh machine the first command starts the node.
+fn ensure_local_node(data: &Path, registries: &zlayer_image::RegistryOptions) -> Result<()> {
+    if !super::client(data).is_remote() {
+        super::node::ensure_node(data, registries)?;
+    }
+    Ok(())
+}
+
+pub fn config(
+    data: &Path,
+    registries: &zlayer_image::RegistryOptions,
+    command: ConfigCommand,
+) -> Result<i32> {
+    match command {
+        ConfigCommand::Create { name, from_file } => {
+            let value =
+                std::fs::read(&from_file).with_context(|| format!("{}", from_file.display()))?;
+            ensure_local_node(data, registries)?;
+            let req = ClusterRequest::ConfigCreate {
+                name: name.clone(),
+                data: base64::engine::general_purpose::STANDARD.encode(value),
+            };
+            let ClusterReply::Revision(version) = super::cluster(data, req)? else {
+                bail!("the node answered `config create` with something else");
+            };
+            println!("config {name}: version {version}");
+        }
+        ConfigCommand::Ls { output } => {
+            let ClusterReply::Configs(rows) = super::cluster(data, ClusterRequest::Configs)? else {
+                bail!("the node answered `config ls` with something else");
+            };
+            let now = zlayer_state::now_ms();
+            render(
+                output,
+                &rows,
+                &["NAME", "VERSION", "BYTES", "UPDATED", "CONSUMERS"],
+                |c| {
+                    vec![
+                        c.name.clone(),
+                        c.version.to_string(),
+                        c.bytes.to_string(),
+                        format!(
+                            "{} ago",
+                            super::deploy::age(now.saturating_sub(c.updated_ms) / 1000)
+                        ),
+                        c.consumers.join(" "),
+                    ]
+                },
+            )?;
+        }
+        ConfigCommand::Rm { name } => {
+            super::cluster(data, ClusterRequest::ConfigRemove(name.clone()))?;
+            println!("config {name} removed");
         }
     }
     Ok(0)
