@@ -332,16 +332,6 @@ pub enum ClusterRequest {
     ConfigRemove(String),
 }
 
-/// A config as `config ls` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConfigView {
-    pub name: String,
-    pub version: u64,
-    pub bytes: u64,
-    pub updated_ms: u64,
-    pub consumers: Vec<String>,
-}
-
 /// A secret's value on its way to the node, base64. Its `Debug` never
 /// shows it, so no log line or error that prints a request can.
 #[derive(Clone, Serialize, Deserialize)]
@@ -354,9 +344,9 @@ impl std::fmt::Debug for SecretValue {
     }
 }
 
-/// A secret as `secret ls` shows it: never its value.
+/// A secret or config as `ls` shows it: never its value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SecretView {
+pub struct StoredView {
     pub name: String,
     pub version: u64,
     pub bytes: u64,
@@ -376,8 +366,8 @@ pub enum ClusterReply {
     /// A PEM document.
     Pem(String),
     History(Vec<RevisionView>),
-    Secrets(Vec<SecretView>),
-    Configs(Vec<ConfigView>),
+    Secrets(Vec<StoredView>),
+    Configs(Vec<StoredView>),
     /// The revision a change made.
     Revision(u64),
     Done,

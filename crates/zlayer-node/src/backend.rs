@@ -220,7 +220,7 @@ impl Backend for Node {
             ClusterRequest::Configs => Ok(ClusterReply::Configs(
                 c.configs()
                     .iter()
-                    .map(|s| zlayer_api::ConfigView {
+                    .map(|s| zlayer_api::StoredView {
                         name: s.name.clone(),
                         version: s.record.version,
                         bytes: s.record.bytes,
@@ -248,8 +248,8 @@ fn token_kind(api: bool, role: Option<zlayer_model::ClusterRole>) -> zlayer_stat
 }
 
 /// A kept revision as `rollout history` shows it.
-fn secret_view(s: &zlayer_control::SecretSummary) -> zlayer_api::SecretView {
-    zlayer_api::SecretView {
+fn secret_view(s: &zlayer_control::SecretSummary) -> zlayer_api::StoredView {
+    zlayer_api::StoredView {
         name: s.name.clone(),
         version: s.record.version,
         bytes: s.record.bytes,

@@ -84,18 +84,7 @@ pub(crate) fn put(
 
 /// `deployment/service` of each service whose current spec mounts `name`.
 pub fn consumers(s: &ClusterState, name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for d in s.deployments.values() {
-        let Ok(spec) = zlayer_spec::parse(&d.current.file, &d.current.text) else {
-            continue;
-        };
-        for (svc_name, svc) in &spec.services {
-            if svc.config_refs().contains(name) {
-                out.push(format!("{}/{svc_name}", d.name));
-            }
-        }
-    }
-    out
+    s.services_where(|svc| svc.config_refs().contains(name))
 }
 
 #[cfg(test)]

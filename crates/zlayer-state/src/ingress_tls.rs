@@ -126,7 +126,7 @@ fn dev_hosts(s: &ClusterState) -> std::collections::BTreeSet<String> {
 mod tests {
     use super::*;
     use crate::acme::{AcmeCertificate, SealKey};
-    use crate::{DeploymentRecord, SpecRevision};
+    use crate::DeploymentRecord;
 
     const SPEC: &str = "version: v1\ndeployment: shop\nservices:\n  web:\n    image: { name: demo }\n    endpoints:\n      - { name: dev, protocol: https, port: 80, host: Shop.test, expose: public }\n      - { name: files, protocol: https, port: 80, host: files.test, expose: public, tls: { cert: /c.pem, key: /k.pem } }\n      - { name: plain, protocol: http, port: 80, host: plain.test, expose: public }\n";
 
@@ -137,23 +137,8 @@ mod tests {
             ca: Some(ca),
             ..ClusterState::default()
         };
-        s.deployments.insert(
-            "shop".into(),
-            DeploymentRecord {
-                name: "shop".into(),
-                current: SpecRevision {
-                    revision: 1,
-                    file: "shop.yaml".into(),
-                    text: SPEC.into(),
-                    env: Default::default(),
-                    at_ms: 0,
-                    counts: Default::default(),
-                },
-                history: Vec::new(),
-                scaled: Default::default(),
-                restarts: Default::default(),
-            },
-        );
+        s.deployments
+            .insert("shop".into(), DeploymentRecord::fixture("shop", SPEC));
         (s, key)
     }
 

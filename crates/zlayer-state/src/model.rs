@@ -152,6 +152,33 @@ pub struct DeploymentRecord {
     pub restarts: BTreeMap<String, u64>,
 }
 
+impl DeploymentRecord {
+    /// A test fixture: `name` at revision 1 of `text`, from `NAME.yaml`.
+    #[cfg(test)]
+    pub(crate) fn fixture(name: &str, text: &str) -> DeploymentRecord {
+        let first = SpecRevision {
+            revision: 1,
+            file: format!("{name}.yaml"),
+            text: text.into(),
+            env: BTreeMap::new(),
+            at_ms: 0,
+            counts: BTreeMap::new(),
+        };
+        DeploymentRecord::first(name, first)
+    }
+
+    /// A deployment at its first revision.
+    pub fn first(name: &str, current: SpecRevision) -> DeploymentRecord {
+        DeploymentRecord {
+            name: name.to_string(),
+            current,
+            history: Vec::new(),
+            scaled: BTreeMap::new(),
+            restarts: BTreeMap::new(),
+        }
+    }
+}
+
 /// A service's replica count set by hand, and the spec's count then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaledTo {
@@ -994,13 +1021,7 @@ impl ClusterState {
                 d.history.drain(..excess);
             }
             None => {
-                let record = DeploymentRecord {
-                    name: name.clone(),
-                    current: rev,
-                    history: Vec::new(),
-                    scaled: BTreeMap::new(),
-                    restarts: BTreeMap::new(),
-                };
+                let record = DeploymentRecord::first(&name, rev);
                 self.deployments.insert(name.clone(), record);
             }
         }
@@ -1123,6 +1144,22 @@ impl ClusterState {
     }
 
     /// The assignments of one node, by node name.
+    /// `deployment/service` of each service of a current spec that `pred` picks.
+    pub fn services_where(&self, pred: impl Fn(&zlayer_spec::Service) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in self.deployments.values() {
+            let Ok(spec) = zlayer_spec::parse(&d.current.file, &d.current.text) else {
+                continue;
+            };
+            for (name, svc) in &spec.services {
+                if pred(svc) {
+                    out.push(format!("{}/{name}", d.name));
+                }
+            }
+        }
+        out
+    }
+
     pub fn assignments_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Assignment> {
         self.assignments.values().filter(move |a| a.node == node)
     }

@@ -280,18 +280,7 @@ fn kept_refs(
 
 /// Deployments whose current spec uses `name`, as `deployment/service`.
 pub fn consumers(s: &ClusterState, name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for d in s.deployments.values() {
-        let Ok(spec) = zlayer_spec::parse(&d.current.file, &d.current.text) else {
-            continue;
-        };
-        for (svc_name, svc) in &spec.services {
-            if svc.secret_refs().contains(name) || svc.tls_secret_refs().contains(name) {
-                out.push(format!("{}/{svc_name}", d.name));
-            }
-        }
-    }
-    out
+    s.services_where(|svc| svc.secret_refs().contains(name) || svc.tls_secret_refs().contains(name))
 }
 
 /// A node's request for the values its replicas need.

@@ -1,7 +1,7 @@
 //! Sealing, rotation and who may read a secret: the attack tests.
 
 use super::*;
-use crate::model::{Command, DeploymentRecord, NodeRecord, Response, SpecRevision};
+use crate::model::{Command, DeploymentRecord, NodeRecord, Response};
 use base64::Engine;
 
 const CANARY: &[u8] = b"canary-7f3a9c-do-not-leak";
@@ -24,23 +24,8 @@ fn state() -> (ClusterState, String) {
             },
         );
     }
-    s.deployments.insert(
-        "shop".into(),
-        DeploymentRecord {
-            name: "shop".into(),
-            current: SpecRevision {
-                revision: 1,
-                file: "shop.yaml".into(),
-                text: SPEC.into(),
-                env: Default::default(),
-                at_ms: 0,
-                counts: Default::default(),
-            },
-            history: Vec::new(),
-            scaled: Default::default(),
-            restarts: Default::default(),
-        },
-    );
+    s.deployments
+        .insert("shop".into(), DeploymentRecord::fixture("shop", SPEC));
     for (workload, node) in [("shop/web", "n1"), ("shop/cache", "n2")] {
         let a = zlayer_model::Assignment {
             workload: workload.into(),

@@ -51,24 +51,7 @@ pub fn secret(
             let ClusterReply::Secrets(rows) = super::cluster(data, ClusterRequest::Secrets)? else {
                 bail!("the node answered `secret ls` with something else");
             };
-            let now = zlayer_state::now_ms();
-            render(
-                output,
-                &rows,
-                &["NAME", "VERSION", "BYTES", "UPDATED", "CONSUMERS"],
-                |s| {
-                    vec![
-                        s.name.clone(),
-                        s.version.to_string(),
-                        s.bytes.to_string(),
-                        format!(
-                            "{} ago",
-                            super::deploy::age(now.saturating_sub(s.updated_ms) / 1000)
-                        ),
-                        s.consumers.join(" "),
-                    ]
-                },
-            )?;
+            render_stored(output, &rows)?;
         }
         SecretCommand::Rm { name } => {
             super::cluster(data, ClusterRequest::SecretRemove(name.clone()))?;
@@ -113,24 +96,7 @@ pub fn config(
             let ClusterReply::Configs(rows) = super::cluster(data, ClusterRequest::Configs)? else {
                 bail!("the node answered `config ls` with something else");
             };
-            let now = zlayer_state::now_ms();
-            render(
-                output,
-                &rows,
-                &["NAME", "VERSION", "BYTES", "UPDATED", "CONSUMERS"],
-                |c| {
-                    vec![
-                        c.name.clone(),
-                        c.version.to_string(),
-                        c.bytes.to_string(),
-                        format!(
-                            "{} ago",
-                            super::deploy::age(now.saturating_sub(c.updated_ms) / 1000)
-                        ),
-                        c.consumers.join(" "),
-                    ]
-                },
-            )?;
+            render_stored(output, &rows)?;
         }
         ConfigCommand::Rm { name } => {
             super::cluster(data, ClusterRequest::ConfigRemove(name.clone()))?;
@@ -138,4 +104,26 @@ pub fn config(
         }
     }
     Ok(0)
+}
+
+/// `secret ls` and `config ls`: the same columns, never a value.
+fn render_stored(output: crate::cli::Format, rows: &[zlayer_api::StoredView]) -> Result<()> {
+    let now = zlayer_state::now_ms();
+    render(
+        output,
+        rows,
+        &["NAME", "VERSION", "BYTES", "UPDATED", "CONSUMERS"],
+        |s| {
+            vec![
+                s.name.clone(),
+                s.version.to_string(),
+                s.bytes.to_string(),
+                format!(
+                    "{} ago",
+                    super::deploy::age(now.saturating_sub(s.updated_ms) / 1000)
+                ),
+                s.consumers.join(" "),
+            ]
+        },
+    )
 }
