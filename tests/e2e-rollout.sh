@@ -119,10 +119,29 @@ rollout_history_undo() {
   echo "$out" | grep -q "keeps no revision 999" || { echo "$out"; return 1; }
   "$Z" down roll >/dev/null
 }
+# update.monitor: a replacement healthy at first that exits 2 s later fails
+# the rollout when monitored for 5 s; with failure_action: rollback the
+# revision before is applied again and serves.
+rollout_monitor_rollback() {
+  sed 's/update: { parallelism: 1, timeout: 60s }/update: { parallelism: 1, timeout: 60s, monitor: 5s, failure_action: rollback }/' \
+    /tmp/e2e-roll.yaml > /tmp/e2e-roll-rb.yaml
+  MSG=r1 SLOW= EXIT= "$Z" up -d --timeout 60 /tmp/e2e-roll-rb.yaml >/dev/null || return 1
+  local before; before=$("$Z" rollout history roll -o json | jq '.[-1].revision')
+  local out; out=$(MSG=r2 SLOW= EXIT=2 "$Z" up -d --timeout 60 /tmp/e2e-roll-rb.yaml 2>&1); echo "$out"
+  echo "$out" | grep -q 'revision [0-9]* is no longer current, revision [0-9]* is: roll/web: stopped: the new replica web/[12] (revision [0-9a-f]*) exited' || return 1
+  echo "$out" | grep -q 'Rolled back (`update.failure_action: rollback`): `roll` is at revision' || return 1
+  local hist; hist=$("$Z" rollout history roll -o json); echo "$hist" | jq -c '.[] | [.revision, .current]'
+  [ "$(echo "$hist" | jq '.[-1].revision')" = $((before + 2)) ] || { echo "not one rollback revision after the failed one"; return 1; }
+  for _ in $(seq 1 150); do all_answer r1 && break; sleep 0.2; done
+  all_answer r1 || return 1
+  web_json | jq -e 'length == 2 and all(.[]; .state == "running" and (.surge | not))' >/dev/null || { web_json; return 1; }
+  "$Z" down roll >/dev/null
+}
 export Z
-export -f roll_apply web_json web_revision rollout_zero_downtime rollout_failure_stops rollout_timeout_stops rollout_back_and_scale all_answer rollout_history_undo
+export -f roll_apply web_json web_revision rollout_zero_downtime rollout_failure_stops rollout_timeout_stops rollout_back_and_scale all_answer rollout_history_undo rollout_monitor_rollback
 check "rolling update: one at a time, new healthy first, no failed request" bash -c rollout_zero_downtime
 check "rolling update: an exiting replacement stops the rollout, old replicas serve" bash -c rollout_failure_stops
 check "rolling update: a replacement not healthy within update.timeout stops it" bash -c rollout_timeout_stops
 check "rolling update: back to the running revision and scale-only changes restart nothing; scale-down drains" bash -c rollout_back_and_scale
 check "rollout history lists the kept revisions; undo rolls the one before back out; a revision not kept is named" bash -c rollout_history_undo
+check "update.monitor: a replacement that exits within it fails the rollout; failure_action: rollback applies the revision before" bash -c rollout_monitor_rollback

@@ -68,6 +68,16 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = (deployment, service, names);
         Box::pin(async { Err("this cluster holds no secrets".to_string()) })
     }
+    /// `update.failure_action: rollback`: apply the revision before `from`
+    /// again, unless the deployment has moved past `from` already.
+    fn roll_back(
+        &self,
+        deployment: &str,
+        from: u64,
+    ) -> futures::future::BoxFuture<'static, Result<u64, String>> {
+        let _ = (deployment, from);
+        Box::pin(async { Err("this cluster keeps no revisions to roll back to".to_string()) })
+    }
     /// When the ACME certificate the cluster holds for `host` was issued
     /// (Unix ms); `None` until there is one. Cheap: read every round.
     fn acme_issued(&self, host: &str) -> Option<u64> {

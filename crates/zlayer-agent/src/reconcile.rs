@@ -117,8 +117,16 @@ impl Agent {
                     }
                 }
                 starts.extend(
-                    self.roll(&t, svc, &slots, rollout, &mut replicas, &mut wanted)
-                        .await,
+                    self.roll(
+                        &t,
+                        svc,
+                        d.revision,
+                        &slots,
+                        rollout,
+                        &mut replicas,
+                        &mut wanted,
+                    )
+                    .await,
                 );
                 // Replicas of one service start together; services start in dependency order.
                 let launched =

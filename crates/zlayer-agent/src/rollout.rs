@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use zlayer_model::ReplicaReport;
-use zlayer_spec::{ResourceType, Service};
+use zlayer_spec::{FailureAction, ResourceType, Service};
 
 use crate::agent::Agent;
 use crate::clock::now_ms;
@@ -59,6 +59,7 @@ impl Agent {
         &self,
         t: &Template,
         svc: &Service,
+        spec_revision: u64,
         slots: &[u32],
         mut rollout: Rollout,
         replicas: &mut BTreeMap<String, Replica>,
@@ -90,6 +91,9 @@ impl Agent {
                          fix the spec and apply it again",
                         t.revision
                     );
+                    if svc.update.failure_action == FailureAction::Rollback {
+                        rollout.message += &self.roll_back(dep, spec_revision).await;
+                    }
                     self.event(&s, "rollout-failed", rollout.message.clone());
                     self.save_rollout(&rollout);
                 }
@@ -180,10 +184,23 @@ impl Agent {
         starts
     }
 
+    /// What `failure_action: rollback` did, for the rollout's message.
+    async fn roll_back(&self, deployment: &str, from: u64) -> String {
+        match self.cluster.roll_back(deployment, from).await {
+            Ok(now) => format!(" Rolled back (`update.failure_action: rollback`): `{deployment}` is at revision {now}, past {from} (`zlayer rollout history {deployment}`)."),
+            Err(e) => format!(" Rollback not done: {e}."),
+        }
+    }
+
     fn surge_outcome(&self, svc: &Service, s: &Replica) -> SurgeOutcome {
         let timeout = svc.update.timeout;
+        let monitored =
+            now_ms().saturating_sub(s.started_ms) >= svc.update.monitor.0.as_millis() as u64;
         match (s.state, s.health) {
-            (ReplicaState::Running, Health::Healthy | Health::None) => SurgeOutcome::Serving,
+            (ReplicaState::Running, Health::Healthy | Health::None) if monitored => {
+                SurgeOutcome::Serving
+            }
+            (ReplicaState::Running, Health::Healthy | Health::None) => SurgeOutcome::Waiting,
             (ReplicaState::Running, Health::Unhealthy) => {
                 SurgeOutcome::Failed(format!("failed its health check: {}", s.message))
             }

@@ -26,6 +26,10 @@ pub struct ApplyResponse {
     /// waits for it instead of the spec's.
     #[serde(default)]
     pub scaled: BTreeMap<String, u32>,
+    /// The deployment's revision this apply made (or found): `up -d` stops
+    /// waiting once another one is current (a rollback, another `up`).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A replica's state as `ps` shows it: the node's [`zlayer_model::ReplicaState`],

@@ -34,6 +34,19 @@ impl Control {
         text: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<bool, ControlError> {
+        self.put_deployment_if(name, file, text, env, None).await
+    }
+
+    /// [`Self::put_deployment`], applied only while the deployment is at
+    /// `if_revision` (when given).
+    async fn put_deployment_if(
+        &self,
+        name: &str,
+        file: &str,
+        text: &str,
+        env: &BTreeMap<String, String>,
+        if_revision: Option<u64>,
+    ) -> Result<bool, ControlError> {
         crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
         let parsed = zlayer_spec::parse(file, text).ok();
         if let Some(clash) = parsed
@@ -53,6 +66,7 @@ impl Control {
                 .as_ref()
                 .map(zlayer_state::service_counts)
                 .unwrap_or_default(),
+            if_revision,
         };
         match self.write(cmd).await? {
             Response::Revision(r) => Ok(before != Some(r)),
@@ -104,6 +118,32 @@ impl Control {
 
     /// Commits an earlier revision's spec and env again, as a new revision:
     /// `to`, or the one before the current one. Returns the new revision.
+    /// `update.failure_action: rollback`: the revision before `from`
+    /// applied again, only while `from` is still the current one (so the
+    /// nodes that each saw the failure roll back once, and never over a
+    /// newer apply). Returns the revision now current.
+    pub async fn roll_back(&self, name: &str, from: u64) -> Result<u64, ControlError> {
+        let all = self.history(name)?;
+        let pos = all.iter().position(|r| r.revision == from);
+        let Some(target) = pos.and_then(|p| p.checked_sub(1)).map(|p| &all[p]) else {
+            return Err(ControlError::Refused(format!(
+                "`{name}` keeps no revision before {from} to roll back to"
+            )));
+        };
+        let (file, text, env) = (target.file.clone(), target.text.clone(), target.env.clone());
+        let put = self
+            .put_deployment_if(name, &file, &text, &env, Some(from))
+            .await;
+        let now = self.read(|s| s.deployments.get(name).map_or(0, |d| d.current.revision));
+        match put {
+            Ok(_) => Ok(now),
+            // Another node saw the failure too and rolled back first, or a
+            // newer apply came: either way `from` is no longer current.
+            Err(_) if now != from => Ok(now),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn undo(&self, name: &str, to: Option<u64>) -> Result<u64, ControlError> {
         let all = self.history(name)?;
         let current = all.last().map_or(0, |r| r.revision);

@@ -215,6 +215,7 @@ mod tests {
                 env: BTreeMap::new(),
                 at_ms: 0,
                 counts: Default::default(),
+                if_revision: None,
             },
             &mut t,
         );

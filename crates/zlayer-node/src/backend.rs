@@ -36,14 +36,12 @@ impl Backend for Node {
             Ok(spec) => spec.services.keys().cloned().collect(),
             Err(_) => Vec::new(),
         };
-        let scaled = self.control.read(|s| {
+        let (scaled, revision) = self.control.read(|s| {
             s.deployments
                 .get(&admitted.name)
                 .map_or_else(Default::default, |d| {
-                    d.scaled
-                        .iter()
-                        .map(|(svc, to)| (svc.clone(), to.replicas))
-                        .collect()
+                    let scaled = d.scaled.iter().map(|(svc, to)| (svc.clone(), to.replicas));
+                    (scaled.collect(), d.current.revision)
                 })
         });
         Ok(ApplyResponse {
@@ -52,6 +50,7 @@ impl Backend for Node {
             changed,
             revisions,
             scaled,
+            revision,
         })
     }
 

@@ -84,6 +84,19 @@ impl Cluster for ControlPort {
             Ok(values.into_iter().map(|(n, (_, v))| (n, v)).collect())
         })
     }
+    fn roll_back(
+        &self,
+        deployment: &str,
+        from: u64,
+    ) -> futures::future::BoxFuture<'static, Result<u64, String>> {
+        let (control, deployment) = (self.0.clone(), deployment.to_string());
+        Box::pin(async move {
+            control
+                .roll_back(&deployment, from)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
     fn acme_issued(&self, host: &str) -> Option<u64> {
         let host = host.to_ascii_lowercase();
         self.0

@@ -146,6 +146,24 @@ pub struct Update {
     /// How long a new replica has to become healthy before the rollout stops.
     #[serde(default = "default_update_timeout")]
     pub timeout: Duration,
+    /// How long a new replica must run (and be healthy at the end) before
+    /// it counts as serving and an old one stops: a crash or a failed check
+    /// within it fails the rollout. 0s (default): healthy once is enough.
+    #[serde(default)]
+    pub monitor: Duration,
+    /// What a failed rollout does: `pause` (default; the old replicas keep
+    /// running) or `rollback` (the deployment's previous revision is applied
+    /// again, as `zlayer rollout undo` would).
+    #[serde(default)]
+    pub failure_action: FailureAction,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    #[default]
+    Pause,
+    Rollback,
 }
 
 impl Default for Update {
@@ -153,6 +171,8 @@ impl Default for Update {
         Update {
             parallelism: default_parallelism(),
             timeout: default_update_timeout(),
+            monitor: Duration::default(),
+            failure_action: FailureAction::default(),
         }
     }
 }

@@ -59,6 +59,7 @@ async fn main() {
         env: Default::default(),
         at_ms: 0,
         counts: Default::default(),
+        if_revision: None,
     };
     let mut leader = None;
     for m in members.split(',') {

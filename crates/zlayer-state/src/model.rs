@@ -334,6 +334,10 @@ pub enum Command {
         at_ms: u64,
         #[serde(default)]
         counts: ServiceCounts,
+        /// Applied only while the deployment is at this revision (a
+        /// rollback decided against it must not undo a newer apply).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_revision: Option<u64>,
     },
     /// Removes the deployment and every assignment of its services.
     RemoveDeployment {
@@ -722,7 +726,16 @@ impl ClusterState {
                 env,
                 at_ms,
                 counts,
+                if_revision,
             } => {
+                let current = self.deployments.get(&name).map(|d| d.current.revision);
+                if if_revision.is_some() && current != if_revision {
+                    return Response::Refused(format!(
+                        "deployment `{name}` is at revision {} now, not {}; nothing changed",
+                        current.unwrap_or(0),
+                        if_revision.unwrap_or(0)
+                    ));
+                }
                 let rev = SpecRevision {
                     revision: 1,
                     file,

@@ -32,6 +32,7 @@ fn deploy(s: &mut ClusterState, name: &str, text: &str) -> Response {
             counts: zlayer_spec::parse("f.yaml", text)
                 .map(|spec| service_counts(&spec))
                 .unwrap_or_default(),
+            if_revision: None,
         },
     )
 }
@@ -758,6 +759,7 @@ fn apply_decides_from_the_proposers_counts_not_the_spec_text() {
         env: BTreeMap::new(),
         at_ms: 0,
         counts,
+        if_revision: None,
     };
     let mut s = ClusterState::default();
     run(&mut s, put(BTreeMap::from([("web".to_string(), Some(2))])));
@@ -779,4 +781,30 @@ fn apply_decides_from_the_proposers_counts_not_the_spec_text() {
         service: "web".into(),
     };
     assert_eq!(run(&mut s, restart), Response::Done);
+}
+
+/// A rollback decided against revision N lands only while N is current: a
+/// second node's copy of it, or one racing a newer apply, changes nothing.
+#[test]
+fn a_put_guarded_by_a_revision_lands_only_while_it_is_current() {
+    let mut s = ClusterState::default();
+    deploy(&mut s, "d", "v1");
+    deploy(&mut s, "d", "v2");
+    let guarded = |text: &str, at: u64| Command::PutDeployment {
+        name: "d".into(),
+        file: "f.yaml".into(),
+        text: text.into(),
+        env: BTreeMap::new(),
+        at_ms: 0,
+        counts: BTreeMap::new(),
+        if_revision: Some(at),
+    };
+    assert_eq!(run(&mut s, guarded("v1", 2)), Response::Revision(3));
+    let again = run(&mut s, guarded("v1", 2));
+    assert!(
+        matches!(again, Response::Refused(ref r) if r.contains("at revision 3 now, not 2")),
+        "{again:?}"
+    );
+    assert_eq!(s.deployments["d"].current.revision, 3);
+    assert_eq!(s.deployments["d"].current.text, "v1");
 }

@@ -119,6 +119,7 @@ pub fn deploy(name: &str) -> Command {
         env: BTreeMap::new(),
         at_ms: 0,
         counts: BTreeMap::new(),
+        if_revision: None,
     }
 }
 

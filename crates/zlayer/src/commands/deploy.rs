@@ -97,6 +97,7 @@ fn wait_ready(
     let client = super::client(data);
     let dep = resp.deployment.as_str();
     let start = Instant::now();
+    let started_ms = zlayer_state::now_ms().saturating_sub(60_000);
     let mut generation = 0;
     loop {
         let ps: Vec<ReplicaView> = super::block_on(client.ps())?
@@ -130,6 +131,20 @@ fn wait_ready(
                 RolloutPhase::Rolling => rolling += 1,
             }
         }
+        if let Some(now) = replaced_by(data, resp)? {
+            let failed = super::block_on(client.events())?
+                .into_iter()
+                .filter(|e| e.deployment == dep && e.kind == "rollout-failed")
+                .filter(|e| e.time_ms >= started_ms)
+                .next_back()
+                .map_or_else(String::new, |e| {
+                    format!(": {}/{}: {}", e.deployment, e.service, e.message)
+                });
+            bail!(
+                "{dep}: revision {} is no longer current, revision {now} is{failed}",
+                resp.revision
+            );
+        }
         let surplus = fixed.iter().any(|(name, count)| {
             ps.iter().filter(|r| &r.service == name && !r.surge).count() > *count
         });
@@ -159,6 +174,22 @@ fn wait_ready(
         // Wakes after the node's next reconcile round instead of polling.
         generation = super::block_on(client.watch(generation))?;
     }
+}
+
+/// The deployment's current revision, when it is no longer the one `resp`
+/// applied (a rollback or another `up` replaced it).
+fn replaced_by(data: &Path, resp: &ApplyResponse) -> Result<Option<u64>> {
+    if resp.revision == 0 {
+        return Ok(None);
+    }
+    let req = zlayer_api::ClusterRequest::History(resp.deployment.clone());
+    let now = match super::cluster(data, req) {
+        Ok(zlayer_api::ClusterReply::History(rows)) => {
+            rows.iter().find(|r| r.current).map_or(0, |r| r.revision)
+        }
+        _ => return Ok(None),
+    };
+    Ok((now != resp.revision && now != 0).then_some(now))
 }
 
 /// Streams status changes and logs until Ctrl-C, then takes the deployment down.
