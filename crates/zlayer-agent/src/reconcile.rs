@@ -89,7 +89,6 @@ impl Agent {
                 current.insert(t.key());
                 let rollout = self.rollout_for(&t);
                 let rollout_failed = rollout.state == RolloutState::Failed;
-                let svc = &spec.services[&name];
                 let slots: Vec<u32> = assigned
                     .get(&format!("{}/{name}", spec.deployment))
                     .map(|s| s.iter().copied().collect())
@@ -117,16 +116,8 @@ impl Agent {
                     }
                 }
                 starts.extend(
-                    self.roll(
-                        &t,
-                        svc,
-                        d.revision,
-                        &slots,
-                        rollout,
-                        &mut replicas,
-                        &mut wanted,
-                    )
-                    .await,
+                    self.roll(&t, d, &slots, rollout, &mut replicas, &mut wanted)
+                        .await,
                 );
                 // Replicas of one service start together; services start in dependency order.
                 let launched =

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use zlayer_model::ReplicaReport;
-use zlayer_spec::{FailureAction, ResourceType, Service};
+use zlayer_spec::{DeploymentRevision, FailureAction, ResourceType, Service};
 
 use crate::agent::Agent;
 use crate::clock::now_ms;
@@ -58,14 +58,16 @@ impl Agent {
     pub(crate) async fn roll(
         &self,
         t: &Template,
-        svc: &Service,
-        spec_revision: u64,
+        d: &DeploymentRevision,
         slots: &[u32],
         mut rollout: Rollout,
         replicas: &mut BTreeMap<String, Replica>,
         wanted: &mut HashSet<String>,
     ) -> Vec<Replica> {
         let (dep, name) = (t.deployment.as_str(), t.service_name.as_str());
+        let Some(svc) = d.parsed.as_ref().ok().and_then(|s| s.services.get(name)) else {
+            return Vec::new();
+        };
         for &idx in slots {
             let sk = surge_key(dep, name, idx);
             let Some(s) = replicas.get(&sk).cloned() else {
@@ -92,7 +94,7 @@ impl Agent {
                         t.revision
                     );
                     if svc.update.failure_action == FailureAction::Rollback {
-                        rollout.message += &self.roll_back(dep, spec_revision).await;
+                        rollout.message += &self.roll_back(dep, d.revision).await;
                     }
                     self.event(&s, "rollout-failed", rollout.message.clone());
                     self.save_rollout(&rollout);

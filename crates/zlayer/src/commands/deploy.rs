@@ -134,9 +134,9 @@ fn wait_ready(
         if let Some(now) = replaced_by(data, resp)? {
             let failed = super::block_on(client.events())?
                 .into_iter()
-                .filter(|e| e.deployment == dep && e.kind == "rollout-failed")
-                .filter(|e| e.time_ms >= started_ms)
-                .next_back()
+                .rfind(|e| {
+                    e.deployment == dep && e.kind == "rollout-failed" && e.time_ms >= started_ms
+                })
                 .map_or_else(String::new, |e| {
                     format!(": {}/{}: {}", e.deployment, e.service, e.message)
                 });
