@@ -57,10 +57,10 @@ impl Workload {
             request: Resources {
                 cpu_milli: svc
                     .resources
-                    .cpu
+                    .requested_cpu()
                     .map(|c| (c * 1000.0).round() as u64)
                     .unwrap_or(0),
-                memory_bytes: svc.resources.memory.map(|m| m.0).unwrap_or(0),
+                memory_bytes: svc.resources.requested_memory().map(|m| m.0).unwrap_or(0),
                 gpus: svc.resources.gpu.as_ref().map(|g| g.count).unwrap_or(0),
             },
             mode: svc.node_mode,
@@ -73,5 +73,47 @@ impl Workload {
     /// Whether the service keeps data on a node (a named volume pins it there).
     pub fn has_named_volume(svc: &Service) -> bool {
         svc.storage.iter().any(|s| s.kind == StorageType::Named)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(resources: &str) -> Service {
+        let text = format!(
+            "version: v1\ndeployment: d\nservices:\n  web:\n    image: {{ name: demo }}\n    resources: {resources}\n"
+        );
+        let spec = zlayer_spec::parse("d.yaml", &text).expect("valid spec");
+        spec.services["web"].clone()
+    }
+
+    /// The scheduler reserves what a service requests; a limit it does not
+    /// request below is reserved whole (Kubernetes' default).
+    #[test]
+    fn a_workload_reserves_its_requests_else_its_limits() {
+        let w = Workload::from_service(
+            "d",
+            "web",
+            &service("{ cpu: 4, memory: 1Gi, requests: { cpu: 0.5 } }"),
+        );
+        assert_eq!(
+            (w.request.cpu_milli, w.request.memory_bytes),
+            (500, 1 << 30)
+        );
+        let w = Workload::from_service("d", "web", &service("{ cpu: 4, memory: 1Gi }"));
+        assert_eq!(
+            (w.request.cpu_milli, w.request.memory_bytes),
+            (4000, 1 << 30)
+        );
+        let w = Workload::from_service(
+            "d",
+            "web",
+            &service("{ requests: { cpu: 0.25, memory: 64Mi } }"),
+        );
+        assert_eq!(
+            (w.request.cpu_milli, w.request.memory_bytes),
+            (250, 64 << 20)
+        );
     }
 }

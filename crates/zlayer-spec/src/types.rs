@@ -225,6 +225,35 @@ pub struct Resources {
     pub pids: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<Gpu>,
+    /// What the scheduler reserves on a node, when less than the limits
+    /// above (which the cgroup enforces). Each one left out is its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Requests>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Requests {
+    /// CPU cores reserved (for example 0.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+}
+
+impl Resources {
+    /// The CPU the scheduler reserves: the request, else the limit.
+    pub fn requested_cpu(&self) -> Option<f64> {
+        self.requests.as_ref().and_then(|r| r.cpu).or(self.cpu)
+    }
+
+    /// The memory the scheduler reserves: the request, else the limit.
+    pub fn requested_memory(&self) -> Option<Size> {
+        self.requests
+            .as_ref()
+            .and_then(|r| r.memory)
+            .or(self.memory)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -392,6 +392,34 @@ fn check_image(p: &mut Problems, at: &str, image: &Image) {
     }
 }
 
+/// A request is at most its limit (a node could not give a replica more
+/// than the cgroup lets it use), as in Kubernetes.
+fn check_requests(p: &mut Problems, at: &str, req: &Requests, r: &Resources) {
+    if let Some(cpu) = req.cpu {
+        if !(cpu > 0.0 && cpu <= 1024.0) {
+            p.add(
+                format!("{at}.resources.requests.cpu"),
+                format!("a cpu request must be more than 0 and at most 1024 cores, got {cpu}"),
+            );
+        } else if let Some(limit) = r.cpu.filter(|limit| cpu > *limit) {
+            p.push(
+                format!("{at}.resources.requests.cpu"),
+                format!("the cpu request {cpu} is more than the limit {limit}"),
+                Some("lower the request, or raise `resources.cpu`".into()),
+            );
+        }
+    }
+    if let (Some(m), Some(limit)) = (req.memory, r.memory) {
+        if m > limit {
+            p.push(
+                format!("{at}.resources.requests.memory"),
+                format!("the memory request {m} is more than the limit {limit}"),
+                Some("lower the request, or raise `resources.memory`".into()),
+            );
+        }
+    }
+}
+
 fn check_resources(p: &mut Problems, at: &str, r: &Resources) {
     if let Some(cpu) = r.cpu {
         if !(cpu > 0.0 && cpu <= 1024.0) {
@@ -416,6 +444,9 @@ fn check_resources(p: &mut Problems, at: &str, r: &Resources) {
                 format!("pids must be at least 1, got {pids}"),
             );
         }
+    }
+    if let Some(req) = &r.requests {
+        check_requests(p, at, req, r);
     }
     if let Some(g) = &r.gpu {
         if g.count == 0 {
