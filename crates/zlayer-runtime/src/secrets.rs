@@ -59,6 +59,14 @@ pub fn stage(
     uid: u32,
     gid: u32,
 ) -> Result<PathBuf, RuntimeError> {
+    // Names become file names: the spec validates them as DNS labels, and
+    // this is checked again here, where a bad one would write outside.
+    let names = values.files.keys().chain(values.env.keys());
+    if let Some(bad) = names.chain([&id.to_string()]).find(|n| !is_plain_name(n)) {
+        return Err(RuntimeError::Spec(format!(
+            "`{bad}` cannot name a secret file: it must be one plain path component"
+        )));
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -81,6 +89,10 @@ pub fn stage(
         unstage(root, id);
     }
     written.map(|()| dir)
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 fn write_values(dir: &Path, values: &SecretValues, uid: u32, gid: u32) -> Result<(), RuntimeError> {
@@ -138,4 +150,31 @@ pub fn unstage(root: &Path, id: &str) {
         }
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name that would climb out of the tmpfs (or name another
+    /// container's) is refused before anything is mounted or written.
+    #[test]
+    fn a_name_that_is_not_one_plain_component_is_refused_before_anything_is_made() {
+        let root = std::env::temp_dir().join(format!("zl-secrets-test-{}", std::process::id()));
+        for (id, name) in [
+            ("c1", "../../etc/cron.d/x"),
+            ("c1", "a/b"),
+            ("c1", ".."),
+            ("../c2", "db"),
+        ] {
+            let mut values = SecretValues::default();
+            values.env.insert(name.to_string(), b"v".to_vec());
+            let got = stage(&root, id, &values, 0, 0);
+            assert!(
+                matches!(got, Err(RuntimeError::Spec(ref m)) if m.contains("one plain path component")),
+                "{id} {name}: {got:?}"
+            );
+            assert!(!root.exists(), "{id} {name}: something was made");
+        }
+    }
 }

@@ -265,6 +265,43 @@ mod tests {
                 },
                 "RestartService",
             ),
+            // A worker holds no key to seal with, but could still replace a
+            // value with garbage, drop a secret, or swap the keyring.
+            (
+                Command::PutSecret(crate::secrets::PutSecret {
+                    name: "db".into(),
+                    version: 2,
+                    new_key: None,
+                    key: 1,
+                    sealed: "garbage".into(),
+                    bytes: 7,
+                    at_ms: 0,
+                }),
+                "PutSecret",
+            ),
+            (Command::RemoveSecret { name: "db".into() }, "RemoveSecret"),
+            (
+                Command::RotateSecretsKey(crate::secrets::RotateKey {
+                    from: 1,
+                    key: crate::secrets::SealedKey {
+                        id: 2,
+                        sealed: "garbage".into(),
+                    },
+                    resealed: Default::default(),
+                }),
+                "RotateSecretsKey",
+            ),
+            (
+                Command::PutConfig(crate::configs::PutConfig {
+                    name: "app".into(),
+                    version: 1,
+                    data: "eA==".into(),
+                    bytes: 1,
+                    at_ms: 0,
+                }),
+                "PutConfig",
+            ),
+            (Command::RemoveConfig { name: "app".into() }, "RemoveConfig"),
             (
                 Command::AcmeHttp01 {
                     token: "t".into(),
