@@ -22,6 +22,11 @@ use crate::state::Replica;
 
 /// Certificates are read again this often, to pick up renewed files.
 const RELOAD_MS: u64 = 60_000;
+/// A load that failed for some host is tried again this soon: a fetch
+/// from the leader can fail for a moment (an election, an apply not yet
+/// seen there) and must not leave the host without a certificate for a
+/// whole [`RELOAD_MS`].
+const RETRY_MS: u64 = 2_000;
 
 /// Where each https host's certificate comes from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +53,8 @@ enum CertSource {
 pub(crate) struct CertState {
     sources: BTreeMap<String, CertSource>,
     loaded_ms: u64,
+    /// Whether the last load failed for some host.
+    failed: bool,
     /// Messages already logged, so a bad file is reported once.
     reported: std::collections::HashSet<String>,
     /// ACME certificates already opened, by host, with when each was
@@ -141,7 +148,8 @@ impl Agent {
         let now = crate::clock::now_ms();
         {
             let state = self.certs.lock().await;
-            if state.sources == sources && now.saturating_sub(state.loaded_ms) < RELOAD_MS {
+            let wait = if state.failed { RETRY_MS } else { RELOAD_MS };
+            if state.sources == sources && now.saturating_sub(state.loaded_ms) < wait {
                 return;
             }
         }
@@ -181,6 +189,7 @@ impl Agent {
         }
         proxy.set_certificates(loaded);
         let mut state = self.certs.lock().await;
+        state.failed = !problems.is_empty();
         for p in problems {
             if state.reported.insert(p.clone()) {
                 tracing::warn!("{p}");
