@@ -4,7 +4,8 @@
 # 3-node join, every refused-token case, a deploy that spreads, Dedicated and
 # Exclusive placement, leader loss during writes, node loss, a partition
 # healed with fencing, drain, `depends` across nodes, rollouts across
-# nodes, and an idle cluster's Raft store staying small. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
+# nodes, named volumes pinning their replicas, and an idle cluster's Raft
+# store staying small. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
 # "e2e-cluster: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -335,6 +336,43 @@ node_loss() {
   eventually 100 node_is "$L" "$V" ready
 }
 check "a killed node's replicas move; back, it stops its stale ones" node_loss
+
+# A named volume is claimed on the node of its first replica and pins every
+# replica there: scaled to 0 and back they return to it, and with that node
+# killed they wait (pending) instead of starting empty elsewhere.
+volume_pinned() {
+  local V Q
+  cat > "$ZLC_DIR/clvol.yaml" <<'YAML'
+version: v1
+deployment: clvol
+services:
+  db:
+    image: { name: busybox:latest }
+    command: { entrypoint: ["/bin/sleep", "3600"] }
+    storage: [{ type: named, name: data, target: /data, size: 8Mi }]
+    scale: { mode: fixed, replicas: 2 }
+YAML
+  z 1 up -d --timeout 60 "$ZLC_DIR/clvol.yaml" || return 1
+  V=$(z 1 volume inspect clvol/data | jq -r .node | sed 's/^n//')
+  [ -n "$V" ] || return 1
+  eventually 100 is 1 ".deployment == \"clvol\" and .state == \"running\" and .node == \"n$V\"" 2 || { z 1 ps; return 1; }
+  z 1 exec db/1 -- /bin/sh -c 'echo kept > /data/f' || return 1
+  z 1 scale clvol/db 0 && eventually 100 is 1 '.deployment == "clvol" and .state == "running"' 0 || return 1
+  z 1 scale clvol/db 2 || return 1
+  eventually 100 is 1 ".deployment == \"clvol\" and .state == \"running\" and .node == \"n$V\"" 2 || { z 1 ps; return 1; }
+  [ "$(z 1 exec db/2 -- cat /data/f)" = kept ] || return 1
+  Q=$(( V % 3 + 1 ))
+  $NC kill "$V"
+  eventually 100 node_is "$Q" "$V" down || return 1
+  eventually 100 bash -c "$NC z $Q ps | grep clvol | grep -q 'pending: .*volume'" || { z "$Q" ps; return 1; }
+  is "$Q" '.deployment == "clvol" and .state == "running"' 0 || return 1
+  $NC start "$V" || return 1
+  eventually 150 is "$Q" ".deployment == \"clvol\" and .state == \"running\" and .node == \"n$V\"" 2 || { z "$Q" ps; return 1; }
+  [ "$(z "$Q" exec db/1 -- cat /data/f)" = kept ] || return 1
+  z "$Q" down clvol && z "$Q" volume rm clvol/data
+}
+volume_pinned_then_down() { volume_pinned; local rc=$?; z 1 down clvol >/dev/null 2>&1; return $rc; }
+check "a named volume pins its replicas to its node: back after scale 0, pending while the node is down" volume_pinned_then_down
 
 partition() {
   local L P O

@@ -84,6 +84,8 @@ pub struct Agent {
     pub(crate) quit: Notify,
     pub(crate) node_name: String,
     pub(crate) cluster: Arc<dyn crate::desired::Cluster>,
+    pub(crate) volumes: zlayer_runtime::volume::Volumes,
+    pub(crate) volumes_tended_ms: AtomicU64,
     /// Whether the last round ran fenced.
     pub(crate) fenced: std::sync::atomic::AtomicBool,
 }
@@ -141,6 +143,8 @@ impl Agent {
             quit: Notify::new(),
             node_name: cfg.node_name.clone(),
             cluster: cfg.cluster.clone(),
+            volumes: zlayer_runtime::volume::Volumes::new(&cfg.data_dir),
+            volumes_tended_ms: AtomicU64::new(0),
             fenced: Default::default(),
         }))
     }

@@ -68,6 +68,20 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = (deployment, service, names);
         Box::pin(async { Err("this cluster holds no secrets".to_string()) })
     }
+    /// Where the cluster keeps volume `deployment/name`.
+    fn volume_hold(&self, deployment: &str, name: &str) -> zlayer_model::VolumeHold {
+        let _ = (deployment, name);
+        zlayer_model::VolumeHold::Unclaimed
+    }
+    /// Whether claim `id` of `volume` was removed: only then may its data go.
+    fn volume_removed(&self, volume: &str, id: u64) -> bool {
+        let _ = (volume, id);
+        false
+    }
+    /// The use of the volumes this node holds, for `zlayer volume ls`.
+    fn report_volumes(&self, usage: Vec<zlayer_model::VolumeUsage>) {
+        let _ = usage;
+    }
     /// `update.failure_action: rollback`: apply the revision before `from`
     /// again, unless the deployment has moved past `from` already.
     fn roll_back(

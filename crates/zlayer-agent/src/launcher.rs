@@ -26,6 +26,8 @@ pub struct StartRequest {
     pub secrets: zlayer_runtime::secrets::SecretValues,
     /// Its read-only files: (path in the container, content).
     pub files: Vec<(String, Vec<u8>)>,
+    /// The host directory of each named volume it mounts, by name.
+    pub volumes: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 pub trait Launcher: Send + Sync + 'static {
@@ -72,6 +74,7 @@ impl Launcher for ContainerLauncher {
                     inventory: &self.gpus,
                     secrets: &req.secrets,
                     files: &req.files,
+                    volumes: &req.volumes,
                 },
             )
             .await?;

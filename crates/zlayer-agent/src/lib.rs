@@ -39,6 +39,7 @@ mod starting;
 pub mod state;
 pub mod template;
 mod views;
+mod volumes;
 
 pub use agent::{Agent, AgentConfig, SpecError};
 pub use launcher::{Launcher, StartRequest};

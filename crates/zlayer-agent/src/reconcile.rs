@@ -143,6 +143,7 @@ impl Agent {
         self.forget_templates(&specs, &replicas, current);
         self.check_health(&mut replicas).await;
         self.publish(&specs, &replicas).await;
+        self.tend_volumes(&replicas).await;
     }
 
     /// Exits of running replicas, also those that exited while no agent ran.

@@ -1,6 +1,7 @@
 //! Starting and stopping one replica: image snapshot, network namespace and
 //! veth, resolv.conf/hosts, the shim; and tearing all of it down again.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ impl NodePaths {
 fn overrides(
     svc: &Service,
     env: &[(String, String)],
-    data_dir: &Path,
+    volumes: &BTreeMap<String, PathBuf>,
     host_paths: &crate::host_paths::HostPaths,
 ) -> Result<Overrides, String> {
     let mut mounts = Vec::new();
@@ -56,12 +57,14 @@ fn overrides(
                 readonly: s.readonly,
             },
             StorageType::Named => {
-                let dir = data_dir
-                    .join("volumes")
-                    .join(s.name.clone().unwrap_or_default());
-                let _ = std::fs::create_dir_all(&dir);
+                let name = s.name.clone().unwrap_or_default();
+                let Some(dir) = volumes.get(&name) else {
+                    return Err(format!(
+                        "named volume `{name}` has no directory on this node"
+                    ));
+                };
                 MountSpec::Bind {
-                    source: dir,
+                    source: dir.clone(),
                     target: s.target.clone(),
                     readonly: s.readonly,
                 }
@@ -130,6 +133,8 @@ pub struct ReplicaRequest<'a> {
     pub secrets: &'a SecretValues,
     /// Read-only files: (path in the container, content).
     pub files: &'a [(String, Vec<u8>)],
+    /// The host directory of each named volume, by name.
+    pub volumes: &'a BTreeMap<String, PathBuf>,
 }
 
 /// Starts a replica; on failure everything it had acquired is released.
@@ -173,6 +178,7 @@ async fn start_inner(
         inventory,
         secrets,
         files,
+        volumes,
     } = *req;
     let t0 = std::time::Instant::now();
     let stage = |name: &str| {
@@ -211,7 +217,7 @@ async fn start_inner(
     )
     .map_err(|e| e.to_string())?;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
-    let mut o = overrides(svc, env, &p.data_dir, &p.host_paths)?;
+    let mut o = overrides(svc, env, volumes, &p.host_paths)?;
     o.gpus = gpus.to_vec();
     o.mounts
         .extend(write_files(&dir.dir().join("files"), files)?);

@@ -29,6 +29,10 @@ impl Agent {
             Ok(f) => f,
             Err(e) => return self.start_failed(r, e),
         };
+        let volumes = match self.volume_mounts(&t).await {
+            Ok(v) => v,
+            Err(e) => return self.start_failed(r, e),
+        };
         let ip = r.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
         let req = StartRequest {
             template: t.clone(),
@@ -37,6 +41,7 @@ impl Agent {
             gpus: r.gpus.clone(),
             secrets,
             files,
+            volumes,
         };
         match self.launcher.start(req).await {
             Ok(container_id) => {

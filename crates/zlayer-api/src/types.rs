@@ -334,6 +334,10 @@ pub enum ClusterRequest {
     },
     Configs,
     ConfigRemove(String),
+    /// The cluster's named volumes.
+    Volumes,
+    /// `zlayer volume rm DEPLOYMENT/NAME`.
+    VolumeRemove(String),
 }
 
 /// A secret's value on its way to the node, base64. Its `Debug` never
@@ -372,9 +376,29 @@ pub enum ClusterReply {
     History(Vec<RevisionView>),
     Secrets(Vec<StoredView>),
     Configs(Vec<StoredView>),
+    Volumes(Vec<VolumeView>),
     /// The revision a change made.
     Revision(u64),
     Done,
+}
+
+/// A named volume: where it lives, its size and what its node reported.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VolumeView {
+    /// `deployment/name`.
+    pub volume: String,
+    pub node: String,
+    /// The size enforced (`None`: a plain directory, no limit).
+    pub size_bytes: Option<u64>,
+    pub created_ms: u64,
+    /// Bytes used, as its node last reported (`None`: not reported yet).
+    pub used_bytes: Option<u64>,
+    /// The filesystem's size on the node, for a sized volume.
+    pub capacity_bytes: Option<u64>,
+    /// `deployment/service` of every service placed with it mounted.
+    pub users: Vec<String>,
+    /// Those with a replica placed now (`volume rm` waits for none).
+    pub in_use_by: Vec<String>,
 }
 
 /// One kept revision of a deployment.

@@ -78,6 +78,8 @@ pub enum ControlError {
 pub struct Report {
     pub replicas: Vec<ReplicaReport>,
     pub rollouts: Vec<RolloutReport>,
+    /// The named volumes this node holds.
+    pub volumes: Vec<zlayer_model::VolumeUsage>,
 }
 
 pub struct Control {

@@ -187,7 +187,31 @@ impl Control {
 
     /// Sends this node's replicas and rollouts with the next heartbeat.
     pub fn report_local(&self, replicas: Vec<ReplicaReport>, rollouts: Vec<RolloutReport>) {
-        self.report(Report { replicas, rollouts });
+        let volumes = self.report.borrow().volumes.clone();
+        self.report(Report {
+            replicas,
+            rollouts,
+            volumes,
+        });
+    }
+
+    /// Sends the use of this node's volumes with the next heartbeat.
+    pub fn report_volumes(&self, volumes: Vec<zlayer_model::VolumeUsage>) {
+        let mut r = self.report.borrow().clone();
+        r.volumes = volumes;
+        self.report(r);
+    }
+
+    /// Where the cluster keeps volume `deployment/name`, from this node.
+    pub fn volume_hold(&self, deployment: &str, name: &str) -> zlayer_model::VolumeHold {
+        let k = zlayer_state::volumes::key(deployment, name);
+        self.read(|s| match s.volumes.records.get(&k) {
+            Some(r) if r.node == self.node.name => zlayer_model::VolumeHold::Here { id: r.id },
+            Some(r) => zlayer_model::VolumeHold::Elsewhere {
+                node: r.node.clone(),
+            },
+            None => zlayer_model::VolumeHold::Unclaimed,
+        })
     }
 
     /// The other nodes' rollouts as they last reported them; a down node's

@@ -46,8 +46,14 @@ pub(crate) async fn run(c: Arc<Control>) {
             (last.map(|r| &r.replicas) != Some(&now.replicas)).then(|| now.replicas.clone());
         let rollout_reports =
             (last.map(|r| &r.rollouts) != Some(&now.rollouts)).then(|| now.rollouts.clone());
+        let volume_reports =
+            (last.map(|r| &r.volumes) != Some(&now.volumes)).then(|| now.volumes.clone());
         let sent = Instant::now();
-        let acked = if replica_reports.is_none() && rollout_reports.is_none() && !health_due {
+        let acked = if replica_reports.is_none()
+            && rollout_reports.is_none()
+            && volume_reports.is_none()
+            && !health_due
+        {
             match answered(&c, c.member.alive()).await {
                 Some(index) => caught_up(&c, |applied, _| applied >= index).await,
                 None => false,
@@ -59,6 +65,7 @@ pub(crate) async fn run(c: Arc<Control>) {
                 at_ms,
                 replica_reports,
                 rollout_reports,
+                volume_reports,
                 health: health_due.then_some(health),
             };
             // This node's own heartbeat applied here means so is all the leader had before it.

@@ -102,7 +102,8 @@ impl Seen {
     }
 }
 
-/// The scheduler's pass over the committed state, as commands to commit.
+/// The scheduler's pass over the committed state, as commands to commit:
+/// the volume claims its placements need first, then the placements.
 pub(crate) fn schedule(
     s: &ClusterState,
     specs: &[Arc<DeploymentRevision>],
@@ -121,7 +122,7 @@ pub(crate) fn schedule(
         .collect();
     let workloads = workloads(s, specs);
     let existing: Vec<_> = s.assignments.values().cloned().collect();
-    let plan = zlayer_scheduler::plan(
+    let mut plan = zlayer_scheduler::plan(
         &nodes,
         &workloads,
         &existing,
@@ -130,6 +131,10 @@ pub(crate) fn schedule(
         Weights::default(),
     );
     let mut out = Vec::new();
+    let claims = crate::volume_claims::claims(s, specs, &mut plan.place);
+    if !claims.is_empty() {
+        out.push(Command::ClaimVolumes(claims));
+    }
     if !plan.place.is_empty() || !plan.stop.is_empty() {
         out.push(Command::Placements {
             place: plan.place,
@@ -152,8 +157,8 @@ pub(crate) fn schedule(
 }
 
 /// Every service of every committed deployment, as placement sees it. A
-/// service with a named volume stays on the node that holds it. A spec this
-/// node cannot parse places nothing (`SpecCache` logged why).
+/// service stays on the node that holds one of its named volumes. A spec
+/// this node cannot parse places nothing (`SpecCache` logged why).
 pub(crate) fn workloads(s: &ClusterState, specs: &[Arc<DeploymentRevision>]) -> Vec<Workload> {
     let mut out = Vec::new();
     for spec in specs.iter().filter_map(|d| d.parsed.as_ref().ok()) {
@@ -163,13 +168,12 @@ pub(crate) fn workloads(s: &ClusterState, specs: &[Arc<DeploymentRevision>]) -> 
             if let Some(to) = scaled.and_then(|m| m.get(name)) {
                 w.replicas = to.replicas;
             }
-            if Workload::has_named_volume(svc) {
-                w.pinned_node = s
-                    .assignments
-                    .values()
-                    .find(|a| a.workload == w.id)
-                    .map(|a| a.node.clone());
-            }
+            w.pinned_node = Workload::named_volumes(svc).iter().find_map(|(v, _)| {
+                s.volumes
+                    .records
+                    .get(&zlayer_state::volumes::key(&spec.deployment, v))
+                    .map(|r| r.node.clone())
+            });
             out.push(w);
         }
     }
@@ -278,6 +282,61 @@ mod tests {
             s.pending[0].reason.starts_with("pending: "),
             "{:?}",
             s.pending
+        );
+    }
+
+    const VOLUME_SPEC: &str = "version: v1\ndeployment: d\nservices:\n  db:\n    image: { name: demo }\n    storage: [{ type: named, name: data, target: /data }]\n    scale: { mode: fixed, replicas: 4 }\n";
+
+    /// Spread would put two replicas on each node; the volume keeps all
+    /// four with it, through `down` and a node going down.
+    #[test]
+    fn a_named_volume_is_claimed_once_and_pins_every_replica_to_its_node() {
+        let mut s = state_with(VOLUME_SPEC);
+        let first = schedule(
+            &s,
+            &SpecCache::default().current(&s),
+            zlayer_scheduler::Strategy::Spread,
+        );
+        assert!(
+            matches!(&first[0], Command::ClaimVolumes(c) if c.len() == 1),
+            "the claim commits before the placements: {first:?}"
+        );
+        for _ in 0..3 {
+            commit(&mut s);
+        }
+        let node = s.volumes.records["d/data"].node.clone();
+        assert_eq!(s.assignments.len(), 4);
+        assert_eq!(s.assignments_on(&node).count(), 4, "all with the volume");
+
+        s.apply(
+            Command::RemoveDeployment { name: "d".into() },
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            s.volumes.records["d/data"].node, node,
+            "down keeps the claim"
+        );
+        let mut again = state_with(VOLUME_SPEC);
+        again.volumes = s.volumes.clone();
+        let id = if node == "a" { 1 } else { 2 };
+        again.apply(
+            Command::SetNodeState {
+                id,
+                state: NodeState::Down,
+                at_ms: 1,
+            },
+            &mut Vec::new(),
+        );
+        commit(&mut again);
+        assert!(
+            again.assignments.is_empty(),
+            "nothing starts without its data"
+        );
+        assert_eq!(again.pending.len(), 4);
+        assert!(
+            again.pending[0].reason.contains("volume"),
+            "{:?}",
+            again.pending
         );
     }
 }

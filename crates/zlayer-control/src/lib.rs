@@ -27,6 +27,8 @@ mod reserve;
 mod secrets;
 mod specs;
 mod views;
+mod volume_claims;
+mod volumes;
 
 pub use configs::ConfigSummary;
 pub use control::{Control, ControlConfig, ControlError, Liveness};
@@ -35,6 +37,7 @@ pub use links::{LinkStats, Links, PROBE_BYTES};
 pub use renewal::DEFAULT_RENEW_BEFORE;
 pub use reserve::{free_bytes, STORE_RESERVE};
 pub use secrets::SecretSummary;
+pub use volumes::VolumeSummary;
 pub use zlayer_state::{ClusterState, PendingRecord, Timing};
 
 /// The port of a node's mTLS endpoint unless `--port` says otherwise.

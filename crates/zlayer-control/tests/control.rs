@@ -198,6 +198,7 @@ async fn heartbeat_as(
         replica_reports: None,
         health: None,
         rollout_reports: None,
+        volume_reports: None,
     };
     client
         .call(n1_addr, zlayer_state::WRITE, &cmd, Duration::from_secs(5))

@@ -1,7 +1,7 @@
 //! zlayer-model owns the typed vocabulary that crosses crate boundaries:
 //! replica state, health and the report a node sends about each replica;
 //! rollout state and reports; resources, node state, health and network
-//! facts; assignments (which node runs which replica slot); and the node
+//! facts; named volumes' use; assignments (which node runs which replica slot); and the node
 //! and token summaries the control plane answers with.
 //!
 //! Every crate that decides something from these values compares these
@@ -15,6 +15,7 @@ mod placement;
 mod replica;
 mod rollout;
 mod summary;
+mod volume;
 
 pub use cluster::{ClusterReplica, NodeRollout};
 pub use node::{ClusterNetwork, NodeHealth, NodeNetwork, NodeState, Resources, StockPeer};
@@ -22,3 +23,4 @@ pub use placement::{split_workload, Assignment};
 pub use replica::{Health, ReplicaReport, ReplicaState};
 pub use rollout::{RolloutReport, RolloutState};
 pub use summary::{ClusterRole, NodeRole, NodeSummary, TokenStatus, TokenSummary};
+pub use volume::{VolumeHold, VolumeUsage};

@@ -229,6 +229,22 @@ impl Backend for Node {
                     .collect(),
             )),
             ClusterRequest::ConfigRemove(name) => done(c.remove_config(&name).await),
+            ClusterRequest::Volumes => Ok(ClusterReply::Volumes(
+                c.volumes()
+                    .into_iter()
+                    .map(|v| zlayer_api::VolumeView {
+                        volume: v.record.key(),
+                        node: v.record.node,
+                        size_bytes: v.record.size_bytes,
+                        created_ms: v.record.created_ms,
+                        used_bytes: v.usage.as_ref().map(|u| u.used_bytes),
+                        capacity_bytes: v.usage.and_then(|u| u.capacity_bytes),
+                        users: v.record.users.into_iter().collect(),
+                        in_use_by: v.in_use_by,
+                    })
+                    .collect(),
+            )),
+            ClusterRequest::VolumeRemove(name) => done(c.remove_volume(&name).await),
         }
     }
 

@@ -16,7 +16,7 @@ const PRIVATE: &[&str] = &[
     "logs",
     "state",
     "containers",
-    "volumes",
+    "named-volumes",
 ];
 
 pub(crate) fn harden_data_dir(data_dir: &Path) -> Result<(), String> {

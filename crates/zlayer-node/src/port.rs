@@ -97,6 +97,15 @@ impl Cluster for ControlPort {
                 .map_err(|e| e.to_string())
         })
     }
+    fn volume_hold(&self, deployment: &str, name: &str) -> zlayer_model::VolumeHold {
+        self.0.volume_hold(deployment, name)
+    }
+    fn volume_removed(&self, volume: &str, id: u64) -> bool {
+        self.0.volume_removed(volume, id)
+    }
+    fn report_volumes(&self, usage: Vec<zlayer_model::VolumeUsage>) {
+        self.0.report_volumes(usage);
+    }
     fn acme_issued(&self, host: &str) -> Option<u64> {
         let host = host.to_ascii_lowercase();
         self.0

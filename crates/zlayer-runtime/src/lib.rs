@@ -2,7 +2,9 @@
 //! (hardening defaults, cgroup limits, mounts), creation and start through
 //! `libcontainer` inside a shim process, exec, stop with grace, exit status
 //! (OOM included), cgroup usage, re-adoption after an agent restart,
-//! handing a container the host's GPUs, and its rotated log files.
+//! handing a container the host's GPUs, its rotated log files, and named
+//! volumes on this node (a directory, or a size-limited ext4 image on a
+//! loop device).
 //!
 //! It must not decide what should run, and it knows nothing of services,
 //! images or networks beyond the paths it is handed.
@@ -19,12 +21,14 @@ mod gpu;
 mod layout;
 mod logfile;
 mod logread;
+mod loopdev;
 mod oci;
 mod seccomp;
 pub mod secrets;
 mod shim;
 mod trim;
 mod user;
+pub mod volume;
 
 pub use cgroup::{CgroupStats, CgroupVersion};
 pub use config::{ContainerConfig, DeviceNode, Limits, MountSpec};

@@ -70,9 +70,14 @@ impl Workload {
         }
     }
 
-    /// Whether the service keeps data on a node (a named volume pins it there).
-    pub fn has_named_volume(svc: &Service) -> bool {
-        svc.storage.iter().any(|s| s.kind == StorageType::Named)
+    /// The service's named volumes, with the size each asks for: they
+    /// keep data on a node, so they pin the service there.
+    pub fn named_volumes(svc: &Service) -> Vec<(String, Option<u64>)> {
+        svc.storage
+            .iter()
+            .filter(|s| s.kind == StorageType::Named)
+            .filter_map(|s| Some((s.name.clone()?, s.size.map(|b| b.0))))
+            .collect()
     }
 }
 

@@ -798,6 +798,9 @@ fn check_name(k: CheckType) -> &'static str {
     }
 }
 
+/// The smallest filesystem a sized named volume is made as.
+const MIN_VOLUME_BYTES: u64 = 4 << 20;
+
 fn check_storage(p: &mut Problems, at: &str, storage: &[Storage]) {
     let mut targets = BTreeSet::new();
     for (i, s) in storage.iter().enumerate() {
@@ -820,6 +823,10 @@ fn check_storage(p: &mut Problems, at: &str, storage: &[Storage]) {
                     format!("{sat}.name"),
                     format!("volume name `{n}` is not a DNS label"),
                     Some(DNS_HINT.into()),
+                ),
+                _ if s.size.is_some_and(|b| b.0 < MIN_VOLUME_BYTES) => p.add(
+                    format!("{sat}.size"),
+                    "a named volume's size is the size of its filesystem; give at least 4Mi",
                 ),
                 _ => {}
             },

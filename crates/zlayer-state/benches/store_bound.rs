@@ -91,6 +91,7 @@ fn main() {
                 replica_reports: Some(reports(n)),
                 health: None,
                 rollout_reports: None,
+                volume_reports: None,
             };
             member.write(beat).await.unwrap();
             if n % 2_000 == 0 {

@@ -161,6 +161,8 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::PutSecret(_) => "PutSecret",
         Command::PutConfig(_) => "PutConfig",
         Command::RemoveConfig { .. } => "RemoveConfig",
+        Command::ClaimVolumes(_) => "ClaimVolumes",
+        Command::RemoveVolume { .. } => "RemoveVolume",
         Command::RemoveSecret { .. } => "RemoveSecret",
         Command::RotateSecretsKey(_) => "RotateSecretsKey",
         Command::Placements { .. } => "Placements",
@@ -191,6 +193,7 @@ mod tests {
             replica_reports: None,
             health: None,
             rollout_reports: None,
+            volume_reports: None,
         }
     }
 
@@ -302,6 +305,24 @@ mod tests {
                 "PutConfig",
             ),
             (Command::RemoveConfig { name: "app".into() }, "RemoveConfig"),
+            (
+                Command::ClaimVolumes(vec![crate::volumes::VolumeClaim {
+                    deployment: "d".into(),
+                    name: "data".into(),
+                    node: "n7".into(),
+                    size_bytes: None,
+                    user: "d/web".into(),
+                    at_ms: 1,
+                }]),
+                "ClaimVolumes",
+            ),
+            (
+                Command::RemoveVolume {
+                    volume: "d/data".into(),
+                    id: 1,
+                },
+                "RemoveVolume",
+            ),
             (
                 Command::AcmeHttp01 {
                     token: "t".into(),

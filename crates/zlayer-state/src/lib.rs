@@ -38,6 +38,7 @@ pub mod subnets;
 pub mod token;
 pub mod transport;
 mod types;
+pub mod volumes;
 
 pub use endpoints::{RemoteApi, API};
 pub use join::{NatSeed, SeedPeer};

@@ -64,6 +64,9 @@ pub struct NodeRecord {
     /// Its rolling updates, one per service, as it last reported them.
     #[serde(default)]
     pub rollout_reports: Vec<RolloutReport>,
+    /// The volumes the node holds, as it last reported them.
+    #[serde(default)]
+    pub volume_reports: Vec<crate::volumes::VolumeUsage>,
 }
 
 /// What every heartbeat changes, stored apart from the node's record so a
@@ -323,6 +326,8 @@ pub enum Command {
         health: Option<NodeHealth>,
         #[serde(default)]
         rollout_reports: Option<Vec<RolloutReport>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        volume_reports: Option<Vec<crate::volumes::VolumeUsage>>,
     },
     /// The replicas the scheduler could not place, replacing the last list.
     SetPending(Vec<PendingRecord>),
@@ -351,6 +356,14 @@ pub enum Command {
     PutConfig(crate::configs::PutConfig),
     RemoveConfig {
         name: String,
+    },
+    /// The leader's volume claims, committed before the placements that
+    /// need them.
+    ClaimVolumes(Vec<crate::volumes::VolumeClaim>),
+    /// `zlayer volume rm`: refused while a service using it has a replica.
+    RemoveVolume {
+        volume: String,
+        id: u64,
     },
     /// A new secrets data key, every value resealed under it.
     RotateSecretsKey(crate::secrets::RotateKey),
@@ -441,6 +454,7 @@ pub enum Touched {
     Acme,
     Secrets,
     Configs,
+    Volumes,
 }
 
 /// Everything Raft replicates.
@@ -469,6 +483,8 @@ pub struct ClusterState {
     pub secrets: crate::secrets::SecretsState,
     /// Configs by name.
     pub configs: BTreeMap<String, crate::configs::ConfigRecord>,
+    /// Named volumes and where each lives.
+    pub volumes: crate::volumes::VolumesState,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -494,6 +510,8 @@ struct Flat {
     secrets: crate::secrets::SecretsState,
     #[serde(default)]
     configs: BTreeMap<String, crate::configs::ConfigRecord>,
+    #[serde(default)]
+    volumes: crate::volumes::VolumesState,
 }
 
 impl From<ClusterState> for Flat {
@@ -512,6 +530,7 @@ impl From<ClusterState> for Flat {
             acme: s.acme,
             secrets: s.secrets,
             configs: s.configs,
+            volumes: s.volumes,
         }
     }
 }
@@ -540,6 +559,7 @@ impl From<Flat> for ClusterState {
             acme: f.acme,
             secrets: f.secrets,
             configs: f.configs,
+            volumes: f.volumes,
         }
     }
 }
@@ -601,6 +621,26 @@ impl ClusterState {
                 }
                 Err(why) => Response::Refused(why),
             },
+            Command::ClaimVolumes(claims) => {
+                if self.volumes.claim(claims) {
+                    touched.push(Touched::Volumes);
+                }
+                Response::Done
+            }
+            Command::RemoveVolume { volume, id } => {
+                let running = self
+                    .assignments
+                    .values()
+                    .map(|a| a.workload.clone())
+                    .collect();
+                match self.volumes.remove(&volume, id, &running) {
+                    Ok(()) => {
+                        touched.push(Touched::Volumes);
+                        Response::Done
+                    }
+                    Err(why) => Response::Refused(why),
+                }
+            }
             Command::RemoveConfig { name } => match self.configs.remove(&name) {
                 Some(_) => {
                     touched.push(Touched::Configs);
@@ -687,6 +727,7 @@ impl ClusterState {
                 replica_reports,
                 health,
                 rollout_reports,
+                volume_reports,
             } => match self.nodes.get_mut(&id) {
                 Some(n) => {
                     n.heartbeats += 1;
@@ -701,6 +742,10 @@ impl ClusterState {
                     }
                     if let Some(r) = rollout_reports.filter(|r| *r != n.rollout_reports) {
                         n.rollout_reports = r;
+                        reports_changed = true;
+                    }
+                    if let Some(r) = volume_reports.filter(|r| *r != n.volume_reports) {
+                        n.volume_reports = r;
                         reports_changed = true;
                     }
                     touched.push(if reports_changed {

@@ -329,6 +329,7 @@ fn an_unchanged_heartbeat_touches_only_the_liveness_record() {
         replica_reports: reports,
         health: None,
         rollout_reports: None,
+        volume_reports: None,
     };
     let mut touched = Vec::new();
     s.apply(beat(None), &mut touched);

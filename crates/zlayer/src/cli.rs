@@ -111,6 +111,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Named volumes: `ls`, `inspect` and `rm` (see docs/volumes.md).
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// Secrets: `create`, `ls`, `rm` and `rotate-key` (see docs/secrets.md).
     Secret {
         #[command(subcommand)]
@@ -671,6 +676,19 @@ pub enum ConfigCommand {
     },
     /// Remove a config no spec mounts.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// Every named volume: its node, size, use and users.
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// One volume (DEPLOYMENT/NAME), as JSON: node, size limit, bytes used, users.
+    Inspect { volume: String },
+    /// Remove a volume no replica uses; its node deletes the data.
+    Rm { volume: String },
 }
 
 #[derive(Subcommand)]

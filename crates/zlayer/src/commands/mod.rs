@@ -13,6 +13,7 @@ mod progress;
 mod run;
 mod secret;
 mod spec;
+mod volume;
 
 use anyhow::Result;
 
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Rollout { .. }
             | Command::Secret { .. }
             | Command::Config { .. }
+            | Command::Volume { .. }
             | Command::Restart { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
@@ -109,6 +111,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rollout { command } => deploy::rollout(&data, command),
         Command::Secret { command } => secret::secret(&data, &registries, command),
         Command::Config { command } => secret::config(&data, &registries, command),
+        Command::Volume { command } => volume::volume(&data, command),
         Command::Restart { service } => {
             cluster(&data, zlayer_api::ClusterRequest::Restart(service.clone()))?;
             println!("{service} restarting (`zlayer rollouts` follows it)");
