@@ -259,7 +259,8 @@ impl Agent {
             .into_iter()
             .filter(|r| r.health == Health::Starting)
             .filter_map(|r| {
-                let h = self.template_of(&r)?.service.health.clone()?;
+                let t = self.template_of(&r)?;
+                let h = t.service.readiness_probe()?;
                 Some(h.start_interval.unwrap_or(h.interval).0)
             })
             .min()

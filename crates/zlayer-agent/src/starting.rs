@@ -49,13 +49,14 @@ impl Agent {
                 r.container_id = container_id;
                 r.ip = Some(ip);
                 r.state = ReplicaState::Running;
-                r.health = if svc.health.is_some() {
+                r.health = if svc.readiness_probe().is_some() {
                     Health::Starting
                 } else {
                     Health::None
                 };
                 r.started_ms = now_ms();
                 r.failed_checks = 0;
+                r.live_failures = 0;
                 r.stop_signal = svc
                     .stop
                     .signal

@@ -26,6 +26,9 @@ pub struct Replica {
     pub restart_at_ms: u64,
     pub message: String,
     pub failed_checks: u32,
+    /// Liveness probes failed in a row (a split `liveness` probe only).
+    #[serde(default)]
+    pub live_failures: u32,
     /// The stop sequence, kept with the replica so `down` still honours it
     /// after the spec is gone.
     #[serde(default)]
@@ -66,6 +69,7 @@ impl Replica {
             restart_at_ms: 0,
             message: String::new(),
             failed_checks: 0,
+            live_failures: 0,
             stop_signal: None,
             stop_grace_ms: 0,
             revision: revision.to_string(),

@@ -49,8 +49,18 @@ pub struct Service {
     pub node_mode: NodeMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<NodeSelector>,
+    /// Both probes at once: readiness (traffic) and liveness (restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Extension (Kubernetes' readinessProbe): failing takes a replica out
+    /// of traffic and counts it unhealthy for rollouts and `depends`, and
+    /// never restarts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Health>,
+    /// Extension (Kubernetes' livenessProbe): `retries` failures in a row
+    /// restart the replica; it has no say over traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Health>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends: Vec<Depends>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,6 +105,17 @@ pub struct FileMount {
 }
 
 impl Service {
+    /// The probe that decides whether a replica takes traffic and counts
+    /// as healthy (rollouts, `depends`): `readiness`, else `health`.
+    pub fn readiness_probe(&self) -> Option<&Health> {
+        self.readiness.as_ref().or(self.health.as_ref())
+    }
+
+    /// The probe whose failures restart a replica: `liveness`, else `health`.
+    pub fn liveness_probe(&self) -> Option<&Health> {
+        self.liveness.as_ref().or(self.health.as_ref())
+    }
+
     /// The secrets its https routes take their certificates from: every
     /// node's ingress needs them, not only the nodes that run replicas.
     pub fn tls_secret_refs(&self) -> std::collections::BTreeSet<String> {

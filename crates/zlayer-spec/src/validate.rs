@@ -308,8 +308,21 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
     check_resources(p, at, &svc.resources);
     check_endpoints(p, at, &svc.endpoints);
     check_scale(p, &format!("{at}.scale"), &svc.scale);
-    if let Some(h) = &svc.health {
-        check_health(p, &format!("{at}.health"), h);
+    for (key, probe) in [
+        ("health", &svc.health),
+        ("readiness", &svc.readiness),
+        ("liveness", &svc.liveness),
+    ] {
+        if let Some(h) = probe {
+            check_health(p, &format!("{at}.{key}"), h);
+        }
+    }
+    if svc.health.is_some() && (svc.readiness.is_some() || svc.liveness.is_some()) {
+        p.push(
+            format!("{at}.health"),
+            "`health` is both the readiness and the liveness probe, so it cannot sit beside `readiness` or `liveness`",
+            Some("rename it to the one of the two it should be".into()),
+        );
     }
     check_storage(p, at, &svc.storage);
     if svc.update.parallelism < 1 {
