@@ -231,6 +231,26 @@ spreads() {
 }
 check "a deploy spreads one replica per node" spreads
 
+# `events` on a manager gathers every live node's events over mTLS, and
+# `events -f` follows them: a restart on another node shows up on n1.
+events_everywhere() {
+  [ "$(z 1 events -o json | jq -r '[.[] | select(.deployment == "spread" and .kind == "started") | .node] | unique | join(",")')" = n1,n2,n3 ] || { z 1 events; return 1; }
+  local out; out=$(mktemp)
+  timeout 90 $NC z 1 events -f -o json > "$out" &
+  local f=$!
+  eventually 100 grep -q '"deployment":"spread"' "$out" || { kill $f; return 1; }
+  local before; before=$(wc -l < "$out")
+  z 1 restart spread/sleeper >/dev/null || { kill $f; return 1; }
+  # The rollout's new starts, on n2 and n3 as on n1, arrive after the old lines.
+  local n
+  for n in n2 n3; do
+    eventually 150 bash -c "tail -n +$((before + 1)) $out | jq -e 'select(.node == \"$n\" and .kind == \"started\")' >/dev/null" || { kill $f; tail -5 "$out"; return 1; }
+  done
+  kill $f; wait $f 2>/dev/null
+  [ "$(sort "$out" | uniq -d | wc -l)" = 0 ]
+}
+check "events: a manager shows every node's events, and events -f follows another node's as they happen" events_everywhere
+
 # Secrets across nodes: n5 joins as a worker (no CA key), and a replica placed
 # on it gets the value from the leader over mTLS. The leader refuses n5's
 # certificate a secret its service does not use, or one for a service it does
@@ -429,8 +449,8 @@ depends_across() {
   is 1 '.deployment == "tiers" and .service == "db" and .node == "n2" and .health == "healthy"' 1 || return 1
   is 1 '.deployment == "tiers" and .service == "web" and .node == "n3" and .state == "running"' 1 || return 1
   local healthy started
-  healthy=$(z 2 events -o json | jq '[.[] | select(.service == "db" and .kind == "health" and (.message | endswith("-> healthy")))][0].time_ms')
-  started=$(z 3 events -o json | jq '[.[] | select(.service == "web" and .kind == "started")][0].time_ms')
+  healthy=$(z 2 events -o json | jq '[.[] | select(.deployment == "tiers" and .node == "n2" and .service == "db" and .kind == "health" and (.message | endswith("-> healthy")))][0].time_ms')
+  started=$(z 3 events -o json | jq '[.[] | select(.deployment == "tiers" and .node == "n3" and .service == "web" and .kind == "started")][0].time_ms')
   echo "db healthy on n2 at $healthy, web started on n3 at $started"
   [ "$healthy" != null ] && [ "$started" != null ] && [ "$started" -ge "$healthy" ] || return 1
   z 1 down tiers >/dev/null

@@ -241,6 +241,7 @@ impl Agent {
             }
             ev.push_back(Event {
                 time_ms: now_ms(),
+                node: self.node_name.clone(),
                 deployment: deployment.into(),
                 service: service.into(),
                 replica,

@@ -17,6 +17,11 @@ use crate::state::{Health, Replica, ReplicaState, RolloutState};
 /// The committed specs this node can run: each parsed once per revision.
 pub(crate) type Specs = Vec<(Arc<DeploymentRevision>, Arc<Spec>)>;
 
+/// A run shorter than this counts towards a crash loop.
+pub(crate) const QUICK_EXIT_MS: u64 = 60_000;
+/// Quick exits in a row that make a crash loop.
+pub(crate) const CRASH_LOOP_EXITS: u32 = 3;
+
 impl Agent {
     /// The committed specs that parse here. A revision this node's parser
     /// refuses is reported once (log, event) and shown by `ps`; its
@@ -219,11 +224,26 @@ impl Agent {
         let cron = self
             .template_of(r)
             .is_some_and(|t| t.service.rtype == ResourceType::Cron);
+        let now = now_ms();
         r.restart_at_ms = if cron {
             0
         } else {
-            now_ms() + backoff_ms(r.restarts)
+            now + backoff_ms(r.restarts)
         };
+        let quick = r.started_ms > 0 && now.saturating_sub(r.started_ms) < QUICK_EXIT_MS;
+        r.quick_exits = if quick && !cron { r.quick_exits + 1 } else { 0 };
+        if r.quick_exits == CRASH_LOOP_EXITS {
+            self.event(
+                r,
+                "crash-loop",
+                format!(
+                    "exited {CRASH_LOOP_EXITS} times in a row within {} s of starting ({}); restarts back off, next in {} s",
+                    QUICK_EXIT_MS / 1000,
+                    r.message,
+                    r.restart_at_ms.saturating_sub(now).div_ceil(1000)
+                ),
+            );
+        }
         self.persist(self.store.put_replica(r), r);
     }
 

@@ -29,6 +29,11 @@ pub struct Replica {
     /// Liveness probes failed in a row (a split `liveness` probe only).
     #[serde(default)]
     pub live_failures: u32,
+    /// Runs in a row that exited within [`crate::reconcile::QUICK_EXIT_MS`]
+    /// of their start; from [`crate::reconcile::CRASH_LOOP_EXITS`] on, a
+    /// crash loop.
+    #[serde(default)]
+    pub quick_exits: u32,
     /// The stop sequence, kept with the replica so `down` still honours it
     /// after the spec is gone.
     #[serde(default)]
@@ -52,6 +57,11 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// Exited soon after each of its last starts, waiting out a backoff.
+    pub fn in_crash_loop(&self) -> bool {
+        self.state == ReplicaState::Exited && self.quick_exits >= crate::reconcile::CRASH_LOOP_EXITS
+    }
+
     /// A slot's first record, not started yet.
     pub fn new(deployment: &str, service: &str, index: u32, revision: &str) -> Replica {
         Replica {
@@ -70,6 +80,7 @@ impl Replica {
             message: String::new(),
             failed_checks: 0,
             live_failures: 0,
+            quick_exits: 0,
             stop_signal: None,
             stop_grace_ms: 0,
             revision: revision.to_string(),

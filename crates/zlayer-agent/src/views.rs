@@ -21,6 +21,7 @@ impl Agent {
                 state: r.state,
                 health: r.health,
                 oom_killed: r.last_exit.as_ref().is_some_and(|e| e.oom_killed),
+                crash_loop: r.in_crash_loop(),
                 restarts: r.restarts,
                 ip: r.ip,
                 revision: r.revision,

@@ -23,7 +23,9 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ApplyResponse, ApiError>> + Send;
     fn down(&self, deployment: String) -> impl Future<Output = Result<(), ApiError>> + Send;
     fn ps(&self) -> impl Future<Output = Vec<ReplicaView>> + Send;
-    fn events(&self) -> impl Future<Output = Vec<Event>> + Send;
+    /// Every node's recent events, oldest first; with `origin`
+    /// [`Origin::Forwarded`] (another node gathering them), this node's own.
+    fn events(&self, origin: Origin) -> impl Future<Output = Vec<Event>> + Send;
     fn rollouts(&self) -> impl Future<Output = Vec<RolloutView>> + Send;
     /// Resolves with the state generation once it is past `after`, or after
     /// the backend's own time limit with the current one.
@@ -168,7 +170,7 @@ pub fn parse_request(method: &Method, path: &str, body: &[u8]) -> Result<Request
             .map_err(|e| ApiError::BadRequest(format!("bad exec request: {e}"))),
         (Method::POST, ["v1", "down", dep]) => Ok(Request::Down(dep.to_string())),
         (Method::GET, ["v1", "ps"]) => Ok(Request::Ps),
-        (Method::GET, ["v1", "events"]) => Ok(Request::Events),
+        (Method::GET | Method::POST, ["v1", "events"]) => Ok(Request::Events),
         (Method::GET, ["v1", "rollouts"]) => Ok(Request::Rollouts),
         (Method::GET, ["v1", "watch", after]) => after
             .parse()
@@ -242,9 +244,14 @@ pub async fn answer<B: Backend>(
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    if origin == Origin::Forwarded && !matches!(parsed, Request::Logs(_) | Request::Exec(_)) {
+    if origin == Origin::Forwarded
+        && !matches!(
+            parsed,
+            Request::Logs(_) | Request::Exec(_) | Request::Events
+        )
+    {
         return error(ApiError::NotFound(
-            "a node forwards only logs and exec to another node".into(),
+            "a node forwards only logs, exec and events to another node".into(),
         ));
     }
     if origin == Origin::Remote {
@@ -264,7 +271,7 @@ pub async fn answer<B: Backend>(
         Request::Apply(a) => reply(b.apply(a).await),
         Request::Down(d) => reply(b.down(d).await.map(|()| serde_json::json!({"ok": true}))),
         Request::Ps => json(StatusCode::OK, &b.ps().await),
-        Request::Events => json(StatusCode::OK, &b.events().await),
+        Request::Events => json(StatusCode::OK, &b.events(origin).await),
         Request::Rollouts => json(StatusCode::OK, &b.rollouts().await),
         Request::Watch(after) => json(StatusCode::OK, &b.watch(after).await),
         Request::Locate(t) => reply(b.locate(t).await),

@@ -43,6 +43,9 @@ pub enum ReplicaPhase {
     Failed,
     /// Exited, killed by the kernel's OOM killer.
     OomKilled,
+    /// Exited soon after each of its last starts (Kubernetes'
+    /// CrashLoopBackOff): waiting out a growing backoff.
+    CrashLoop,
     /// Placed on a node that has not reported it yet.
     Assigned,
     /// Its node is down: nothing vouches for its last report.
@@ -92,6 +95,7 @@ words!(ReplicaPhase {
     Exited => "exited",
     Failed => "failed",
     OomKilled => "oom-killed",
+    CrashLoop => "crash-loop",
     Assigned => "assigned",
     Unknown => "unknown",
     Invalid => "invalid",
@@ -147,6 +151,9 @@ pub struct RolloutView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     pub time_ms: u64,
+    /// The node whose agent saw it.
+    #[serde(default)]
+    pub node: String,
     pub deployment: String,
     pub service: String,
     pub replica: u32,

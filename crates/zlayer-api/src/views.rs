@@ -34,6 +34,7 @@ impl From<RolloutState> for RolloutPhase {
 fn phase(r: &ReplicaReport) -> ReplicaPhase {
     match r.state {
         ReplicaState::Running => ReplicaPhase::Running,
+        ReplicaState::Exited if r.crash_loop => ReplicaPhase::CrashLoop,
         _ if r.oom_killed => ReplicaPhase::OomKilled,
         ReplicaState::Pending => ReplicaPhase::Pending,
         ReplicaState::Exited => ReplicaPhase::Exited,

@@ -65,6 +65,9 @@ pub struct ReplicaReport {
     /// Its last exit was the kernel's OOM killer.
     #[serde(default)]
     pub oom_killed: bool,
+    /// Exited soon after starting, again and again: waiting out a backoff.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crash_loop: bool,
     pub restarts: u32,
     pub ip: Option<Ipv4Addr>,
     /// The revision (template hash) it runs.
@@ -98,6 +101,7 @@ impl ReplicaReport {
             state,
             health,
             oom_killed: false,
+            crash_loop: false,
             restarts: 0,
             ip: None,
             revision: revision.to_string(),

@@ -99,8 +99,13 @@ impl Backend for Node {
         out
     }
 
-    async fn events(&self) -> Vec<Event> {
-        self.agent.events()
+    async fn events(&self, origin: zlayer_api::Origin) -> Vec<Event> {
+        let mut out = self.agent.events();
+        if origin != zlayer_api::Origin::Forwarded {
+            out.extend(crate::events::elsewhere(&self.control).await);
+            out.sort_by_key(|e| e.time_ms);
+        }
+        out
     }
 
     async fn rollouts(&self) -> Vec<RolloutView> {

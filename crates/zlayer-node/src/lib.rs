@@ -18,6 +18,7 @@
 mod acme;
 mod backend;
 mod errors;
+mod events;
 mod host;
 mod mesh_plan;
 mod overlay;

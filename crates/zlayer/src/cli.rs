@@ -44,7 +44,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     #[default]
     Table,
@@ -135,6 +135,9 @@ pub enum Command {
     Events {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
+        /// Keep printing new events as they happen (JSON: one per line).
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Build an image from a Dockerfile (see docs/build.md for the subset).
     Build(BuildArgs),

@@ -374,23 +374,53 @@ fn summarize_rollouts(rows: Vec<RolloutView>) -> Vec<RolloutView> {
         .collect()
 }
 
-pub fn events(data: &Path, output: Format) -> Result<i32> {
-    let rows = super::block_on(super::client(data).events())?;
-    render(
-        output,
-        &rows,
-        &["TIME", "SERVICE", "REPLICA", "KIND", "MESSAGE"],
-        |e| {
-            vec![
-                e.time_ms.to_string(),
-                format!("{}/{}", e.deployment, e.service),
-                e.replica.to_string(),
-                e.kind.clone(),
-                e.message.clone(),
-            ]
-        },
-    )?;
-    Ok(0)
+/// `zlayer events`: every node's recent events; with `--follow`, new ones
+/// as they come (asked for every second, each printed once).
+pub fn events(data: &Path, output: Format, follow: bool) -> Result<i32> {
+    let client = super::client(data);
+    let rows = super::block_on(client.events())?;
+    if !follow {
+        render(output, &rows, EVENT_COLUMNS, event_cells)?;
+        return Ok(0);
+    }
+    let mut seen = std::collections::HashSet::new();
+    if output == Format::Table {
+        println!("{}", EVENT_COLUMNS.join("  "));
+    }
+    let mut rows = rows;
+    loop {
+        for e in &rows {
+            if seen.insert(serde_json::to_string(e)?) {
+                match output {
+                    Format::Table => println!("{}", event_cells(e).join("  ")),
+                    _ => println!("{}", serde_json::to_string(e)?),
+                }
+            }
+        }
+        // Each node keeps its last 1000: what is no longer listed will not come back.
+        if seen.len() > 50_000 {
+            seen = rows
+                .iter()
+                .filter_map(|e| serde_json::to_string(e).ok())
+                .collect();
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        rows = super::block_on(client.events())?;
+    }
+}
+
+const EVENT_COLUMNS: &[&str] = &["TIME", "NODE", "SERVICE", "REPLICA", "KIND", "MESSAGE"];
+
+fn event_cells(e: &zlayer_api::Event) -> Vec<String> {
+    vec![
+        zlayer_spec::format_utc(e.time_ms),
+        e.node.clone(),
+        format!("{}/{}", e.deployment, e.service),
+        e.replica.to_string(),
+        e.kind.clone(),
+        e.message.clone(),
+    ]
 }
 
 #[cfg(test)]

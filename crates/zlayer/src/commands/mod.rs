@@ -141,7 +141,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => deploy::up(&data, &registries, &file, detach, timeout),
         Command::Down { deployment } => deploy::down(&data, &deployment),
         Command::Ps { output } => deploy::ps(&data, output),
-        Command::Events { output } => deploy::events(&data, output),
+        Command::Events { output, follow } => deploy::events(&data, output, follow),
         Command::Rollouts { output } => deploy::rollouts(&data, output),
         Command::Logs {
             target,
