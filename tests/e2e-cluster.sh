@@ -108,10 +108,10 @@ worker_bounds() {
   expect "$(member_call n5 /api/v1/exec '{"target":"x/1","command":["id"]}')" 403 \
     "node n5 is a worker: only a manager may reach replicas on other nodes (use a manager, or an API token)" &&
   expect "$(member_call n3 /api/v1/down/x '')" 404 \
-    '{"error":"a node forwards only logs and exec to another node"}' &&
+    '{"error":"a node forwards only logs, exec and events to another node"}' &&
   ! z 1 token ls | grep -q w0rker01 && [ "$(z 1 node ls -o json | jq -r '.[] | select(.name == "n5") | .role')" = learner ]
 }
-check "a worker's certificate: no CreateToken, no heartbeat for another node (nor from a manager), no Raft RPC as another or as itself, no forwarded exec; a manager's forwards only logs and exec" worker_bounds
+check "a worker's certificate: no CreateToken, no heartbeat for another node (nor from a manager), no Raft RPC as another or as itself, no forwarded exec; a manager's forwards only logs, exec and events" worker_bounds
 removed_manager() {
   stop5; rm -rf "$ZLC_DIR/n5"
   local t m; t=$(z 1 token create --role manager) || return 1
