@@ -45,7 +45,13 @@ impl Agent {
                 }
             }
         }
-        for (name, svc) in &spec.services {
+        // An image pulled with a secret is pulled by the nodes that run it
+        // (only they get the secret), when they start a replica.
+        for (name, svc) in spec
+            .services
+            .iter()
+            .filter(|(_, s)| s.image.pull_secret.is_none())
+        {
             crate::images::ensure_image(&self.images, &self.registries, &svc.image)
                 .await
                 .map_err(|e| located(&d, &format!("services.{name}.image.name"), e))?;
@@ -115,6 +121,7 @@ impl Agent {
         for (name, svc) in &spec.services {
             let mut refs = svc.secret_refs();
             refs.extend(svc.tls_secret_refs());
+            refs.extend(svc.pull_secret_refs());
             let known = self.cluster.secret_versions(&refs);
             let Some(missing) = refs.iter().find(|r| !known.contains_key(*r)) else {
                 continue;
@@ -127,8 +134,12 @@ impl Agent {
     }
 }
 
-/// Where the spec names secret `missing`: an env entry, a route's `tls`, or `secrets`.
+/// Where the spec names secret `missing`: an env entry, the image's
+/// `pull_secret`, a route's `tls`, or `secrets`.
 fn secret_path(name: &str, svc: &zlayer_spec::Service, missing: &str) -> String {
+    if svc.image.pull_secret.as_deref() == Some(missing) {
+        return format!("services.{name}.image.pull_secret");
+    }
     if let Some((k, _)) = svc
         .env
         .iter()

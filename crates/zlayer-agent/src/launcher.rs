@@ -45,6 +45,20 @@ pub trait Launcher: Send + Sync + 'static {
     fn cleanup<'a>(&'a self, container_id: &'a str) -> BoxFuture<'a, ()>;
     /// Containers on this node that no id in `recorded` names.
     fn unrecorded(&self, recorded: &HashSet<String>) -> Vec<String>;
+    /// Whether the node holds `image` (a launcher without images needs none).
+    fn has_image(&self, image: &str) -> bool {
+        let _ = image;
+        true
+    }
+    /// Pulls `image` onto the node.
+    fn pull(
+        &self,
+        image: zlayer_spec::Image,
+        registries: zlayer_image::RegistryOptions,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        let _ = (image, registries);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Containers for real: images to snapshots, netns and veth, the shim.
@@ -55,6 +69,22 @@ pub struct ContainerLauncher {
 }
 
 impl Launcher for ContainerLauncher {
+    fn has_image(&self, image: &str) -> bool {
+        self.images.contains(image)
+    }
+
+    fn pull(
+        &self,
+        image: zlayer_spec::Image,
+        registries: zlayer_image::RegistryOptions,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            crate::images::ensure_image(&self.images, &registries, &image)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn start(&self, req: StartRequest) -> BoxFuture<'_, Result<String, String>> {
         Box::pin(async move {
             let t = &req.template;

@@ -21,6 +21,9 @@ impl Agent {
             self.persist(self.store.put_replica(&r), &r);
             return r;
         };
+        if let Err(e) = self.image_for_start(&t).await {
+            return self.start_failed(r, e);
+        }
         let secrets = match self.secret_values(&t).await {
             Ok(s) => s,
             Err(e) => return self.start_failed(r, format!("its secrets: {e}")),

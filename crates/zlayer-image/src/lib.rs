@@ -33,7 +33,7 @@ pub use progress::{Progress, Silent, TransferEvent};
 pub use pull::Pulled;
 pub use push::Pushed;
 pub use reference::normalize_name;
-pub use registry::{check_login, is_loopback, RegistryOptions};
+pub use registry::{check_login, is_loopback, BasicCredentials, RegistryOptions};
 pub use snapshot::Snapshot;
 pub use store::{ImageInfo, ImageStore, ResolvedImage};
 pub use unpack::{unpack_layer, unpack_layer_limited, LayerLimits};

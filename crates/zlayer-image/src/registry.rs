@@ -21,6 +21,33 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// zlayer's credentials file; `None` means [`crate::default_auth_file`].
     pub auth_file: Option<PathBuf>,
+    /// Credentials for this one use, before any file (a spec's
+    /// `image.pull_secret`).
+    pub credentials: Option<BasicCredentials>,
+}
+
+/// A user and password for a registry; `Debug` never shows the password.
+#[derive(Clone)]
+pub struct BasicCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl BasicCredentials {
+    /// `USER:PASSWORD` (a trailing newline, as a file has, is dropped).
+    pub fn parse(text: &str) -> Option<BasicCredentials> {
+        let (user, password) = text.trim_end_matches(['\n', '\r']).split_once(':')?;
+        (!user.is_empty()).then(|| BasicCredentials {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicCredentials({}, <password>)", self.user)
+    }
 }
 
 pub(crate) struct Remote {
@@ -37,11 +64,16 @@ impl Remote {
             reference: reference.into(),
             what: format!("{e}"),
         })?;
-        let auth_file = opts
-            .auth_file
-            .clone()
-            .unwrap_or_else(crate::auth::default_auth_file);
-        let auth = crate::auth::credentials_for(parsed.registry(), &auth_file)?;
+        let auth = match &opts.credentials {
+            Some(c) => RegistryAuth::Basic(c.user.clone(), c.password.clone()),
+            None => {
+                let auth_file = opts
+                    .auth_file
+                    .clone()
+                    .unwrap_or_else(crate::auth::default_auth_file);
+                crate::auth::credentials_for(parsed.registry(), &auth_file)?
+            }
+        };
         Ok(Self::with_auth(parsed, auth, opts))
     }
 

@@ -180,6 +180,7 @@ async fn push_and_pull_with_bearer_tokens() {
     let opts = RegistryOptions {
         insecure: vec![],
         auth_file: Some(auth_file.clone()),
+        credentials: None,
     };
     let source = ImageStore::open(dir.path().join("source")).expect("store");
     source.import(&busybox_archive()).expect("import busybox");

@@ -133,6 +133,11 @@ impl Service {
     }
 
     /// Every secret the service uses: its `secrets:` files and its `$S:` env.
+    /// The secret its image is pulled with, if any.
+    pub fn pull_secret_refs(&self) -> std::collections::BTreeSet<String> {
+        self.image.pull_secret.iter().cloned().collect()
+    }
+
     pub fn secret_refs(&self) -> std::collections::BTreeSet<String> {
         let from_env = self.env.values().filter_map(|v| v.strip_prefix("$S:"));
         self.secrets
@@ -212,6 +217,11 @@ pub struct Image {
     pub name: String,
     #[serde(default)]
     pub pull_policy: PullPolicy,
+    /// Extension (Kubernetes' imagePullSecrets): a secret holding
+    /// `USER:PASSWORD` for the image's registry. Each node that runs the
+    /// service pulls the image with it when the node lacks the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

@@ -304,6 +304,13 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
         }
     }
     check_secret_files(p, at, &svc.secrets);
+    if let Some(name) = svc.image.pull_secret.as_ref().filter(|n| !is_dns_label(n)) {
+        p.push(
+            format!("{at}.image.pull_secret"),
+            format!("secret name `{name}` is not a DNS label"),
+            Some(DNS_HINT.into()),
+        );
+    }
     check_file_mounts(p, at, &svc.files);
     check_resources(p, at, &svc.resources);
     check_endpoints(p, at, &svc.endpoints);

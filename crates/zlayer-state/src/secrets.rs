@@ -245,7 +245,11 @@ pub fn open(s: &SecretsState, ca_key_pem: &str, name: &str) -> Result<(u64, Vec<
 
 /// Every secret a kept revision of `deployment/service` gives its replicas.
 pub fn used_by(s: &ClusterState, deployment: &str, service: &str) -> BTreeSet<String> {
-    kept_refs(s, deployment, service, zlayer_spec::Service::secret_refs)
+    kept_refs(s, deployment, service, |svc| {
+        let mut refs = svc.secret_refs();
+        refs.extend(svc.pull_secret_refs());
+        refs
+    })
 }
 
 /// The secrets the current spec of `deployment/service` takes its ingress
@@ -280,7 +284,11 @@ fn kept_refs(
 
 /// Deployments whose current spec uses `name`, as `deployment/service`.
 pub fn consumers(s: &ClusterState, name: &str) -> Vec<String> {
-    s.services_where(|svc| svc.secret_refs().contains(name) || svc.tls_secret_refs().contains(name))
+    s.services_where(|svc| {
+        svc.secret_refs().contains(name)
+            || svc.tls_secret_refs().contains(name)
+            || svc.pull_secret_refs().contains(name)
+    })
 }
 
 /// A node's request for the values its replicas need.

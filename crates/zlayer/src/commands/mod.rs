@@ -64,6 +64,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let registries = zlayer_image::RegistryOptions {
         insecure: cli.insecure_registries,
         auth_file: None,
+        credentials: None,
     };
     match cli.command {
         Command::Validate { file } => spec::validate(&file),
