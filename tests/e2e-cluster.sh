@@ -4,12 +4,16 @@
 # 3-node join, every refused-token case, a deploy that spreads, Dedicated and
 # Exclusive placement, leader loss during writes, node loss, a partition
 # healed with fencing, drain, `depends` across nodes, rollouts across
-# nodes, named volumes pinning their replicas, and an idle cluster's Raft
+# nodes, named volumes pinning their replicas, images pulled on every node
+# with a pull secret, and an idle cluster's Raft
 # store staying small. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
 # "e2e-cluster: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/netns-checks.sh zlc
+source tests/lib/registry.sh
+# pull_everywhere's registry, on the hub: plain HTTP.
+export ZLC_NODE_ARGS="--insecure-registry 10.77.0.254:5000"
 cleanup() { $NC down >/dev/null 2>&1; rm -rf "$ZLC_DIR"; }
 trap cleanup EXIT
 
@@ -393,6 +397,52 @@ YAML
 }
 volume_pinned_then_down() { volume_pinned; local rc=$?; z 1 down clvol >/dev/null 2>&1; return $rc; }
 check "a named volume pins its replicas to its node: back after scale 0, pending while the node is down" volume_pinned_then_down
+
+# Images on every node: a registry with htpasswd auth on the hub (10.77.0.254,
+# plain HTTP, named insecure on each node), an image no node holds, and three
+# dedicated replicas: every node pulls it when it starts its replica, with the
+# spec's pull_secret, which only those nodes get. Without the secret a pull is
+# refused and the replica says why.
+pull_everywhere() {
+  local R=10.77.0.254:5000 P="$ZLC_DIR/reg"
+  mkdir -p "$P"
+  htpasswd -Bbn puller pull-pw-0 > "$P/htpasswd" 2>/dev/null || return 1
+  ip -n zlchub addr add 10.77.0.254/24 dev br0 2>/dev/null
+  ip -n zlchub link set lo up
+  REG_ROOT=$P REG_NETNS=zlchub start_registry cl "$R" "$P/htpasswd" >/dev/null 2>&1
+  # start_registry waits through the host's curl, which cannot reach the hub: wait here.
+  eventually 50 ip netns exec zlchub curl -s -o /dev/null -m 1 "http://$R/v2/" || return 1
+  local tag
+  for tag in 1 2; do
+    ip netns exec zlchub skopeo copy -q --dest-creds puller:pull-pw-0 --dest-tls-verify=false \
+      oci-archive:images/out/busybox.tar:latest "docker://$R/cl/tool:$tag" || return 1
+  done
+  for i in 1 2 3; do ! "$ZLAYER" --data-dir "$ZLC_DIR/n$i" image ls | grep -q cl/tool || return 1; done
+  printf 'puller:pull-pw-0\n' | z 1 secret create reg-cred - >/dev/null || return 1
+  cat > "$ZLC_DIR/pull.yaml" <<YAML
+version: v1
+deployment: pulled
+services:
+  tool:
+    image: { name: "$R/cl/tool:1", pull_secret: reg-cred }
+    command: { entrypoint: ["/bin/sleep", "3600"] }
+    scale: { mode: fixed, replicas: 3 }
+    node_mode: dedicated
+YAML
+  z 1 up -d --timeout 90 "$ZLC_DIR/pull.yaml" || { z 1 ps; return 1; }
+  eventually 150 is 1 '.deployment == "pulled" and .state == "running"' 3 || { z 1 ps; return 1; }
+  for i in 1 2 3; do "$ZLAYER" --data-dir "$ZLC_DIR/n$i" image ls | grep -q cl/tool || { echo "n$i has no image"; return 1; }; done
+  ! grep -a -r -l pull-pw-0 "$ZLC_DIR"/n[123] 2>/dev/null | grep -q . || { echo "the registry password is in a node's files"; return 1; }
+  # A wrong credential for a tag no node holds: the pull is refused and the replica says so.
+  z 1 down pulled >/dev/null || return 1
+  printf 'puller:wrong\n' | z 1 secret create reg-cred - >/dev/null || return 1
+  sed -i 's|cl/tool:1|cl/tool:2|' "$ZLC_DIR/pull.yaml"
+  z 1 up -d --timeout 3 "$ZLC_DIR/pull.yaml" >/dev/null 2>&1
+  eventually 100 bash -c "$NC z 1 ps -o json | jq -e '[.[] | select(.deployment == \"pulled\" and (.message | test(\"pulling $R/cl/tool:2: .*refused access\")))] | length > 0'" || { z 1 ps -o json | jq -c '.[] | select(.deployment == "pulled")'; return 1; }
+  z 1 down pulled >/dev/null && z 1 secret rm reg-cred >/dev/null
+}
+pull_everywhere_then_stop() { pull_everywhere; local rc=$?; z 1 down pulled >/dev/null 2>&1; REG_ROOT="$ZLC_DIR/reg" stop_registry cl; return $rc; }
+check "images on every node: each node pulls a replica's image with the spec's pull_secret; a wrong one is refused and said" pull_everywhere_then_stop
 
 partition() {
   local L P O
