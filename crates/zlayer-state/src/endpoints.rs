@@ -140,7 +140,8 @@ impl Endpoints {
     }
 
     /// `/api/...`: a remote CLI with an API token, or a manager node (its
-    /// certificate, with a live manager record) forwarding `logs`/`exec`.
+    /// certificate, with a live manager record) forwarding `logs`, `exec` or
+    /// `events`.
     /// A worker's certificate forwards nothing: a worker only runs work.
     async fn remote_api(&self, req: Request<Incoming>, caller: &Caller) -> Response<Body> {
         let forwarded = match caller {
