@@ -3,7 +3,7 @@
 //! holding node deletes the data on the tombstone).
 
 use zlayer_model::VolumeUsage;
-use zlayer_state::volumes::VolumeRecord;
+use zlayer_state::volumes::{VolumeRecord, VolumesState};
 use zlayer_state::Command;
 
 use crate::views::done;
@@ -25,16 +25,7 @@ impl Control {
                 .records
                 .values()
                 .map(|r| VolumeSummary {
-                    usage: s
-                        .nodes
-                        .values()
-                        .find(|n| n.name == r.node)
-                        .and_then(|n| {
-                            n.volume_reports
-                                .iter()
-                                .find(|u| u.volume == r.key() && u.id == r.id)
-                        })
-                        .cloned(),
+                    usage: VolumesState::usage_of(r, s.nodes.values()),
                     in_use_by: r
                         .users
                         .iter()

@@ -247,7 +247,24 @@ pub fn is_loopback(registry: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+
+    #[test]
+    fn pull_credentials_parse_and_never_print_the_password() {
+        let c = BasicCredentials::parse("puller:s3cr:et\n").expect("user:password");
+        assert_eq!(
+            (c.user.as_str(), c.password.as_str()),
+            ("puller", "s3cr:et")
+        );
+        assert!(BasicCredentials::parse("no-colon").is_none());
+        assert!(BasicCredentials::parse(":pw").is_none());
+        let opts = RegistryOptions {
+            credentials: Some(c),
+            ..Default::default()
+        };
+        assert!(!format!("{opts:?}").contains("s3cr"));
+    }
+
+    use super::{is_loopback, BasicCredentials, RegistryOptions};
 
     #[test]
     fn loopback_registries() {

@@ -97,28 +97,20 @@ mod tests {
     /// request below is reserved whole (Kubernetes' default).
     #[test]
     fn a_workload_reserves_its_requests_else_its_limits() {
-        let w = Workload::from_service(
-            "d",
-            "web",
-            &service("{ cpu: 4, memory: 1Gi, requests: { cpu: 0.5 } }"),
-        );
-        assert_eq!(
-            (w.request.cpu_milli, w.request.memory_bytes),
-            (500, 1 << 30)
-        );
-        let w = Workload::from_service("d", "web", &service("{ cpu: 4, memory: 1Gi }"));
-        assert_eq!(
-            (w.request.cpu_milli, w.request.memory_bytes),
-            (4000, 1 << 30)
-        );
-        let w = Workload::from_service(
-            "d",
-            "web",
-            &service("{ requests: { cpu: 0.25, memory: 64Mi } }"),
-        );
-        assert_eq!(
-            (w.request.cpu_milli, w.request.memory_bytes),
-            (250, 64 << 20)
-        );
+        for (resources, reserved) in [
+            (
+                "{ cpu: 4, memory: 1Gi, requests: { cpu: 0.5 } }",
+                (500, 1 << 30),
+            ),
+            ("{ cpu: 4, memory: 1Gi }", (4000, 1 << 30)),
+            ("{ requests: { cpu: 0.25, memory: 64Mi } }", (250, 64 << 20)),
+        ] {
+            let w = Workload::from_service("d", "web", &service(resources));
+            assert_eq!(
+                (w.request.cpu_milli, w.request.memory_bytes),
+                reserved,
+                "{resources}"
+            );
+        }
     }
 }

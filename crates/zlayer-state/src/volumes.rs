@@ -125,6 +125,21 @@ impl VolumesState {
         Ok(())
     }
 
+    /// What the volume's own node last reported for this claim. A node's
+    /// heartbeat may list anything; only the holder's word counts.
+    pub fn usage_of<'a>(
+        r: &VolumeRecord,
+        nodes: impl IntoIterator<Item = &'a crate::NodeRecord>,
+    ) -> Option<VolumeUsage> {
+        nodes
+            .into_iter()
+            .find(|n| n.name == r.node)?
+            .volume_reports
+            .iter()
+            .find(|u| u.volume == r.key() && u.id == r.id)
+            .cloned()
+    }
+
     pub fn is_removed(&self, key: &str, id: u64) -> bool {
         self.removed.iter().any(|(k, i)| k == key && *i == id)
     }
@@ -171,6 +186,32 @@ mod tests {
         let again = &v.records["d/data"];
         assert_ne!(again.id, id, "a volume claimed again is another volume");
         assert!(!v.is_removed("d/data", again.id));
+    }
+
+    /// Node b claims a use of `d/data`, which node a holds: ignored.
+    #[test]
+    fn only_the_holding_node_reports_a_volumes_use() {
+        let mut v = VolumesState::default();
+        v.claim(vec![claim("data", "a", "web")]);
+        let r = v.records["d/data"].clone();
+        let usage = |used| VolumeUsage {
+            volume: "d/data".into(),
+            id: r.id,
+            used_bytes: used,
+            capacity_bytes: None,
+        };
+        let node = |name: &str, used| crate::NodeRecord {
+            name: name.into(),
+            volume_reports: vec![usage(used)],
+            ..Default::default()
+        };
+        let liar = node("b", 999);
+        assert_eq!(VolumesState::usage_of(&r, [&liar]), None);
+        let holder = node("a", 7);
+        assert_eq!(
+            VolumesState::usage_of(&r, [&liar, &holder]).map(|u| u.used_bytes),
+            Some(7)
+        );
     }
 
     #[test]
