@@ -58,6 +58,19 @@ cg_limits() {
   echo "$out"; echo "$out" | grep -q "can't fork"
 }
 check "cpu, memory and pids limits set in the cgroup (v1 or v2); pids enforced" cg_limits
+# A host whose init mounted no cgroup hierarchy (no systemd, no cgroupfs-mount):
+# in a mount namespace of its own with /sys/fs/cgroup unmounted, zlayer mounts
+# one before its container, which then runs in a zlayer cgroup with its limit.
+no_hierarchy_mounted() {
+  unshare -m --propagation private bash -c "
+    umount -R /sys/fs/cgroup 2>/dev/null
+    [ \"\$(stat -fc %T /sys/fs/cgroup)\" = sysfs ] || { echo 'could not unmount /sys/fs/cgroup'; exit 1; }
+    '$Z' run --rm --pids 16 busybox -- /bin/sh -c 'cat /proc/self/cgroup' || exit 1
+    echo \"mounted: \$(stat -fc %T /sys/fs/cgroup)\"; grep ' /sys/fs/cgroup' /proc/mounts" > /tmp/e2e.nocg 2>&1
+  local rc=$?; cat /tmp/e2e.nocg; [ $rc -eq 0 ] || return 1
+  grep -Eq '(pids|^0:):/zlayer/run-' /tmp/e2e.nocg && grep -Eq '^mounted: (tmpfs|cgroup2fs)' /tmp/e2e.nocg
+}
+check "with no cgroup hierarchy mounted, zlayer mounts one and the container runs in it" no_hierarchy_mounted
 check "missing image is pulled; a dead registry is named" bash -c "'$Z' run --rm 127.0.0.1:9/nosuch:1 -- /bin/true 2>&1 | grep -q 'registry 127.0.0.1:9 is unreachable'"
 check "up -d: 2 replicas healthy" "$Z" up -d --timeout 60 specs/hello.yaml
 check "ps lists 2 running healthy replicas" bash -c "[ \$('$Z' ps -o json | grep -c '\"health\": \"healthy\"') -eq 2 ]"

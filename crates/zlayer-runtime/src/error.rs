@@ -20,6 +20,8 @@ pub enum RuntimeError {
     Sys(#[from] nix::Error),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("{0}")]
+    Cgroups(String),
 }
 
 pub(crate) trait IoContext<T> {

@@ -14,6 +14,7 @@
 //! their exit status is written to `DIR/exit.json` even when no agent runs.
 
 mod cgroup;
+mod cgroup_mount;
 mod config;
 mod error;
 mod exec;

@@ -249,6 +249,7 @@ pub(crate) fn create(
     cfg: &ContainerConfig,
     output: Option<OwnedFd>,
 ) -> Result<libcontainer::container::Container, RuntimeError> {
+    crate::cgroup_mount::ensure_mounted().map_err(RuntimeError::Cgroups)?;
     let bundle = dir.bundle();
     fs::create_dir_all(&bundle).at(&bundle)?;
     let spec = build_spec(cfg)?;
