@@ -34,6 +34,19 @@ impl Control {
         text: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<bool, ControlError> {
+        Ok(self.commit_deployment(name, file, text, env).await?.0)
+    }
+
+    /// [`Self::put_deployment`], also returning the revision the commit
+    /// made current. That answer comes from the commit itself: on a member
+    /// that forwarded the write, the local state may not have applied it yet.
+    pub async fn commit_deployment(
+        &self,
+        name: &str,
+        file: &str,
+        text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(bool, u64), ControlError> {
         self.put_deployment_if(name, file, text, env, None).await
     }
 
@@ -46,7 +59,7 @@ impl Control {
         text: &str,
         env: &BTreeMap<String, String>,
         if_revision: Option<u64>,
-    ) -> Result<bool, ControlError> {
+    ) -> Result<(bool, u64), ControlError> {
         crate::reserve::ensure_room(self.files.dir()).map_err(ControlError::Refused)?;
         let parsed = zlayer_spec::parse(file, text).ok();
         if let Some(clash) = parsed
@@ -69,7 +82,7 @@ impl Control {
             if_revision,
         };
         match self.write(cmd).await? {
-            Response::Revision(r) => Ok(before != Some(r)),
+            Response::Revision(r) => Ok((before != Some(r), r)),
             Response::Refused(why) => Err(ControlError::Refused(why)),
             other => Err(ControlError::Refused(format!(
                 "unexpected answer {other:?}"
@@ -136,7 +149,7 @@ impl Control {
             .await;
         let now = self.read(|s| s.deployments.get(name).map_or(0, |d| d.current.revision));
         match put {
-            Ok(_) => Ok(now),
+            Ok((_, revision)) => Ok(revision),
             // Another node saw the failure too and rolled back first, or a
             // newer apply came: either way `from` is no longer current.
             Err(_) if now != from => Ok(now),
@@ -165,8 +178,7 @@ impl Control {
             })?,
         };
         let (file, text, env) = (target.file.clone(), target.text.clone(), target.env.clone());
-        self.put_deployment(name, &file, &text, &env).await?;
-        Ok(self.read(|s| s.deployments.get(name).map_or(0, |d| d.current.revision)))
+        Ok(self.commit_deployment(name, &file, &text, &env).await?.1)
     }
 
     /// Removes a deployment and its assignments; false if there was none.

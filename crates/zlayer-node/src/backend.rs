@@ -21,9 +21,9 @@ impl Backend for Node {
             .admit(&req.file, &req.text, &req.env)
             .await
             .map_err(ApiError::Invalid)?;
-        let changed = self
+        let (changed, revision) = self
             .control
-            .put_deployment(
+            .commit_deployment(
                 &admitted.name,
                 &admitted.file,
                 &admitted.text,
@@ -36,12 +36,14 @@ impl Backend for Node {
             Ok(spec) => spec.services.keys().cloned().collect(),
             Err(_) => Vec::new(),
         };
-        let (scaled, revision) = self.control.read(|s| {
+        let scaled = self.control.read(|s| {
             s.deployments
                 .get(&admitted.name)
                 .map_or_else(Default::default, |d| {
-                    let scaled = d.scaled.iter().map(|(svc, to)| (svc.clone(), to.replicas));
-                    (scaled.collect(), d.current.revision)
+                    d.scaled
+                        .iter()
+                        .map(|(svc, to)| (svc.clone(), to.replicas))
+                        .collect()
                 })
         });
         Ok(ApplyResponse {
