@@ -53,6 +53,7 @@ fn workloads() -> Vec<Workload> {
         labels: BTreeMap::new(),
         prefer_labels: BTreeMap::new(),
         pinned_node: None,
+        retries: BTreeMap::new(),
     };
     let mut ws = Vec::new();
     for i in 0..395 {

@@ -115,6 +115,7 @@ mod tests {
             labels: BTreeMap::from([("gpu".into(), "true".into())]),
             prefer_labels: BTreeMap::new(),
             pinned_node: None,
+            retries: BTreeMap::new(),
         }
     }
 

@@ -18,7 +18,7 @@ mod reason;
 mod score;
 
 pub use feasibility::Exclusion;
-pub use model::{Node, Workload};
+pub use model::{Node, TaskRetry, Workload};
 pub use placer::{Placer, SAMPLE};
 pub use plan::{plan, PendingReplica, Plan, StopReason};
 pub use reason::Unplaceable;

@@ -45,6 +45,22 @@ pub struct Workload {
     pub prefer_labels: BTreeMap<String, String>,
     /// The node holding the service's named volume, once it has one.
     pub pinned_node: Option<String>,
+    /// Job tasks (by replica) whose attempt failed: each moves to its next
+    /// attempt on a node it has not failed on, where one fits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retries: BTreeMap<u32, TaskRetry>,
+}
+
+/// A job task's next attempt, as placement sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskRetry {
+    /// The attempt its next assignment runs.
+    pub attempt: u32,
+    /// The nodes its failed attempts ran on: placed elsewhere when any other fits.
+    pub avoid: Vec<String>,
+    /// While the task's assignment has this generation, it is the failed
+    /// one, and the task moves.
+    pub failed_generation: u64,
 }
 
 impl Workload {
@@ -67,6 +83,7 @@ impl Workload {
             labels: selector.labels,
             prefer_labels: selector.prefer_labels,
             pinned_node: None,
+            retries: BTreeMap::new(),
         }
     }
 

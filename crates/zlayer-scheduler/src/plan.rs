@@ -26,6 +26,8 @@ pub enum StopReason {
     NodeLost,
     /// Its node is being drained.
     NodeDraining,
+    /// A job task's attempt failed there: the next attempt is placed anew.
+    Retry,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +110,13 @@ pub fn plan(
             out.stop.push((a.clone(), StopReason::Unwanted));
             continue;
         };
+        if w.retries
+            .get(&a.replica)
+            .is_some_and(|r| r.failed_generation == a.generation)
+        {
+            out.stop.push((a.clone(), StopReason::Retry));
+            continue;
+        }
         match node_state.get(a.node.as_str()) {
             None | Some(NodeState::Down) => out.stop.push((a.clone(), StopReason::NodeLost)),
             Some(NodeState::Draining) => out.stop.push((a.clone(), StopReason::NodeDraining)),
@@ -125,13 +134,16 @@ pub fn plan(
             if held.contains_key(&(w.id.as_str(), replica)) {
                 continue;
             }
-            match placer.place(w) {
+            let retry = w.retries.get(&replica);
+            let avoid = retry.map(|r| r.avoid.as_slice()).unwrap_or_default();
+            match placer.place_avoiding(w, avoid) {
                 Ok(node) => {
                     out.place.push(Assignment {
                         workload: w.id.clone(),
                         replica,
                         node: node.to_string(),
                         generation,
+                        attempt: retry.map(|r| r.attempt).unwrap_or(0),
                     });
                     generation += 1;
                 }

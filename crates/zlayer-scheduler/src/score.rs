@@ -165,6 +165,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             pinned_node: None,
+            retries: BTreeMap::new(),
         }
     }
 

@@ -371,6 +371,7 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
         ),
         _ => {}
     }
+    check_job_fields(p, at, svc);
     if let Some(sig) = &svc.stop.signal {
         if !SIGNALS.contains(&sig.as_str()) {
             let hint = did_you_mean(sig, SIGNALS.iter().copied())
@@ -974,6 +975,27 @@ pub fn start_order(spec: &Spec) -> Vec<String> {
         }
     }
     order
+}
+
+/// `retries` and `deadline` belong to jobs, and a deadline of 0 would kill every task.
+fn check_job_fields(p: &mut Problems, at: &str, svc: &Service) {
+    if svc.rtype != ResourceType::Job {
+        for (key, set) in [
+            ("retries", svc.retries.is_some()),
+            ("deadline", svc.deadline.is_some()),
+        ] {
+            if set {
+                p.push(
+                    format!("{at}.{key}"),
+                    format!("`{key}` applies only to `rtype: job`"),
+                    Some("remove it, or set `rtype: job`".into()),
+                );
+            }
+        }
+    }
+    if svc.deadline.is_some_and(|d| d.0.is_zero()) {
+        p.add(format!("{at}.deadline"), "deadline must be more than 0");
+    }
 }
 
 fn last_line(s: &str) -> String {
