@@ -1,7 +1,7 @@
 //! The leader's side of job retries: which reported failures are news, and
 //! the retries placement owes each job's tasks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use zlayer_model::NodeState;
 use zlayer_scheduler::TaskRetry;
@@ -63,5 +63,17 @@ pub(crate) fn retries_of(s: &ClusterState, workload: &str) -> BTreeMap<u32, Task
                 },
             ))
         })
+        .collect()
+}
+
+/// The tasks of `workload` a node reports done: succeeded, or failed for
+/// good. A down node's last report counts, so its finished tasks are not
+/// run again elsewhere.
+pub(crate) fn finished_tasks(s: &ClusterState, workload: &str) -> BTreeSet<u32> {
+    s.nodes
+        .values()
+        .flat_map(|n| &n.replica_reports)
+        .filter(|r| r.workload == workload && !r.surge && r.task_done())
+        .map(|r| r.replica)
         .collect()
 }

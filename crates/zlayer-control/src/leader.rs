@@ -146,6 +146,14 @@ pub(crate) fn schedule(
             stop: plan.stop.into_iter().map(|(a, _)| a).collect(),
         });
     }
+    let waiting = plan.waiting.into_iter().map(|w| PendingRecord {
+        workload: w.workload,
+        replica: w.replica,
+        reason: format!(
+            "waiting: {} of the job's tasks run at once (parallelism), this one after them",
+            w.parallelism
+        ),
+    });
     let pending: Vec<PendingRecord> = plan
         .pending
         .into_iter()
@@ -154,6 +162,7 @@ pub(crate) fn schedule(
             replica: p.replica,
             reason: format!("pending: {}", p.reason),
         })
+        .chain(waiting)
         .collect();
     if pending != s.pending {
         out.push(Command::SetPending(pending));
@@ -181,6 +190,7 @@ pub(crate) fn workloads(s: &ClusterState, specs: &[Arc<DeploymentRevision>]) -> 
             });
             if svc.rtype == zlayer_spec::ResourceType::Job {
                 w.retries = crate::job_retries::retries_of(s, &w.id);
+                w.finished = crate::job_retries::finished_tasks(s, &w.id);
             }
             out.push(w);
         }

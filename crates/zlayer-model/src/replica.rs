@@ -130,6 +130,16 @@ impl ReplicaReport {
         self.state == ReplicaState::Running
     }
 
+    /// A job task's last attempt ended for good: it succeeded (exited with
+    /// no failed attempt to retry), or it gave up.
+    pub fn task_done(&self) -> bool {
+        match self.state {
+            ReplicaState::Failed => true,
+            ReplicaState::Exited => self.failed_attempt.is_none(),
+            _ => false,
+        }
+    }
+
     /// Running, not failing a check and not draining: a service without a
     /// check serves as soon as it runs.
     pub fn is_serving(&self) -> bool {

@@ -116,6 +116,8 @@ mod tests {
             prefer_labels: BTreeMap::new(),
             pinned_node: None,
             retries: BTreeMap::new(),
+            max_running: None,
+            finished: Default::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The scheduler's view of the cluster and of what should run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use zlayer_model::{NodeHealth, NodeState, Resources};
@@ -49,6 +49,14 @@ pub struct Workload {
     /// attempt on a node it has not failed on, where one fits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retries: BTreeMap<u32, TaskRetry>,
+    /// A job's `parallelism`: the most of its unfinished tasks placed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// A job's tasks that are done (succeeded, or failed for good): they
+    /// keep their assignment, count against no parallelism, and are never
+    /// placed again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub finished: BTreeSet<u32>,
 }
 
 /// A job task's next attempt, as placement sees it.
@@ -69,7 +77,7 @@ impl Workload {
         let selector = svc.node_selector.clone().unwrap_or_default();
         Workload {
             id: format!("{deployment}/{name}"),
-            replicas: svc.scale.initial_replicas(),
+            replicas: svc.replica_count(),
             request: Resources {
                 cpu_milli: svc
                     .resources
@@ -84,6 +92,8 @@ impl Workload {
             prefer_labels: selector.prefer_labels,
             pinned_node: None,
             retries: BTreeMap::new(),
+            max_running: svc.parallelism,
+            finished: BTreeSet::new(),
         }
     }
 

@@ -37,12 +37,22 @@ pub struct PendingReplica {
     pub reason: Unplaceable,
 }
 
+/// A job task left unplaced because as many of its job's tasks as its
+/// `parallelism` allows are placed and unfinished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingTask {
+    pub workload: String,
+    pub replica: u32,
+    pub parallelism: u32,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub keep: Vec<Assignment>,
     pub place: Vec<Assignment>,
     pub stop: Vec<(Assignment, StopReason)>,
     pub pending: Vec<PendingReplica>,
+    pub waiting: Vec<WaitingTask>,
 }
 
 /// Exclusive work first (it needs empty nodes), then dedicated, then shared;
@@ -130,8 +140,19 @@ pub fn plan(
 
     let mut generation = next_generation;
     for w in placement_order(workloads) {
+        let mut running = (1..=w.replicas)
+            .filter(|r| held.contains_key(&(w.id.as_str(), *r)) && !w.finished.contains(r))
+            .count() as u32;
         for replica in 1..=w.replicas {
-            if held.contains_key(&(w.id.as_str(), replica)) {
+            if held.contains_key(&(w.id.as_str(), replica)) || w.finished.contains(&replica) {
+                continue;
+            }
+            if let Some(max) = w.max_running.filter(|max| running >= *max) {
+                out.waiting.push(WaitingTask {
+                    workload: w.id.clone(),
+                    replica,
+                    parallelism: max,
+                });
                 continue;
             }
             let retry = w.retries.get(&replica);
@@ -146,6 +167,7 @@ pub fn plan(
                         attempt: retry.map(|r| r.attempt).unwrap_or(0),
                     });
                     generation += 1;
+                    running += 1;
                 }
                 Err(reason) => out.pending.push(PendingReplica {
                     workload: w.id.clone(),

@@ -166,6 +166,8 @@ mod tests {
                 .collect(),
             pinned_node: None,
             retries: BTreeMap::new(),
+            max_running: None,
+            finished: Default::default(),
         }
     }
 

@@ -29,6 +29,8 @@ fn workload(id: &str, replicas: u32, cpu_milli: u64, mode: NodeMode) -> Workload
         prefer_labels: BTreeMap::new(),
         pinned_node: None,
         retries: BTreeMap::new(),
+        max_running: None,
+        finished: Default::default(),
     }
 }
 
@@ -318,4 +320,51 @@ fn a_failed_job_task_retries_on_another_node_where_one_fits() {
     );
     assert_eq!(p.place.len(), 1);
     assert_eq!((p.place[0].node.as_str(), p.place[0].attempt), ("a", 2));
+}
+
+/// A job's `parallelism` caps its unfinished tasks placed at once; a
+/// finished task makes room, and is never placed again, even off a lost node.
+#[test]
+fn parallelism_caps_a_job_s_unfinished_tasks_and_finished_ones_stay_done() {
+    let mut nodes = three_nodes();
+    let mut w = workload("d/crunch", 5, 100, NodeMode::Shared);
+    w.max_running = Some(2);
+    let first = run(&nodes, &[w.clone()], &[]);
+    let placed: Vec<u32> = first.place.iter().map(|a| a.replica).collect();
+    assert_eq!(placed, [1, 2]);
+    let waiting: Vec<u32> = first.waiting.iter().map(|t| t.replica).collect();
+    assert_eq!(waiting, [3, 4, 5]);
+    assert_eq!(first.waiting[0].parallelism, 2);
+    w.finished.insert(1);
+    let next = plan(
+        &nodes,
+        &[w.clone()],
+        &first.place,
+        10,
+        Strategy::BinPack,
+        Weights::default(),
+    );
+    assert_eq!(
+        next.place.iter().map(|a| a.replica).collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!(next.waiting.len(), 2);
+    // Task 1's node goes down: the finished task is not run again.
+    let node1 = first.place[0].node.clone();
+    nodes.iter_mut().find(|n| n.id == node1).unwrap().state = NodeState::Down;
+    let mut existing = first.place.clone();
+    existing.extend(next.place.clone());
+    let after = plan(
+        &nodes,
+        &[w],
+        &existing,
+        20,
+        Strategy::BinPack,
+        Weights::default(),
+    );
+    assert!(
+        after.place.iter().all(|a| a.replica != 1),
+        "{:?}",
+        after.place
+    );
 }

@@ -977,10 +977,12 @@ pub fn start_order(spec: &Spec) -> Vec<String> {
     order
 }
 
-/// `retries` and `deadline` belong to jobs, and a deadline of 0 would kill every task.
+/// `completions`, `parallelism`, `retries` and `deadline` belong to jobs, and none may be 0.
 fn check_job_fields(p: &mut Problems, at: &str, svc: &Service) {
     if svc.rtype != ResourceType::Job {
         for (key, set) in [
+            ("completions", svc.completions.is_some()),
+            ("parallelism", svc.parallelism.is_some()),
             ("retries", svc.retries.is_some()),
             ("deadline", svc.deadline.is_some()),
         ] {
@@ -995,6 +997,21 @@ fn check_job_fields(p: &mut Problems, at: &str, svc: &Service) {
     }
     if svc.deadline.is_some_and(|d| d.0.is_zero()) {
         p.add(format!("{at}.deadline"), "deadline must be more than 0");
+    }
+    for (key, value) in [
+        ("completions", svc.completions),
+        ("parallelism", svc.parallelism),
+    ] {
+        if value == Some(0) {
+            p.add(format!("{at}.{key}"), format!("{key} must be at least 1"));
+        }
+    }
+    if svc.completions.is_some() && svc.scale != Scale::default() {
+        p.push(
+            format!("{at}.scale"),
+            "a job's task count is its `completions`, so it cannot also have a `scale`",
+            Some("remove `scale`".into()),
+        );
     }
 }
 

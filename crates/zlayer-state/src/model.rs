@@ -134,7 +134,7 @@ pub fn service_counts(spec: &zlayer_spec::Spec) -> ServiceCounts {
         .iter()
         .map(|(name, svc)| {
             let fixed = svc.scale.mode == zlayer_spec::ScaleMode::Fixed;
-            (name.clone(), fixed.then(|| svc.scale.initial_replicas()))
+            (name.clone(), fixed.then(|| svc.replica_count()))
         })
         .collect()
 }
