@@ -5,7 +5,7 @@
 # Exclusive placement, leader loss during writes, node loss, a partition
 # healed with fencing, drain, `depends` across nodes, rollouts across
 # nodes, named volumes pinning their replicas, images pulled on every node
-# with a pull secret, and an idle cluster's Raft
+# with a pull secret, job retries placed on other nodes, and an idle cluster's Raft
 # store staying small. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
 # "e2e-cluster: N passed, N failed".
 set -uo pipefail
@@ -254,6 +254,18 @@ events_everywhere() {
   [ "$(sort "$out" | uniq -d | wc -l)" = 0 ]
 }
 check "events: a manager shows every node's events, and events -f follows another node's as they happen" events_everywhere
+
+# A job task's failed attempts move: the leader places each retry on a node
+# the task has not failed on, so 3 attempts run on the 3 nodes, then it gives up.
+retries_elsewhere() {
+  z 1 up -d --timeout 2 specs/cluster/retry.yaml >/dev/null 2>&1
+  eventually 300 is 1 '.deployment == "retry" and .state == "failed" and .message == "gave up after 3 attempt(s): exited with code 3"' 1 || { z 1 ps | grep retry; return 1; }
+  local nodes; nodes=$(z 1 events -o json | jq -r '[.[] | select(.deployment == "retry" and .kind == "started") | .node] | join(",")')
+  echo "attempts ran on: $nodes"
+  [ "$(echo "$nodes" | tr , '\n' | sort -u | wc -l)" = 3 ] && [ "$(echo "$nodes" | tr , '\n' | wc -l)" = 3 ]
+}
+check "jobs: a failed task's retries are placed by the leader on nodes it has not failed on" retries_elsewhere
+z 1 down retry >/dev/null 2>&1
 
 # Secrets across nodes: n5 joins as a worker (no CA key), and a replica placed
 # on it gets the value from the leader over mTLS. The leader refuses n5's

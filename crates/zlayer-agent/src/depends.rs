@@ -50,7 +50,7 @@ pub(crate) fn check(
         let n = spec
             .services
             .get(&d.service)
-            .map(|s| s.scale.initial_replicas())
+            .map(|s| s.replica_count())
             .unwrap_or(0);
         if met(d.condition, n, &slots(spec, &d.service, n, local, &[])) {
             continue;

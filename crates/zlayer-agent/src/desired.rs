@@ -13,6 +13,22 @@ use zlayer_spec::DeploymentRevision;
 /// Replica slots by `deployment/service`.
 pub type Slots = BTreeMap<String, BTreeSet<u32>>;
 
+/// Where a job task stands, as the cluster recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskAttempt {
+    /// The attempt this node's assignment of the task runs, from 1.
+    pub number: u32,
+    /// How long its earlier, failed attempts ran together.
+    pub used_ms: u64,
+}
+
+impl TaskAttempt {
+    pub const FIRST: TaskAttempt = TaskAttempt {
+        number: 1,
+        used_ms: 0,
+    };
+}
+
 pub trait Cluster: Send + Sync + 'static {
     /// The committed deployments, each revision validated once.
     fn deployments(&self) -> Vec<Arc<DeploymentRevision>>;
@@ -35,6 +51,13 @@ pub trait Cluster: Send + Sync + 'static {
     /// Other live nodes, whose ingress and ports may send to this node's replicas.
     fn other_nodes(&self) -> usize {
         0
+    }
+    /// The attempt of job task `replica` of `workload` (at `revision`) that
+    /// this node runs: the leader moves a task to its next attempt only
+    /// after its node reported the failure.
+    fn task_attempt(&self, workload: &str, replica: u32, revision: &str) -> TaskAttempt {
+        let _ = (workload, replica, revision);
+        TaskAttempt::FIRST
     }
     /// How many times `zlayer restart` asked for `deployment/service`.
     fn restarts(&self, deployment: &str, service: &str) -> u64 {

@@ -22,6 +22,7 @@ pub mod host_paths;
 pub mod ids;
 mod images;
 mod ingress;
+mod jobs;
 pub mod launch;
 pub mod launcher;
 pub mod metrics;

@@ -28,9 +28,41 @@ impl crate::desired::Cluster for NoCluster {
     }
 }
 
+/// A cluster whose leader gave this node's job task attempt `self.0`.
+struct GivenAttempt(std::sync::atomic::AtomicU32);
+
+impl crate::desired::Cluster for GivenAttempt {
+    fn deployments(&self) -> Vec<Arc<zlayer_spec::DeploymentRevision>> {
+        Vec::new()
+    }
+    fn assigned(&self) -> crate::desired::Slots {
+        Default::default()
+    }
+    fn fenced(&self) -> bool {
+        false
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
+    fn report(&self, _: Vec<zlayer_model::ReplicaReport>, _: Vec<zlayer_model::RolloutReport>) {}
+    fn reported_elsewhere(&self) -> Vec<zlayer_model::ReplicaReport> {
+        Vec::new()
+    }
+    fn task_attempt(&self, _: &str, _: u32, _: &str) -> crate::desired::TaskAttempt {
+        crate::desired::TaskAttempt {
+            number: self.0.load(std::sync::atomic::Ordering::SeqCst),
+            used_ms: 0,
+        }
+    }
+}
+
 fn node(dir: &std::path::Path) -> Arc<Agent> {
+    node_in(dir, Arc::new(NoCluster))
+}
+
+fn node_in(dir: &std::path::Path, cluster: Arc<dyn crate::desired::Cluster>) -> Arc<Agent> {
     Agent::open(&crate::AgentConfig {
-        cluster: Arc::new(NoCluster),
+        cluster,
         node_name: "test".into(),
         allow_host_paths: Vec::new(),
         log_limit: zlayer_runtime::LogLimit::default(),
@@ -166,4 +198,67 @@ fn a_replica_gets_a_free_gpu_and_one_beyond_the_node_waits_saying_why() {
     gave_up.state = ReplicaState::Failed;
     all.insert(gave_up.key(), gave_up);
     assert!(matches!(n.plan(&s, &t, 2, None, &all, false), Plan::Start(r) if r.gpus == [0]));
+}
+
+/// A failed job task waits for the leader's next attempt instead of
+/// restarting by itself; given it, it starts numbered; a fresh record of a
+/// retry waits out its backoff; the last attempt allowed gives up.
+#[test]
+fn a_failed_job_task_waits_for_the_leader_then_runs_its_next_attempt() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let given = Arc::new(GivenAttempt(AtomicU32::new(1)));
+    let n = node_in(dir.path(), given.clone());
+    let text = "version: v1\ndeployment: d\nservices:\n  web:\n    rtype: job\n    retries: 2\n    image: { name: demo }\n";
+    let s = zlayer_spec::parse("t.yaml", text).expect("valid spec");
+    let t = template(&s);
+    let mut r = Replica::new("d", "web", 1, &t.revision);
+    r.attempt = 1;
+    r.started_ms = now_ms() - 500;
+    r.state = ReplicaState::Exited;
+    r.last_exit = Some(ExitInfo {
+        code: Some(3),
+        signal: None,
+        oom_killed: false,
+        finished_at_ms: now_ms(),
+    });
+    n.job_exited(&mut r, &s.services["web"]);
+    assert_eq!(r.state, ReplicaState::Exited);
+    assert_eq!(r.failed_attempt.as_ref().map(|f| f.attempt), Some(1));
+    assert!(
+        r.message
+            .starts_with("attempt 1 of 3 failed (exited with code 3)"),
+        "{}",
+        r.message
+    );
+    let all = BTreeMap::new();
+    assert!(matches!(
+        n.plan(&s, &t, 1, Some(r.clone()), &all, false),
+        Plan::Keep
+    ));
+    given.0.store(2, Ordering::SeqCst);
+    match n.plan(&s, &t, 1, Some(r.clone()), &all, false) {
+        Plan::Start(started) => {
+            assert_eq!((started.attempt, started.restarts), (2, 1));
+            assert!(started.failed_attempt.is_none());
+        }
+        _ => panic!("attempt 2 should start here"),
+    }
+    // On a node that never ran it, attempt 2 first waits out its backoff.
+    let fresh = match n.plan(&s, &t, 1, None, &all, false) {
+        Plan::Record(w) => w,
+        _ => panic!("a retry's fresh record should wait"),
+    };
+    assert_eq!((fresh.attempt, fresh.restarts), (2, 1));
+    assert!(fresh.restart_at_ms > now_ms());
+    assert!(matches!(
+        n.plan(&s, &t, 1, Some(fresh), &all, false),
+        Plan::Keep
+    ));
+    // The third attempt is the last of `retries: 2`.
+    r.attempt = 3;
+    n.job_exited(&mut r, &s.services["web"]);
+    assert_eq!(r.state, ReplicaState::Failed);
+    assert_eq!(r.message, "gave up after 3 attempt(s): exited with code 3");
+    assert!(r.failed_attempt.is_none());
 }

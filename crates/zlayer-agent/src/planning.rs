@@ -31,6 +31,13 @@ impl Agent {
             return self.plan_cron(spec, t, idx, existing, all);
         }
         let now = now_ms();
+        let job = svc.rtype == ResourceType::Job;
+        if job {
+            let workload = format!("{}/{name}", spec.deployment);
+            if let Some(plan) = self.plan_ended_task(&workload, &t.revision, &existing) {
+                return plan;
+            }
+        }
         let mut r = match existing {
             Some(r) if r.state == ReplicaState::Running => return Plan::Keep,
             // A replica that gave up or waits out a restart backoff is of no
@@ -47,16 +54,16 @@ impl Agent {
             }
             Some(r) if r.state == ReplicaState::Failed => return Plan::Keep,
             Some(r) if r.state == ReplicaState::Exited => {
-                let ok = r.last_exit.as_ref().is_some_and(|e| e.status() == 0);
-                if svc.rtype == ResourceType::Job && ok {
-                    return Plan::Keep;
-                }
                 if now < r.restart_at_ms {
                     return Plan::Keep;
                 }
                 let mut r = r;
                 r.restarts += 1;
                 r
+            }
+            // A retry waits out its backoff first (see `number_attempt`).
+            Some(r) if r.state == ReplicaState::Pending && now < r.restart_at_ms => {
+                return Plan::Keep;
             }
             Some(mut r) => {
                 r.revision = t.revision.clone();
@@ -68,6 +75,11 @@ impl Agent {
             }
             None => Replica::new(&spec.deployment, name, idx, &t.revision),
         };
+        if job {
+            if let Some(plan) = self.number_attempt(&mut r, &t.revision) {
+                return plan;
+            }
+        }
         if let Some(why) = self.still_runs_elsewhere(&spec.deployment, name, idx) {
             r.message = why;
             return Plan::Record(r);

@@ -71,6 +71,7 @@ impl Agent {
             .map(|r| (r.key(), r))
             .collect();
         self.observe_exits(&mut replicas).await;
+        self.enforce_deadlines(&mut replicas).await;
         let fenced = self.cluster.fenced();
         let was = self
             .fenced
@@ -221,9 +222,12 @@ impl Agent {
         self.launcher.cleanup(&r.container_id).await;
         r.state = ReplicaState::Exited;
         r.health = Health::None;
-        let cron = self
-            .template_of(r)
-            .is_some_and(|t| t.service.rtype == ResourceType::Cron);
+        let template = self.template_of(r);
+        let rtype = template.as_ref().map(|t| t.service.rtype);
+        let cron = rtype == Some(ResourceType::Cron);
+        if let Some(t) = template.filter(|t| t.service.rtype == ResourceType::Job) {
+            self.job_exited(r, &t.service);
+        }
         let now = now_ms();
         r.restart_at_ms = if cron {
             0
@@ -231,7 +235,13 @@ impl Agent {
             now + backoff_ms(r.restarts)
         };
         let quick = r.started_ms > 0 && now.saturating_sub(r.started_ms) < QUICK_EXIT_MS;
-        r.quick_exits = if quick && !cron { r.quick_exits + 1 } else { 0 };
+        // Cron runs and job tasks end by design: only a service crash-loops.
+        let service = !matches!(rtype, Some(ResourceType::Cron | ResourceType::Job));
+        r.quick_exits = if quick && service {
+            r.quick_exits + 1
+        } else {
+            0
+        };
         if r.quick_exits == CRASH_LOOP_EXITS {
             self.event(
                 r,

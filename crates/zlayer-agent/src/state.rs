@@ -54,6 +54,13 @@ pub struct Replica {
     /// its start event says which run it is even when starting took a while.
     #[serde(default)]
     pub due_ms: u64,
+    /// A job task's attempt this record runs (0 before its first start).
+    #[serde(default)]
+    pub attempt: u32,
+    /// A job task's failed attempt with retries left, reported until the
+    /// leader moves the task to its next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempt: Option<zlayer_model::FailedAttempt>,
 }
 
 impl Replica {
@@ -87,6 +94,8 @@ impl Replica {
             surge: false,
             gpus: Vec::new(),
             due_ms: 0,
+            attempt: 0,
+            failed_attempt: None,
         }
     }
 

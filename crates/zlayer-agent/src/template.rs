@@ -96,14 +96,17 @@ fn resolve_env(svc: &Service, caller_env: &BTreeMap<String, String>) -> Vec<(Str
 }
 
 /// Scale, `depends`, the update policy, the network policy, a cron
-/// schedule and an endpoint's publishing and route fields (everything but
-/// its name, protocol and container port) change no container, so they are
-/// left out of the template and roll nothing.
+/// schedule, a job's completions and parallelism, and an endpoint's
+/// publishing and route fields (everything but its name, protocol and
+/// container port) change no container, so they are left out of the
+/// template and roll nothing.
 fn container_shape(svc: &Service) -> Service {
     let mut shape = svc.clone();
     shape.network_policy = None;
     shape.scale = Default::default();
     shape.schedule = None;
+    shape.completions = None;
+    shape.parallelism = None;
     shape.depends.clear();
     shape.update = Default::default();
     shape.env.clear();

@@ -30,6 +30,7 @@ impl Agent {
                 started_ms: r.started_ms,
                 draining,
                 container_id: r.container_id,
+                failed_attempt: r.failed_attempt,
             })
             .collect()
     }

@@ -132,6 +132,13 @@ pub struct ReplicaView {
     /// A replacement started by a rollout beside the old replica of its slot.
     #[serde(default)]
     pub surge: bool,
+    /// `service`, `job` or `cron`, as the committed spec says (empty when
+    /// this node cannot tell).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// A job task whose attempt failed, waiting for its next one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retrying: bool,
 }
 
 /// A service's progress towards its current revision.

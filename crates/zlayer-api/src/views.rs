@@ -72,6 +72,8 @@ impl ReplicaView {
             message: r.message.clone(),
             revision: r.revision.clone(),
             surge: r.surge,
+            kind: String::new(),
+            retrying: r.failed_attempt.is_some(),
         }
     }
 
@@ -151,6 +153,8 @@ impl ReplicaView {
             message,
             revision: String::new(),
             surge: false,
+            kind: String::new(),
+            retrying: false,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! changes: mark nodes down that stopped heartbeating (and ready again when
 //! they resume), then run the scheduler over the committed state and commit
 //! its placements and stops in one batch, and the pending list when it
-//! changed.
+//! changed. Job tasks' failed attempts are recorded first; the pass after
+//! moves each to its next attempt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +132,10 @@ pub(crate) fn schedule(
         Weights::default(),
     );
     let mut out = Vec::new();
+    let failures = crate::job_retries::new_failures(s);
+    if !failures.is_empty() {
+        out.push(Command::RecordTaskFailures(failures));
+    }
     let claims = crate::volume_claims::claims(s, specs, &mut plan.place);
     if !claims.is_empty() {
         out.push(Command::ClaimVolumes(claims));
@@ -141,6 +146,14 @@ pub(crate) fn schedule(
             stop: plan.stop.into_iter().map(|(a, _)| a).collect(),
         });
     }
+    let waiting = plan.waiting.into_iter().map(|w| PendingRecord {
+        workload: w.workload,
+        replica: w.replica,
+        reason: format!(
+            "waiting: {} of the job's tasks run at once (parallelism), this one after them",
+            w.parallelism
+        ),
+    });
     let pending: Vec<PendingRecord> = plan
         .pending
         .into_iter()
@@ -149,6 +162,7 @@ pub(crate) fn schedule(
             replica: p.replica,
             reason: format!("pending: {}", p.reason),
         })
+        .chain(waiting)
         .collect();
     if pending != s.pending {
         out.push(Command::SetPending(pending));
@@ -174,6 +188,10 @@ pub(crate) fn workloads(s: &ClusterState, specs: &[Arc<DeploymentRevision>]) -> 
                     .get(&zlayer_state::volumes::key(&spec.deployment, v))
                     .map(|r| r.node.clone())
             });
+            if svc.rtype == zlayer_spec::ResourceType::Job {
+                w.retries = crate::job_retries::retries_of(s, &w.id);
+                w.finished = crate::job_retries::finished_tasks(s, &w.id);
+            }
             out.push(w);
         }
     }

@@ -20,6 +20,7 @@ mod desired;
 mod files;
 mod health;
 mod heartbeat;
+mod job_retries;
 mod leader;
 mod links;
 mod renewal;

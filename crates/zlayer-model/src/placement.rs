@@ -12,6 +12,21 @@ pub struct Assignment {
     pub replica: u32,
     pub node: String,
     pub generation: u64,
+    /// A job task's attempt this assignment runs (1 for the first); 0 in
+    /// records from before retries were placed, meaning 1.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Assignment {
+    /// The attempt it runs, counting from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt.max(1)
+    }
 }
 
 /// `deployment/service` split in two; a name without `/` is a deployment.

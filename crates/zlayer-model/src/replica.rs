@@ -82,6 +82,18 @@ pub struct ReplicaReport {
     /// Being stopped: out of every route and port, finishing what it serves.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draining: bool,
+    /// A job task whose attempt failed with retries left: the leader places
+    /// the next attempt, preferring another node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempt: Option<FailedAttempt>,
+}
+
+/// A job task's failed attempt, as its node reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    pub attempt: u32,
+    /// How long it ran, on the node's clock (a duration, so clocks never meet).
+    pub ran_ms: u64,
 }
 
 impl ReplicaReport {
@@ -110,11 +122,22 @@ impl ReplicaReport {
             started_ms: 0,
             container_id: String::new(),
             draining: false,
+            failed_attempt: None,
         }
     }
 
     pub fn is_running(&self) -> bool {
         self.state == ReplicaState::Running
+    }
+
+    /// A job task's last attempt ended for good: it succeeded (exited with
+    /// no failed attempt to retry), or it gave up.
+    pub fn task_done(&self) -> bool {
+        match self.state {
+            ReplicaState::Failed => true,
+            ReplicaState::Exited => self.failed_attempt.is_none(),
+            _ => false,
+        }
     }
 
     /// Running, not failing a check and not draining: a service without a

@@ -98,6 +98,22 @@ impl Backend for Node {
                 .iter()
                 .map(|c| ReplicaView::of(c, now)),
         );
+        let kinds: std::collections::HashMap<(String, String), &'static str> = self
+            .control
+            .specs()
+            .iter()
+            .filter_map(|d| d.parsed.as_ref().ok())
+            .flat_map(|spec| {
+                spec.services.iter().map(|(name, svc)| {
+                    ((spec.deployment.clone(), name.clone()), svc.rtype.as_str())
+                })
+            })
+            .collect();
+        for r in &mut out {
+            if let Some(kind) = kinds.get(&(r.deployment.clone(), r.service.clone())) {
+                r.kind = kind.to_string();
+            }
+        }
         out
     }
 

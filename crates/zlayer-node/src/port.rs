@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use zlayer_agent::desired::{Cluster, Slots};
+use zlayer_agent::desired::{Cluster, Slots, TaskAttempt};
 use zlayer_control::Control;
 use zlayer_model::{ReplicaReport, RolloutReport};
 use zlayer_spec::DeploymentRevision;
@@ -35,6 +35,29 @@ impl Cluster for ControlPort {
     }
     fn other_nodes(&self) -> usize {
         self.0.other_live_nodes()
+    }
+    fn task_attempt(&self, workload: &str, replica: u32, revision: &str) -> TaskAttempt {
+        self.0.read(|s| {
+            let Some(t) = s.jobs.task(workload, replica, revision) else {
+                return TaskAttempt::FIRST;
+            };
+            let key = zlayer_state::AssignmentKey {
+                workload: workload.to_string(),
+                replica,
+            };
+            match s.assignments.get(&key) {
+                // Moved past the failed assignment: the attempt it was given.
+                Some(a) if a.generation != t.failed_generation => TaskAttempt {
+                    number: a.attempt().max(t.attempt),
+                    used_ms: t.used_ms,
+                },
+                // Still the failed one: the leader has yet to move it.
+                _ => TaskAttempt {
+                    number: t.attempt - 1,
+                    used_ms: t.used_ms,
+                },
+            }
+        })
     }
     fn restarts(&self, deployment: &str, service: &str) -> u64 {
         self.0.read(|s| {

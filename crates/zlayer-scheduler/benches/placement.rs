@@ -53,6 +53,9 @@ fn workloads() -> Vec<Workload> {
         labels: BTreeMap::new(),
         prefer_labels: BTreeMap::new(),
         pinned_node: None,
+        retries: BTreeMap::new(),
+        max_running: None,
+        finished: Default::default(),
     };
     let mut ws = Vec::new();
     for i in 0..395 {

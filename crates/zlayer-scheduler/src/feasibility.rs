@@ -115,6 +115,9 @@ mod tests {
             labels: BTreeMap::from([("gpu".into(), "true".into())]),
             prefer_labels: BTreeMap::new(),
             pinned_node: None,
+            retries: BTreeMap::new(),
+            max_running: None,
+            finished: Default::default(),
         }
     }
 

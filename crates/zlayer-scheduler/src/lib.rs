@@ -18,9 +18,9 @@ mod reason;
 mod score;
 
 pub use feasibility::Exclusion;
-pub use model::{Node, Workload};
+pub use model::{Node, TaskRetry, Workload};
 pub use placer::{Placer, SAMPLE};
-pub use plan::{plan, PendingReplica, Plan, StopReason};
+pub use plan::{plan, PendingReplica, Plan, StopReason, WaitingTask};
 pub use reason::Unplaceable;
 pub use score::{Strategy, Weights};
 pub use zlayer_spec::NodeMode;

@@ -1,6 +1,6 @@
 //! The scheduler's view of the cluster and of what should run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use zlayer_model::{NodeHealth, NodeState, Resources};
@@ -45,6 +45,30 @@ pub struct Workload {
     pub prefer_labels: BTreeMap<String, String>,
     /// The node holding the service's named volume, once it has one.
     pub pinned_node: Option<String>,
+    /// Job tasks (by replica) whose attempt failed: each moves to its next
+    /// attempt on a node it has not failed on, where one fits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retries: BTreeMap<u32, TaskRetry>,
+    /// A job's `parallelism`: the most of its unfinished tasks placed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// A job's tasks that are done (succeeded, or failed for good): they
+    /// keep their assignment, count against no parallelism, and are never
+    /// placed again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub finished: BTreeSet<u32>,
+}
+
+/// A job task's next attempt, as placement sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskRetry {
+    /// The attempt its next assignment runs.
+    pub attempt: u32,
+    /// The nodes its failed attempts ran on: placed elsewhere when any other fits.
+    pub avoid: Vec<String>,
+    /// While the task's assignment has this generation, it is the failed
+    /// one, and the task moves.
+    pub failed_generation: u64,
 }
 
 impl Workload {
@@ -53,7 +77,7 @@ impl Workload {
         let selector = svc.node_selector.clone().unwrap_or_default();
         Workload {
             id: format!("{deployment}/{name}"),
-            replicas: svc.scale.initial_replicas(),
+            replicas: svc.replica_count(),
             request: Resources {
                 cpu_milli: svc
                     .resources
@@ -67,6 +91,9 @@ impl Workload {
             labels: selector.labels,
             prefer_labels: selector.prefer_labels,
             pinned_node: None,
+            retries: BTreeMap::new(),
+            max_running: svc.parallelism,
+            finished: BTreeSet::new(),
         }
     }
 

@@ -17,6 +17,10 @@ use crate::NodeMode;
 /// Feasible nodes ranked per placement.
 pub const SAMPLE: usize = 8;
 
+/// Taken off the score of a node to avoid: more than any score's range, so
+/// such a node wins only where no other fits.
+const AVOIDED: f64 = 1.0e9;
+
 struct Eligible {
     nodes: Vec<u32>,
     cursor: usize,
@@ -106,19 +110,35 @@ impl<'a> Placer<'a> {
 
     /// Places one more replica of `w`: the chosen node's id, or why none fits.
     pub fn place(&mut self, w: &Workload) -> Result<&'a str, Unplaceable> {
+        self.place_avoiding(w, &[])
+    }
+
+    /// Like [`Placer::place`], preferring any other fitting node to those
+    /// in `avoid` (a job task's retry shuns the nodes it failed on).
+    pub fn place_avoiding(
+        &mut self,
+        w: &Workload,
+        avoid: &[String],
+    ) -> Result<&'a str, Unplaceable> {
         let wid = self.intern(&w.id);
         let mut el = match self.eligible.remove(&wid) {
             Some(el) => el,
             None => self.eligible_for(w),
         };
-        let result = self.choose(w, wid, &mut el);
+        let result = self.choose(w, wid, &mut el, avoid);
         self.eligible.insert(wid, el);
         let n = result?;
         self.commit(w, wid, n);
         Ok(self.nodes[n as usize].id.as_str())
     }
 
-    fn choose(&self, w: &Workload, wid: u32, el: &mut Eligible) -> Result<u32, Unplaceable> {
+    fn choose(
+        &self,
+        w: &Workload,
+        wid: u32,
+        el: &mut Eligible,
+        avoid: &[String],
+    ) -> Result<u32, Unplaceable> {
         let len = el.nodes.len();
         let mut best: Option<(f64, usize)> = None;
         let (mut found, mut checked) = (0, 0);
@@ -133,6 +153,11 @@ impl<'a> Placer<'a> {
                 Ok(()) => {
                     found += 1;
                     let node = &self.nodes[n as usize];
+                    let shunned = if avoid.contains(&node.id) {
+                        AVOIDED
+                    } else {
+                        0.0
+                    };
                     let s = score(
                         node,
                         load,
@@ -141,7 +166,7 @@ impl<'a> Placer<'a> {
                         self.health[n as usize],
                         self.strategy,
                         &self.weights,
-                    );
+                    ) - shunned;
                     if best.is_none_or(|(b, _)| s > b) {
                         best = Some((s, pos));
                     }

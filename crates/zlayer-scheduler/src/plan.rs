@@ -26,6 +26,8 @@ pub enum StopReason {
     NodeLost,
     /// Its node is being drained.
     NodeDraining,
+    /// A job task's attempt failed there: the next attempt is placed anew.
+    Retry,
 }
 
 #[derive(Clone, Debug)]
@@ -35,12 +37,22 @@ pub struct PendingReplica {
     pub reason: Unplaceable,
 }
 
+/// A job task left unplaced because as many of its job's tasks as its
+/// `parallelism` allows are placed and unfinished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingTask {
+    pub workload: String,
+    pub replica: u32,
+    pub parallelism: u32,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub keep: Vec<Assignment>,
     pub place: Vec<Assignment>,
     pub stop: Vec<(Assignment, StopReason)>,
     pub pending: Vec<PendingReplica>,
+    pub waiting: Vec<WaitingTask>,
 }
 
 /// Exclusive work first (it needs empty nodes), then dedicated, then shared;
@@ -108,6 +120,13 @@ pub fn plan(
             out.stop.push((a.clone(), StopReason::Unwanted));
             continue;
         };
+        if w.retries
+            .get(&a.replica)
+            .is_some_and(|r| r.failed_generation == a.generation)
+        {
+            out.stop.push((a.clone(), StopReason::Retry));
+            continue;
+        }
         match node_state.get(a.node.as_str()) {
             None | Some(NodeState::Down) => out.stop.push((a.clone(), StopReason::NodeLost)),
             Some(NodeState::Draining) => out.stop.push((a.clone(), StopReason::NodeDraining)),
@@ -121,19 +140,34 @@ pub fn plan(
 
     let mut generation = next_generation;
     for w in placement_order(workloads) {
+        let mut running = (1..=w.replicas)
+            .filter(|r| held.contains_key(&(w.id.as_str(), *r)) && !w.finished.contains(r))
+            .count() as u32;
         for replica in 1..=w.replicas {
-            if held.contains_key(&(w.id.as_str(), replica)) {
+            if held.contains_key(&(w.id.as_str(), replica)) || w.finished.contains(&replica) {
                 continue;
             }
-            match placer.place(w) {
+            if let Some(max) = w.max_running.filter(|max| running >= *max) {
+                out.waiting.push(WaitingTask {
+                    workload: w.id.clone(),
+                    replica,
+                    parallelism: max,
+                });
+                continue;
+            }
+            let retry = w.retries.get(&replica);
+            let avoid = retry.map(|r| r.avoid.as_slice()).unwrap_or_default();
+            match placer.place_avoiding(w, avoid) {
                 Ok(node) => {
                     out.place.push(Assignment {
                         workload: w.id.clone(),
                         replica,
                         node: node.to_string(),
                         generation,
+                        attempt: retry.map(|r| r.attempt).unwrap_or(0),
                     });
                     generation += 1;
+                    running += 1;
                 }
                 Err(reason) => out.pending.push(PendingReplica {
                     workload: w.id.clone(),

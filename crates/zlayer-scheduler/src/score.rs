@@ -165,6 +165,9 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             pinned_node: None,
+            retries: BTreeMap::new(),
+            max_running: None,
+            finished: Default::default(),
         }
     }
 

@@ -28,6 +28,9 @@ fn workload(id: &str, replicas: u32, cpu_milli: u64, mode: NodeMode) -> Workload
         labels: BTreeMap::new(),
         prefer_labels: BTreeMap::new(),
         pinned_node: None,
+        retries: BTreeMap::new(),
+        max_running: None,
+        finished: Default::default(),
     }
 }
 
@@ -260,5 +263,108 @@ fn a_named_volume_pins_its_service_to_its_node() {
     assert_eq!(
         run(&nodes, &[w], &[]).pending[0].reason.to_string(),
         "no node with its volume (node c) (3 nodes: 1 down, 2 not holding its volume)"
+    );
+}
+
+/// A job task whose attempt failed moves to its next attempt on a node it
+/// has not failed on; with no other node that fits, it runs where it was.
+#[test]
+fn a_failed_job_task_retries_on_another_node_where_one_fits() {
+    let nodes = three_nodes();
+    let mut w = workload("d/batch", 2, 100, NodeMode::Shared);
+    let first = run(&nodes, &[w.clone()], &[]);
+    let failed = first.place.iter().find(|a| a.replica == 1).unwrap().clone();
+    w.retries.insert(
+        1,
+        TaskRetry {
+            attempt: 2,
+            avoid: vec![failed.node.clone()],
+            failed_generation: failed.generation,
+        },
+    );
+    let p = plan(
+        &nodes,
+        &[w.clone()],
+        &first.place,
+        50,
+        Strategy::BinPack,
+        Weights::default(),
+    );
+    assert_eq!(p.stop.len(), 1);
+    assert_eq!((p.stop[0].0.replica, p.stop[0].1), (1, StopReason::Retry));
+    assert_eq!(p.place.len(), 1, "only the failed task moves");
+    let moved = &p.place[0];
+    assert_eq!((moved.replica, moved.attempt, moved.generation), (1, 2, 50));
+    assert_ne!(
+        moved.node, failed.node,
+        "bin-packing alone would keep it there"
+    );
+    // Once moved, the task stays.
+    let mut now = first.place.clone();
+    now.retain(|a| a.replica != 1);
+    now.push(moved.clone());
+    assert!(run(&nodes, &[w.clone()], &now).place.is_empty());
+    // A single node runs the retry itself.
+    let one = [node("a", 4, 0, &[])];
+    let first = run(&one, &[w.clone()], &[]);
+    let failed = first.place.iter().find(|a| a.replica == 1).unwrap();
+    w.retries.get_mut(&1).unwrap().failed_generation = failed.generation;
+    w.retries.get_mut(&1).unwrap().avoid = vec!["a".into()];
+    let p = plan(
+        &one,
+        &[w],
+        &first.place,
+        60,
+        Strategy::BinPack,
+        Weights::default(),
+    );
+    assert_eq!(p.place.len(), 1);
+    assert_eq!((p.place[0].node.as_str(), p.place[0].attempt), ("a", 2));
+}
+
+/// A job's `parallelism` caps its unfinished tasks placed at once; a
+/// finished task makes room, and is never placed again, even off a lost node.
+#[test]
+fn parallelism_caps_a_job_s_unfinished_tasks_and_finished_ones_stay_done() {
+    let mut nodes = three_nodes();
+    let mut w = workload("d/crunch", 5, 100, NodeMode::Shared);
+    w.max_running = Some(2);
+    let first = run(&nodes, &[w.clone()], &[]);
+    let placed: Vec<u32> = first.place.iter().map(|a| a.replica).collect();
+    assert_eq!(placed, [1, 2]);
+    let waiting: Vec<u32> = first.waiting.iter().map(|t| t.replica).collect();
+    assert_eq!(waiting, [3, 4, 5]);
+    assert_eq!(first.waiting[0].parallelism, 2);
+    w.finished.insert(1);
+    let next = plan(
+        &nodes,
+        &[w.clone()],
+        &first.place,
+        10,
+        Strategy::BinPack,
+        Weights::default(),
+    );
+    assert_eq!(
+        next.place.iter().map(|a| a.replica).collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!(next.waiting.len(), 2);
+    // Task 1's node goes down: the finished task is not run again.
+    let node1 = first.place[0].node.clone();
+    nodes.iter_mut().find(|n| n.id == node1).unwrap().state = NodeState::Down;
+    let mut existing = first.place.clone();
+    existing.extend(next.place.clone());
+    let after = plan(
+        &nodes,
+        &[w],
+        &existing,
+        20,
+        Strategy::BinPack,
+        Weights::default(),
+    );
+    assert!(
+        after.place.iter().all(|a| a.replica != 1),
+        "{:?}",
+        after.place
     );
 }

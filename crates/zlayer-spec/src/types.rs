@@ -28,6 +28,17 @@ pub enum ResourceType {
     Cron,
 }
 
+impl ResourceType {
+    /// Its name in a spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Service => "service",
+            ResourceType::Job => "job",
+            ResourceType::Cron => "cron",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
@@ -68,6 +79,24 @@ pub struct Service {
     /// Cron schedule (seconds minutes hours day-of-month month day-of-week year); `rtype: cron` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Extension (Kubernetes' `completions`), `rtype: job` only: how many
+    /// tasks the job runs to success (default: `scale`'s count, 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completions: Option<u32>,
+    /// Extension (Kubernetes' `parallelism`), `rtype: job` only: the most
+    /// tasks that run at once across the cluster (default: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// Extension (Kubernetes' `backoffLimit`), `rtype: job` only: how many
+    /// times a failed task is tried again (default 6), each after a longer
+    /// backoff, and each placed by the leader on another node where one fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Extension (Kubernetes' `activeDeadlineSeconds`), `rtype: job` only:
+    /// the most a task may run, counted over all its attempts; past it the
+    /// task is killed and fails for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
     /// Extension: how a replica is stopped.
     #[serde(default)]
     pub stop: Stop,
@@ -90,6 +119,9 @@ pub struct Service {
     pub files: Vec<FileMount>,
 }
 
+/// Retries of a failed job task when the spec names none (Kubernetes' default).
+pub const DEFAULT_JOB_RETRIES: u32 = 6;
+
 /// One read-only file in a service's containers.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +141,19 @@ impl Service {
     /// as healthy (rollouts, `depends`): `readiness`, else `health`.
     pub fn readiness_probe(&self) -> Option<&Health> {
         self.readiness.as_ref().or(self.health.as_ref())
+    }
+
+    /// How many replicas it runs: a job's `completions`, else its `scale`.
+    pub fn replica_count(&self) -> u32 {
+        match (self.rtype, self.completions) {
+            (ResourceType::Job, Some(n)) => n,
+            _ => self.scale.initial_replicas(),
+        }
+    }
+
+    /// How many times a failed task of a job is tried again.
+    pub fn job_retries(&self) -> u32 {
+        self.retries.unwrap_or(DEFAULT_JOB_RETRIES)
     }
 
     /// The probe whose failures restart a replica: `liveness`, else `health`.

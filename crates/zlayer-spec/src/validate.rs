@@ -371,6 +371,7 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
         ),
         _ => {}
     }
+    check_job_fields(p, at, svc);
     if let Some(sig) = &svc.stop.signal {
         if !SIGNALS.contains(&sig.as_str()) {
             let hint = did_you_mean(sig, SIGNALS.iter().copied())
@@ -974,6 +975,44 @@ pub fn start_order(spec: &Spec) -> Vec<String> {
         }
     }
     order
+}
+
+/// `completions`, `parallelism`, `retries` and `deadline` belong to jobs, and none may be 0.
+fn check_job_fields(p: &mut Problems, at: &str, svc: &Service) {
+    if svc.rtype != ResourceType::Job {
+        for (key, set) in [
+            ("completions", svc.completions.is_some()),
+            ("parallelism", svc.parallelism.is_some()),
+            ("retries", svc.retries.is_some()),
+            ("deadline", svc.deadline.is_some()),
+        ] {
+            if set {
+                p.push(
+                    format!("{at}.{key}"),
+                    format!("`{key}` applies only to `rtype: job`"),
+                    Some("remove it, or set `rtype: job`".into()),
+                );
+            }
+        }
+    }
+    if svc.deadline.is_some_and(|d| d.0.is_zero()) {
+        p.add(format!("{at}.deadline"), "deadline must be more than 0");
+    }
+    for (key, value) in [
+        ("completions", svc.completions),
+        ("parallelism", svc.parallelism),
+    ] {
+        if value == Some(0) {
+            p.add(format!("{at}.{key}"), format!("{key} must be at least 1"));
+        }
+    }
+    if svc.completions.is_some() && svc.scale != Scale::default() {
+        p.push(
+            format!("{at}.scale"),
+            "a job's task count is its `completions`, so it cannot also have a `scale`",
+            Some("remove `scale`".into()),
+        );
+    }
 }
 
 fn last_line(s: &str) -> String {

@@ -162,6 +162,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::PutConfig(_) => "PutConfig",
         Command::RemoveConfig { .. } => "RemoveConfig",
         Command::ClaimVolumes(_) => "ClaimVolumes",
+        Command::RecordTaskFailures(_) => "RecordTaskFailures",
         Command::RemoveVolume { .. } => "RemoveVolume",
         Command::RemoveSecret { .. } => "RemoveSecret",
         Command::RotateSecretsKey(_) => "RotateSecretsKey",
@@ -315,6 +316,18 @@ mod tests {
                     at_ms: 1,
                 }]),
                 "ClaimVolumes",
+            ),
+            (
+                Command::RecordTaskFailures(vec![crate::jobs::TaskFailure {
+                    workload: "d/batch".into(),
+                    replica: 1,
+                    revision: "r".into(),
+                    attempt: 1,
+                    node: "n7".into(),
+                    generation: 3,
+                    ran_ms: 10,
+                }]),
+                "RecordTaskFailures",
             ),
             (
                 Command::RemoveVolume {

@@ -21,6 +21,7 @@ pub mod configs;
 mod endpoints;
 pub mod ingress_ca;
 pub mod ingress_tls;
+pub mod jobs;
 pub mod join;
 pub mod keeper;
 mod member;

@@ -134,7 +134,7 @@ pub fn service_counts(spec: &zlayer_spec::Spec) -> ServiceCounts {
         .iter()
         .map(|(name, svc)| {
             let fixed = svc.scale.mode == zlayer_spec::ScaleMode::Fixed;
-            (name.clone(), fixed.then(|| svc.scale.initial_replicas()))
+            (name.clone(), fixed.then(|| svc.replica_count()))
         })
         .collect()
 }
@@ -360,6 +360,9 @@ pub enum Command {
     /// The leader's volume claims, committed before the placements that
     /// need them.
     ClaimVolumes(Vec<crate::volumes::VolumeClaim>),
+    /// The leader records job tasks' failed attempts; its next pass moves
+    /// each task to its next attempt.
+    RecordTaskFailures(Vec<crate::jobs::TaskFailure>),
     /// `zlayer volume rm`: refused while a service using it has a replica.
     RemoveVolume {
         volume: String,
@@ -455,6 +458,7 @@ pub enum Touched {
     Secrets,
     Configs,
     Volumes,
+    Jobs,
 }
 
 /// Everything Raft replicates.
@@ -485,6 +489,8 @@ pub struct ClusterState {
     pub configs: BTreeMap<String, crate::configs::ConfigRecord>,
     /// Named volumes and where each lives.
     pub volumes: crate::volumes::VolumesState,
+    /// Job tasks' failed attempts.
+    pub jobs: crate::jobs::JobsState,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -512,6 +518,8 @@ struct Flat {
     configs: BTreeMap<String, crate::configs::ConfigRecord>,
     #[serde(default)]
     volumes: crate::volumes::VolumesState,
+    #[serde(default)]
+    jobs: crate::jobs::JobsState,
 }
 
 impl From<ClusterState> for Flat {
@@ -531,6 +539,7 @@ impl From<ClusterState> for Flat {
             secrets: s.secrets,
             configs: s.configs,
             volumes: s.volumes,
+            jobs: s.jobs,
         }
     }
 }
@@ -560,6 +569,7 @@ impl From<Flat> for ClusterState {
             secrets: f.secrets,
             configs: f.configs,
             volumes: f.volumes,
+            jobs: f.jobs,
         }
     }
 }
@@ -624,6 +634,16 @@ impl ClusterState {
             Command::ClaimVolumes(claims) => {
                 if self.volumes.claim(claims) {
                     touched.push(Touched::Volumes);
+                }
+                Response::Done
+            }
+            Command::RecordTaskFailures(failures) => {
+                let mut changed = false;
+                for f in failures {
+                    changed |= self.jobs.record(f);
+                }
+                if changed {
+                    touched.push(Touched::Jobs);
                 }
                 Response::Done
             }
@@ -806,6 +826,9 @@ impl ClusterState {
                 for k in gone {
                     self.assignments.remove(&k);
                     touched.push(Touched::Assignment(k));
+                }
+                if self.jobs.forget_deployment(&name) {
+                    touched.push(Touched::Jobs);
                 }
                 Response::Done
             }

@@ -43,6 +43,7 @@ fn asg(workload: &str, replica: u32, node: &str, generation: u64) -> Assignment 
         replica,
         node: node.into(),
         generation,
+        attempt: 0,
     }
 }
 

@@ -32,6 +32,7 @@ fn state() -> (ClusterState, String) {
             replica: 0,
             node: node.into(),
             generation: 1,
+            attempt: 0,
         };
         s.assignments.insert(crate::AssignmentKey::of(&a), a);
     }

@@ -28,6 +28,7 @@ async fn applied_records_and_the_vote_survive_reopening() {
                 replica: 0,
                 node: "n1".into(),
                 generation: 5,
+                attempt: 0,
             }],
             stop: vec![],
         };

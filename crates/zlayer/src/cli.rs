@@ -111,6 +111,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Jobs (`rtype: job`): `ls` their tasks, `logs`, and `run` one
+    /// service of a spec file as a job now.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
     /// Named volumes: `ls`, `inspect` and `rm` (see docs/volumes.md).
     Volume {
         #[command(subcommand)]
@@ -679,6 +685,33 @@ pub enum ConfigCommand {
     },
     /// Remove a config no spec mounts.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Every job across the cluster: its tasks done, failed, running and waiting.
+    Ls {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// A job's output, from whichever nodes ran its tasks: SERVICE or SERVICE/N.
+    Logs {
+        target: String,
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Run SERVICE of FILE (a job, a cron or a plain service) once, now, as
+    /// a job of its own deployment (`DEPLOYMENT-SERVICE-ID`), and wait for
+    /// its tasks: exit 0 when every one succeeded.
+    Run {
+        file: PathBuf,
+        service: String,
+        /// Stop waiting after this many seconds (the job goes on).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]

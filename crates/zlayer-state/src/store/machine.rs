@@ -36,6 +36,7 @@ const ACME: &[u8] = b"acme";
 const SECRETS: &[u8] = b"secrets";
 const CONFIGS: &[u8] = b"configs";
 const VOLUMES: &[u8] = b"volumes";
+const JOBS: &[u8] = b"jobs";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -73,6 +74,7 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Secrets => SECRETS.to_vec(),
         Touched::Configs => CONFIGS.to_vec(),
         Touched::Volumes => VOLUMES.to_vec(),
+        Touched::Jobs => JOBS.to_vec(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
@@ -103,6 +105,7 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Secrets => json(Some(&data.secrets)),
         Touched::Configs => json(Some(&data.configs)),
         Touched::Volumes => json(Some(&data.volumes)),
+        Touched::Jobs => json(Some(&data.jobs)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
@@ -143,6 +146,8 @@ impl StateMachine {
                 d.configs = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == VOLUMES {
                 d.volumes = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == JOBS {
+                d.jobs = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == PEERS {
                 d.peers = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
@@ -362,6 +367,7 @@ fn all_records(d: &ClusterState) -> Vec<Touched> {
         Touched::Secrets,
         Touched::Configs,
         Touched::Volumes,
+        Touched::Jobs,
     ];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));

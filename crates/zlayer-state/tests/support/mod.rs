@@ -148,6 +148,7 @@ pub fn placements(dep: &str, start: u32, count: u32, first_generation: u64) -> C
             replica: i,
             node: format!("n{}", i % 3 + 1),
             generation: first_generation + u64::from(i),
+            attempt: 0,
         })
         .collect();
     Command::Placements {

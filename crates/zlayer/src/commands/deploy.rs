@@ -22,7 +22,25 @@ pub fn up(
 ) -> Result<i32> {
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let name = file.display().to_string();
+    up_text(
+        data,
+        registries,
+        file.display().to_string(),
+        text,
+        detach,
+        timeout,
+    )
+}
+
+/// `up` of a spec already read: `name` is what its errors call it.
+pub fn up_text(
+    data: &Path,
+    registries: &zlayer_image::RegistryOptions,
+    name: String,
+    text: String,
+    detach: bool,
+    timeout: u64,
+) -> Result<i32> {
     let spec = match zlayer_spec::parse(&name, &text) {
         Ok(s) => s,
         Err(e) => {
@@ -60,7 +78,7 @@ pub fn up(
         resp.scaled
             .get(name)
             .copied()
-            .unwrap_or_else(|| s.scale.initial_replicas())
+            .unwrap_or_else(|| s.replica_count())
     };
     let expected: u32 = spec
         .services

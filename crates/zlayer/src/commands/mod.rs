@@ -6,6 +6,7 @@ mod cluster;
 mod deploy;
 mod exec;
 mod image;
+mod job;
 mod logs;
 mod node;
 mod overlay;
@@ -43,6 +44,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Secret { .. }
             | Command::Config { .. }
             | Command::Volume { .. }
+            | Command::Job { .. }
             | Command::Restart { .. }
             | Command::Token { .. }
             | Command::Ca { .. }
@@ -113,6 +115,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Secret { command } => secret::secret(&data, &registries, command),
         Command::Config { command } => secret::config(&data, &registries, command),
         Command::Volume { command } => volume::volume(&data, command),
+        Command::Job { command } => job::job(&data, &registries, command),
         Command::Restart { service } => {
             cluster(&data, zlayer_api::ClusterRequest::Restart(service.clone()))?;
             println!("{service} restarting (`zlayer rollouts` follows it)");

@@ -10,11 +10,7 @@ pub fn validate(file: &Path) -> Result<i32> {
     match zlayer_spec::load_file(file) {
         Ok(spec) => {
             print_warnings(&file.display().to_string(), &spec);
-            let replicas: u32 = spec
-                .services
-                .values()
-                .map(|s| s.scale.initial_replicas())
-                .sum();
+            let replicas: u32 = spec.services.values().map(|s| s.replica_count()).sum();
             println!(
                 "{}: valid (deployment `{}`, {} services, {replicas} replicas)",
                 file.display(),
