@@ -32,12 +32,14 @@ impl Agent {
         };
         r.failed_attempt = None;
         if ok {
+            r.release_reservations();
             return;
         }
         let attempt = r.attempt.max(1);
         let allowed = svc.job_retries().saturating_add(1);
         if attempt >= allowed {
             r.state = ReplicaState::Failed;
+            r.release_reservations();
             r.message = format!("gave up after {attempt} attempt(s): {what}");
             self.event(r, "failed", r.message.clone());
         } else {
@@ -129,6 +131,7 @@ impl Agent {
             r.state = ReplicaState::Failed;
             r.health = Health::None;
             r.failed_attempt = None;
+            r.release_reservations();
             r.message = format!(
                 "gave up: the job's deadline of {deadline} passed (attempt {} killed after {} s in all)",
                 r.attempt.max(1),

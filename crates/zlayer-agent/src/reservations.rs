@@ -88,6 +88,7 @@ impl Agent {
         r: &Replica,
         all: &BTreeMap<String, Replica>,
     ) -> Result<Ipv4Addr, String> {
+        // A job task done for good let its address go (`release_reservations`).
         let used: HashSet<Ipv4Addr> = all
             .values()
             .filter(|x| x.key() != r.key())

@@ -99,6 +99,13 @@ impl Replica {
         }
     }
 
+    /// A job task done for good holds no address or GPU any more: another
+    /// task may take them at once.
+    pub fn release_reservations(&mut self) {
+        self.ip = None;
+        self.gpus.clear();
+    }
+
     pub fn stop_params(&self) -> (i32, std::time::Duration) {
         let grace = if self.stop_grace_ms == 0 {
             10_000
