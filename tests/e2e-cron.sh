@@ -37,3 +37,45 @@ cron_runs() {
 export Z
 export -f cron_runs
 check "cron: runs on schedule, never overlapping, exit codes kept" bash -c cron_runs
+
+# concurrency: allow starts a fire time's run beside the one still running;
+# replace stops the running one (its stop sequence) and starts the new one.
+cat > /tmp/e2e-cron-allow.yaml <<'YAML'
+version: v1
+deployment: cronallow
+services:
+  tick:
+    rtype: cron
+    schedule: "*/2 * * * * * *"
+    concurrency: allow
+    image: { name: busybox:latest }
+    command: { entrypoint: ["/bin/sh", "-c", "sleep 3"] }
+YAML
+sed 's/deployment: cronallow/deployment: cronrepl/; s/concurrency: allow/concurrency: replace/; s/sleep 3/sleep 30/' /tmp/e2e-cron-allow.yaml > /tmp/e2e-cron-repl.yaml
+# The most runs of deployment $1 at once, from its started and exit (or replaced) events.
+cron_most() {
+  "$Z" events -o json | jq "[.[] | select(.deployment == \"$1\" and (.kind == \"started\" or .kind == \"exit\" or .kind == \"replaced\"))]
+    | sort_by(.time_ms) | reduce .[] as \$e ({n: 0, most: 0}; .n += (if \$e.kind == \"started\" then 1 else -1 end) | .most = ([.most, .n] | max)) | .most"
+}
+cron_kind_count() { "$Z" events -o json | jq "[.[] | select(.deployment == \"$1\" and .kind == \"$2\")] | length"; }
+cron_allow() {
+  "$Z" up -d --timeout 5 /tmp/e2e-cron-allow.yaml >/dev/null 2>&1
+  local end=$((SECONDS+40))
+  until [ "$(cron_kind_count cronallow exit)" -ge 3 ]; do [ $SECONDS -lt $end ] || { "$Z" events | grep cronallow; return 1; }; sleep 0.2; done
+  local most; most=$(cron_most cronallow); echo "most cronallow runs at once: $most, overlaps: $(cron_kind_count cronallow overlap)"
+  [ "$most" -eq 2 ] && [ "$(cron_kind_count cronallow overlap)" -ge 1 ] || { "$Z" events | grep cronallow; return 1; }
+  "$Z" down cronallow >/dev/null || return 1
+  [ "$(find "$ZLAYER_DATA_DIR/containers" -mindepth 1 -maxdepth 1 -name 'cronallow-*' | wc -l)" -eq 0 ] || { echo "containers left"; return 1; }
+}
+cron_replace() {
+  "$Z" up -d --timeout 5 /tmp/e2e-cron-repl.yaml >/dev/null 2>&1
+  local end=$((SECONDS+40))
+  until [ "$(cron_kind_count cronrepl replaced)" -ge 2 ]; do [ $SECONDS -lt $end ] || { "$Z" events | grep cronrepl; return 1; }; sleep 0.2; done
+  local most; most=$(cron_most cronrepl); echo "most cronrepl runs at once: $most"
+  "$Z" events | grep cronrepl | tail -6
+  [ "$most" -eq 1 ] && "$Z" events -o json | jq -e '[.[] | select(.deployment == "cronrepl" and .kind == "replaced")][0].message | startswith("replaced by the run due at 20")' >/dev/null || return 1
+  "$Z" down cronrepl >/dev/null
+}
+export -f cron_most cron_kind_count cron_allow cron_replace
+check "cron concurrency allow: a run still going when the next is due runs on beside it" bash -c cron_allow
+check "cron concurrency replace: the running run is stopped and the due one starts" bash -c cron_replace

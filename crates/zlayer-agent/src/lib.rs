@@ -14,6 +14,7 @@ pub mod agent;
 mod apply;
 mod checks;
 mod clock;
+mod cron_overlap;
 mod depends;
 pub mod desired;
 pub mod facts;

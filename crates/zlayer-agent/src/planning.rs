@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use zlayer_spec::{OnTimeout, ResourceType, Service, Spec};
+use zlayer_spec::{Concurrency, OnTimeout, ResourceType, Service, Spec};
 
 use crate::agent::Agent;
 use crate::clock::now_ms;
@@ -138,8 +138,9 @@ impl Agent {
 
     /// A cron service has one slot. Its run starts at each fire time of the
     /// schedule; a fire time that passes while the previous run still runs
-    /// is skipped (no overlap), and a failed run is not retried before the
-    /// next fire time.
+    /// is skipped (`concurrency: forbid`, the default; see `cron_overlap`
+    /// for the others), and a failed run is not retried before the next
+    /// fire time.
     fn plan_cron(
         &self,
         spec: &Spec,
@@ -178,7 +179,14 @@ impl Agent {
             return Plan::Keep;
         }
         r.due_ms = std::mem::take(&mut r.restart_at_ms);
-        self.start_with_ip(r, &spec.services[&t.service_name], all)
+        let svc = &spec.services[&t.service_name];
+        // Under `allow` and `replace` the run remembers the next fire time:
+        // if it still runs then, the next run starts anyway (`cron_overlap`).
+        if svc.concurrency.unwrap_or_default() != Concurrency::Forbid {
+            let schedule = svc.schedule.clone().unwrap_or_default();
+            r.restart_at_ms = zlayer_spec::next_fire_ms(&schedule, now).unwrap_or(0);
+        }
+        self.start_with_ip(r, svc, all)
     }
 
     /// Starts the replica once it has an address and the GPUs it asks for;

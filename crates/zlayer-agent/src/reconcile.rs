@@ -103,7 +103,14 @@ impl Agent {
                 for &idx in &slots {
                     let key = crate::state::key(&spec.deployment, &name, idx);
                     wanted.insert(key.clone());
-                    let existing = replicas.get(&key).cloned();
+                    let mut existing = replicas.get(&key).cloned();
+                    if let Some(svc) = spec.services.get(&name) {
+                        if svc.rtype == ResourceType::Cron {
+                            existing = self
+                                .make_way_for_next_run(svc, existing, &mut replicas)
+                                .await;
+                        }
+                    }
                     match self.plan(spec, &t, idx, existing, &replicas, rollout_failed) {
                         Plan::Keep => {}
                         Plan::Record(r) => {
@@ -133,6 +140,7 @@ impl Agent {
                 }
             }
         }
+        self.overlapping_runs_wanted(&replicas, &mut wanted);
         // What runs of a spec this node cannot parse is neither planned nor stopped.
         wanted.extend(
             replicas

@@ -54,6 +54,10 @@ pub struct Replica {
     /// its start event says which run it is even when starting took a while.
     #[serde(default)]
     pub due_ms: u64,
+    /// A cron run moved aside so the next run could start beside it
+    /// (`concurrency: allow`): the fire time it was due at, part of its key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overlap: u64,
     /// A job task's attempt this record runs (0 before its first start).
     #[serde(default)]
     pub attempt: u32,
@@ -96,6 +100,7 @@ impl Replica {
             due_ms: 0,
             attempt: 0,
             failed_attempt: None,
+            overlap: 0,
         }
     }
 
@@ -123,10 +128,20 @@ impl Replica {
     pub fn key(&self) -> String {
         if self.surge {
             surge_key(&self.deployment, &self.service, self.index)
+        } else if self.overlap != 0 {
+            format!(
+                "{}@{}",
+                key(&self.deployment, &self.service, self.index),
+                self.overlap
+            )
         } else {
             key(&self.deployment, &self.service, self.index)
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub fn key(deployment: &str, service: &str, index: u32) -> String {

@@ -96,7 +96,7 @@ fn resolve_env(svc: &Service, caller_env: &BTreeMap<String, String>) -> Vec<(Str
 }
 
 /// Scale, `depends`, the update policy, the network policy, a cron
-/// schedule, a job's completions and parallelism, and an endpoint's
+/// schedule and concurrency, a job's completions and parallelism, and an endpoint's
 /// publishing and route fields (everything but its name, protocol and
 /// container port) change no container, so they are left out of the
 /// template and roll nothing.
@@ -106,6 +106,7 @@ fn container_shape(svc: &Service) -> Service {
     shape.scale = Default::default();
     shape.schedule = None;
     shape.completions = None;
+    shape.concurrency = None;
     shape.parallelism = None;
     shape.depends.clear();
     shape.update = Default::default();

@@ -79,6 +79,10 @@ pub struct Service {
     /// Cron schedule (seconds minutes hours day-of-month month day-of-week year); `rtype: cron` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Extension (Kubernetes' `concurrencyPolicy`), `rtype: cron` only:
+    /// what a fire time does while the previous run still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// Extension (Kubernetes' `completions`), `rtype: job` only: how many
     /// tasks the job runs to success (default: `scale`'s count, 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +121,19 @@ pub struct Service {
     /// (`zlayer config create`) or written inline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileMount>,
+}
+
+/// A cron fire time that comes while the previous run still runs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// Start the new run beside it.
+    Allow,
+    /// Skip the fire time (the default).
+    #[default]
+    Forbid,
+    /// Stop the running one (its stop sequence), then start the new run.
+    Replace,
 }
 
 /// Retries of a failed job task when the spec names none (Kubernetes' default).

@@ -372,6 +372,13 @@ fn check_service(p: &mut Problems, at: &str, svc: &Service) {
         _ => {}
     }
     check_job_fields(p, at, svc);
+    if svc.concurrency.is_some() && svc.rtype != ResourceType::Cron {
+        p.push(
+            format!("{at}.concurrency"),
+            "`concurrency` applies only to `rtype: cron`",
+            Some("remove it, or set `rtype: cron`".into()),
+        );
+    }
     if let Some(sig) = &svc.stop.signal {
         if !SIGNALS.contains(&sig.as_str()) {
             let hint = did_you_mean(sig, SIGNALS.iter().copied())
