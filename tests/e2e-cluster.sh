@@ -257,14 +257,18 @@ check "events: a manager shows every node's events, and events -f follows anothe
 
 # A job task's failed attempts move: the leader places each retry on a node
 # the task has not failed on, so 3 attempts run on the 3 nodes, then it gives up.
+retry_runs_are() { [ "$(z 2 job ls -o json | jq -r '[.[] | select(.job == "retry/doomed")][0].runs | map(.node + ":" + (.attempt | tostring)) | sort | join(",")')" = "$1" ]; }
 retries_elsewhere() {
   z 1 up -d --timeout 2 specs/cluster/retry.yaml >/dev/null 2>&1
   eventually 300 is 1 '.deployment == "retry" and .state == "failed" and .message == "gave up after 3 attempt(s): exited with code 3"' 1 || { z 1 ps | grep retry; return 1; }
   local nodes; nodes=$(z 1 events -o json | jq -r '[.[] | select(.deployment == "retry" and .kind == "started") | .node] | join(",")')
   echo "attempts ran on: $nodes"
-  [ "$(echo "$nodes" | tr , '\n' | sort -u | wc -l)" = 3 ] && [ "$(echo "$nodes" | tr , '\n' | wc -l)" = 3 ]
+  [ "$(echo "$nodes" | tr , '\n' | sort -u | wc -l)" = 3 ] && [ "$(echo "$nodes" | tr , '\n' | wc -l)" = 3 ] || return 1
+  # Each node metered its own attempt, and any node shows all three records.
+  local want; want=$(echo "$nodes" | tr , '\n' | awk '{print $0 ":" NR}' | sort | paste -sd,)
+  eventually 100 retry_runs_are "$want" || { echo "want $want"; z 2 job ls -o json; return 1; }
 }
-check "jobs: a failed task's retries are placed by the leader on nodes it has not failed on" retries_elsewhere
+check "jobs: a failed task's retries are placed by the leader on nodes it has not failed on; each node meters its own attempt" retries_elsewhere
 z 1 down retry >/dev/null 2>&1
 
 # Secrets across nodes: n5 joins as a worker (no CA key), and a replica placed

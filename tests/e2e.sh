@@ -14,7 +14,7 @@ ok() { echo "PASS $1"; pass=$((pass+1)); }
 ko() { echo "FAIL $1"; fail=$((fail+1)); }
 check() { local name=$1; shift; if "$@" >/tmp/e2e.out 2>&1; then ok "$name"; else ko "$name"; sed 's/^/    /' /tmp/e2e.out | tail -20; fi; }
 cleanup() {
-  for d in hello hog deps other roll cron cronallow cronrepl sec cfg req vol vol2 probe crash crash2 jobs; do "$Z" down "$d" >/dev/null 2>&1; done
+  for d in hello hog deps other roll cron cronallow cronrepl sec cfg req vol vol2 probe crash crash2 jobs meter; do "$Z" down "$d" >/dev/null 2>&1; done
   "$Z" node stop >/dev/null 2>&1; sleep 0.3
   pkill -9 -f "data-dir $ZLAYER_DATA_DIR" 2>/dev/null
   # Named volumes' filesystems, before their files go.
@@ -251,6 +251,7 @@ source tests/e2e-volumes.sh
 source tests/e2e-probes.sh
 source tests/e2e-events.sh
 source tests/e2e-jobs.sh
+source tests/e2e-metering.sh
 
 export LEAK_CYCLES=${E2E_LEAK_CYCLES:-100}
 check "no leaks after $((2 * LEAK_CYCLES)) replica and $((2 * LEAK_CYCLES)) run cycles" bash -c leak_cycles

@@ -39,9 +39,9 @@ impl Agent {
                 aside.overlap = r.due_ms.max(r.started_ms).max(1);
                 aside.restart_at_ms = 0;
                 aside.message = format!("still running; the run due at {at} started beside it");
-                // Recorded under its own key before the slot's record is
-                // replaced, so a crash in between loses no container.
-                self.persist(self.store.put_replica(&aside), &aside);
+                // Re-filed under its own key in one write: a crash leaves the
+                // run either in its slot or aside, never in both or neither.
+                self.persist(self.store.move_replica(&r.key(), &aside), &aside);
                 self.event(
                     &aside,
                     "overlap",
@@ -58,6 +58,7 @@ impl Agent {
                 self.unpublish(&r, grace).await;
                 self.launcher.stop(&r.container_id, sig, grace).await;
                 if let Status::Exited(info) = self.launcher.status(&r.container_id) {
+                    self.meter(&r, &info);
                     r.last_exit = Some(info);
                 }
                 self.launcher.cleanup(&r.container_id).await;

@@ -59,6 +59,18 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = (workload, replica, revision);
         TaskAttempt::FIRST
     }
+    /// This node's metering totals per service, as the cluster committed them.
+    fn usage_totals(&self) -> Vec<zlayer_model::UsageTotals> {
+        Vec::new()
+    }
+    /// Commits metering records of containers that finished on this node.
+    fn record_usage(
+        &self,
+        records: Vec<zlayer_model::UsageRecord>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let _ = records;
+        Box::pin(async { Err("this cluster keeps no usage".to_string()) })
+    }
     /// How many times `zlayer restart` asked for `deployment/service`.
     fn restarts(&self, deployment: &str, service: &str) -> u64 {
         let _ = (deployment, service);

@@ -127,6 +127,7 @@ impl Agent {
             self.launcher
                 .stop(&r.container_id, libc::SIGKILL, Duration::ZERO)
                 .await;
+            self.meter_stopped(r);
             self.launcher.cleanup(&r.container_id).await;
             r.state = ReplicaState::Failed;
             r.health = Health::None;

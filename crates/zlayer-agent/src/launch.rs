@@ -103,7 +103,7 @@ pub fn container_config(
         additional_gids: Vec::new(),
         hostname: p.hostname,
         limits: o.limits.clone(),
-        netns: p.netns,
+        netns: p.netns.clone(),
         mounts: o.mounts.clone(),
         devices: Vec::new(),
         log_path: p.log_path,
@@ -115,6 +115,12 @@ pub fn container_config(
             .filter_map(|(k, v)| Some((k.clone(), v.strip_prefix("$S:")?.to_string())))
             .collect(),
         secrets_dir: None,
+        net_counters: p.netns.as_ref().map(|_| {
+            std::path::PathBuf::from(format!(
+                "/sys/class/net/{}/statistics",
+                zlayer_net::host_ifname(&p.id)
+            ))
+        }),
     };
     p.gpus.attach(&o.gpus, &mut c)?;
     Ok(c)

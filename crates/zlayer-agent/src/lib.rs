@@ -26,6 +26,7 @@ mod ingress;
 mod jobs;
 pub mod launch;
 pub mod launcher;
+mod metering;
 pub mod metrics;
 pub mod oneoff;
 mod planning;

@@ -1,5 +1,6 @@
 //! Prometheus text for the node: per-container CPU and memory from cgroups,
-//! restarts, health and OOM kills, then the ingress's own. A fresh registry per scrape turns cgroup
+//! restarts, health and OOM kills, the usage of finished containers
+//! (`metering`), then the ingress's own. A fresh registry per scrape turns cgroup
 //! counters into Prometheus counters without keeping deltas.
 
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ pub fn render(node: &Agent) -> String {
     .expect("metric");
     store_errors.inc_by(node.store_errors());
     let _ = reg.register(Box::new(store_errors));
+    crate::metering::register_usage(&reg, &node.cluster.usage_totals());
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&reg.gather(), &mut buf);
     let mut text = String::from_utf8_lossy(&buf).into_owned();

@@ -101,6 +101,7 @@ fn old_replica(state: ReplicaState) -> Replica {
         signal: None,
         oom_killed: false,
         finished_at_ms: now_ms(),
+        usage: None,
     });
     r
 }
@@ -221,6 +222,7 @@ fn a_failed_job_task_waits_for_the_leader_then_runs_its_next_attempt() {
         signal: None,
         oom_killed: false,
         finished_at_ms: now_ms(),
+        usage: None,
     });
     n.job_exited(&mut r, &s.services["web"]);
     assert_eq!(r.state, ReplicaState::Exited);

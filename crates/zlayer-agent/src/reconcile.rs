@@ -158,6 +158,7 @@ impl Agent {
         self.check_health(&mut replicas).await;
         self.publish(&specs, &replicas).await;
         self.tend_volumes(&replicas).await;
+        self.flush_usage().await;
     }
 
     /// Exits of running replicas, also those that exited while no agent ran.
@@ -169,6 +170,7 @@ impl Agent {
             match self.launcher.status(&r.container_id) {
                 Status::Running { .. } => {}
                 Status::Exited(info) => {
+                    self.meter(r, &info);
                     let kind = if info.oom_killed { "oom" } else { "exit" };
                     self.event(r, kind, format!("{} {}", r.container_id, info.describe()));
                     r.message = if r.health == Health::Unhealthy {
@@ -218,6 +220,7 @@ impl Agent {
             let (sig, grace) = r.stop_params();
             self.unpublish(r, grace).await;
             self.launcher.stop(&r.container_id, sig, grace).await;
+            self.meter_stopped(r);
             self.done_draining(&r.key());
         }
         self.launcher.cleanup(&r.container_id).await;

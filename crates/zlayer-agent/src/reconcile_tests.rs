@@ -78,6 +78,7 @@ impl RecordingLauncher {
                 signal: None,
                 oom_killed: false,
                 finished_at_ms: now_ms(),
+                usage: None,
             }),
         );
     }

@@ -168,6 +168,8 @@ pub struct Store {
     replicas: sled::Tree,
     templates: sled::Tree,
     rollouts: sled::Tree,
+    /// Metering records not yet committed to the cluster, by container id.
+    usage: sled::Tree,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,7 @@ impl Store {
             replicas: db.open_tree("replicas").map_err(e)?,
             templates: db.open_tree("templates").map_err(e)?,
             rollouts: db.open_tree("rollouts").map_err(e)?,
+            usage: db.open_tree("usage").map_err(e)?,
             db,
         })
     }
@@ -216,6 +219,35 @@ impl Store {
             .filter_map(|v| v.ok())
             .filter_map(|v| serde_json::from_slice(&v).ok())
             .collect()
+    }
+
+    /// Keeps a metering record until the cluster has it.
+    pub fn put_usage(&self, r: &zlayer_model::UsageRecord) -> Result<(), StoreError> {
+        self.usage
+            .insert(r.container_id.as_bytes(), serde_json::to_vec(r).map_err(e)?)
+            .map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
+    }
+    /// Metering records the cluster does not have yet, oldest key first.
+    pub fn pending_usage(&self, at_most: usize) -> Vec<zlayer_model::UsageRecord> {
+        self.usage
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .take(at_most)
+            .collect()
+    }
+    /// Forgets records the cluster committed.
+    pub fn usage_committed(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(id.as_bytes());
+        }
+        self.usage.apply_batch(batch).map_err(e)?;
+        self.db.flush().map_err(e)?;
+        Ok(())
     }
 
     pub fn put_template(&self, t: &Template) -> Result<(), StoreError> {

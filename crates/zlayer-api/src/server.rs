@@ -132,12 +132,26 @@ async fn limited(body: Incoming) -> Result<Bytes, ApiError> {
 async fn parse(req: hyper::Request<Incoming>) -> Result<Request, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
+    if parts.method == Method::GET && path.trim_matches('/') == "v1/usage" {
+        return usage_query(parts.uri.query().unwrap_or(""));
+    }
     let bytes = if parts.method == Method::POST && takes_body(path) {
         limited(body).await?
     } else {
         Bytes::new()
     };
     parse_request(&parts.method, path, &bytes)
+}
+
+/// `/v1/usage`'s query string: every filter optional, nothing else allowed.
+pub fn usage_query(query: &str) -> Result<Request, ApiError> {
+    serde_urlencoded::from_str(query)
+        .map(Request::Usage)
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "bad usage query `{query}`: {e}; filters are deployment=, service=, since_ms= and until_ms= (Unix ms)"
+            ))
+        })
 }
 
 fn takes_body(path: &str) -> bool {
@@ -286,6 +300,10 @@ pub async fn answer<B: Backend>(
             r
         }
         Request::Cluster(c) => reply(b.cluster(c).await),
+        Request::Usage(q) => reply(b.cluster(ClusterRequest::Usage(q)).await.map(|r| match r {
+            ClusterReply::Usage(rows) => rows,
+            _ => Vec::new(),
+        })),
         Request::Shutdown => {
             b.shutdown();
             json(StatusCode::OK, &serde_json::json!({"ok": true}))

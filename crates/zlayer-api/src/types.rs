@@ -352,6 +352,8 @@ pub enum ClusterRequest {
     Volumes,
     /// `zlayer volume rm DEPLOYMENT/NAME`.
     VolumeRemove(String),
+    /// Metering records kept in the cluster state, oldest first.
+    Usage(zlayer_model::UsageQuery),
 }
 
 /// A secret's value on its way to the node, base64. Its `Debug` never
@@ -391,6 +393,7 @@ pub enum ClusterReply {
     Secrets(Vec<StoredView>),
     Configs(Vec<StoredView>),
     Volumes(Vec<VolumeView>),
+    Usage(Vec<zlayer_model::UsageRecord>),
     /// The revision a change made.
     Revision(u64),
     Done,
@@ -464,5 +467,7 @@ pub enum Request {
     Exec(ExecRequest),
     Metrics,
     Cluster(ClusterRequest),
+    /// `GET /v1/usage?deployment=&service=&since_ms=&until_ms=`.
+    Usage(zlayer_model::UsageQuery),
     Shutdown,
 }

@@ -122,6 +122,7 @@ fn execute(
         cgroup_path: format!("/zlayer/{id}"),
         secret_env: Vec::new(),
         secrets_dir: None,
+        net_counters: None,
     };
     let exit = if b.options.quiet {
         zlayer_runtime::run_logged(&cleanup.dir, &cfg)

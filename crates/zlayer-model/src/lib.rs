@@ -15,6 +15,7 @@ mod placement;
 mod replica;
 mod rollout;
 mod summary;
+mod usage;
 mod volume;
 
 pub use cluster::{ClusterReplica, NodeRollout};
@@ -23,4 +24,5 @@ pub use placement::{split_workload, Assignment};
 pub use replica::{FailedAttempt, Health, ReplicaReport, ReplicaState};
 pub use rollout::{RolloutReport, RolloutState};
 pub use summary::{ClusterRole, NodeRole, NodeSummary, TokenStatus, TokenSummary};
+pub use usage::{UsageQuery, UsageRecord, UsageTotals};
 pub use volume::{VolumeHold, VolumeUsage};

@@ -268,6 +268,19 @@ impl Backend for Node {
                     .collect(),
             )),
             ClusterRequest::VolumeRemove(name) => done(c.remove_volume(&name).await),
+            ClusterRequest::Usage(q) => Ok(ClusterReply::Usage(c.read(|s| {
+                let mut rows: Vec<zlayer_model::UsageRecord> = s
+                    .usage
+                    .records
+                    .values()
+                    .filter(|r| q.matches(r))
+                    .cloned()
+                    .collect();
+                rows.sort_by(|a, b| {
+                    (a.finished_ms, &a.container_id).cmp(&(b.finished_ms, &b.container_id))
+                });
+                rows
+            }))),
         }
     }
 

@@ -59,6 +59,30 @@ impl Cluster for ControlPort {
             }
         })
     }
+    fn usage_totals(&self) -> Vec<zlayer_model::UsageTotals> {
+        let me = self.0.node.name.clone();
+        self.0.read(|s| {
+            s.usage
+                .totals
+                .values()
+                .filter(|t| t.node == me)
+                .cloned()
+                .collect()
+        })
+    }
+    fn record_usage(
+        &self,
+        records: Vec<zlayer_model::UsageRecord>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let control = self.0.clone();
+        Box::pin(async move {
+            control
+                .write(zlayer_state::Command::RecordUsage(records))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
     fn restarts(&self, deployment: &str, service: &str) -> u64 {
         self.0.read(|s| {
             s.deployments

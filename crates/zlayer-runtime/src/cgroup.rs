@@ -31,6 +31,8 @@ pub struct CgroupStats {
     pub cpu_usage_ns: u64,
     pub memory_bytes: u64,
     pub memory_limit_bytes: Option<u64>,
+    /// The most it held at once; 0 where the kernel keeps no peak.
+    pub memory_peak_bytes: u64,
     pub oom_kills: u64,
     pub pids: u64,
 }
@@ -69,6 +71,10 @@ impl CgroupStats {
                     controller_dir(v, "memory", path).join("memory.limit_in_bytes"),
                 )
                 .filter(|l| *l < (1 << 62)),
+                memory_peak_bytes: read_u64(
+                    controller_dir(v, "memory", path).join("memory.max_usage_in_bytes"),
+                )
+                .unwrap_or(0),
                 oom_kills: keyed(
                     controller_dir(v, "memory", path).join("memory.oom_control"),
                     "oom_kill ",
@@ -82,6 +88,7 @@ impl CgroupStats {
                     cpu_usage_ns: keyed(d.join("cpu.stat"), "usage_usec ").unwrap_or(0) * 1000,
                     memory_bytes: read_u64(d.join("memory.current")).unwrap_or(0),
                     memory_limit_bytes: read_u64(d.join("memory.max")),
+                    memory_peak_bytes: read_u64(d.join("memory.peak")).unwrap_or(0),
                     oom_kills: keyed(d.join("memory.events"), "oom_kill ").unwrap_or(0),
                     pids: read_u64(d.join("pids.current")).unwrap_or(0),
                 }
@@ -110,5 +117,20 @@ pub(crate) fn leftover_dirs(path: &str) -> Vec<PathBuf> {
 pub(crate) fn remove_leftovers(path: &str) {
     for d in leftover_dirs(path) {
         let _ = fs::remove_dir(&d);
+    }
+}
+
+impl crate::layout::Usage {
+    /// What the container whose cgroup is at `path` used, its network
+    /// counted from the host end's `statistics` directory `net`.
+    pub fn read(path: &str, net: Option<&Path>) -> crate::layout::Usage {
+        let stats = CgroupStats::read(path);
+        let counter = |name: &str| net.and_then(|d| read_u64(d.join(name))).unwrap_or(0);
+        crate::layout::Usage {
+            cpu_ns: stats.cpu_usage_ns,
+            memory_peak_bytes: stats.memory_peak_bytes,
+            net_rx_bytes: counter("tx_bytes"),
+            net_tx_bytes: counter("rx_bytes"),
+        }
     }
 }

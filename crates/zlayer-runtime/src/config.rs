@@ -71,4 +71,9 @@ pub struct ContainerConfig {
     /// The container's secrets tmpfs (see `secrets`), if it has secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_dir: Option<PathBuf>,
+    /// The `statistics` directory of the host's end of its network link
+    /// (`/sys/class/net/IF/statistics`): metered at exit, seen from the
+    /// container (what the host end sent, the container received).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_counters: Option<PathBuf>,
 }

@@ -47,6 +47,7 @@ fn run_to_completion(
         }
     };
     let oom_killed = CgroupStats::read(&cfg.cgroup_path).oom_kills > 0;
+    let usage = crate::layout::Usage::read(&cfg.cgroup_path, cfg.net_counters.as_deref());
     let _ = container.delete(true);
     remove_leftovers(&cfg.cgroup_path);
     Ok(ExitInfo {
@@ -54,6 +55,7 @@ fn run_to_completion(
         signal,
         oom_killed,
         finished_at_ms: now_ms(),
+        usage: Some(usage),
     })
 }
 

@@ -251,6 +251,7 @@ mod tests {
             cgroup_path: "/zlayer/t".into(),
             secret_env: Vec::new(),
             secrets_dir: None,
+            net_counters: None,
         }
     }
 

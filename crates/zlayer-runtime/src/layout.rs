@@ -17,6 +17,23 @@ pub struct ExitInfo {
     pub oom_killed: bool,
     /// Unix time in milliseconds.
     pub finished_at_ms: u64,
+    /// What the container used, read after its last process ended and
+    /// before its cgroup and network went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// A finished container's use of the node.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time of all its processes (the cgroup's).
+    pub cpu_ns: u64,
+    /// The most memory its cgroup held at once (v1 `max_usage_in_bytes`,
+    /// v2 `memory.peak`; 0 where the kernel keeps no peak).
+    pub memory_peak_bytes: u64,
+    /// Bytes its network interface received and sent.
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
 }
 
 impl ExitInfo {

@@ -36,7 +36,7 @@ pub use config::{ContainerConfig, DeviceNode, Limits, MountSpec};
 pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground, run_logged};
 pub use gpu::{Gpu, GpuError, GpuInventory};
-pub use layout::{is_plain_id, random_suffix, ContainerDir, ExitInfo, Status};
+pub use layout::{is_plain_id, random_suffix, ContainerDir, ExitInfo, Status, Usage};
 pub use logfile::{log_files, LogLimit};
 pub use logread::{read_log, Follower};
 pub use shim::{shim_main, shim_wait, spawn_shim, ShimStarted};

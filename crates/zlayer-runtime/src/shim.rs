@@ -149,6 +149,7 @@ pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32, log_fd: O
         .as_ref()
         .map(|c| c.cgroup_path.clone())
         .unwrap_or_else(|| format!("/zlayer/{}", dir.id));
+    let net_counters = cfg.as_ref().and_then(|c| c.net_counters.clone());
     let copied = log_fd.map(|fd| {
         // SAFETY: the first half of the shim handed this descriptor over and
         // nothing else in this process owns it.
@@ -165,6 +166,7 @@ pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32, log_fd: O
     crate::trim::release_clean_file_pages();
     let (code, signal) = reap_until(init_pid);
     let oom_killed = CgroupStats::read(&cgroup_path).oom_kills > 0;
+    let usage = crate::layout::Usage::read(&cgroup_path, net_counters.as_deref());
     if let Ok(mut c) = libcontainer::container::Container::load(dir.runtime_root().join(&dir.id)) {
         let _ = c.delete(true);
     }
@@ -180,6 +182,7 @@ pub fn shim_wait(container_dir: &Path, data_dir: &Path, init_pid: i32, log_fd: O
         signal,
         oom_killed,
         finished_at_ms,
+        usage: Some(usage),
     });
     std::process::exit(0)
 }

@@ -74,6 +74,14 @@ pub(crate) fn may_write(caller: &KnownCaller, cmd: &Command) -> Result<(), Strin
                 "WireGuard key or endpoint"
             }
         )),
+        // Billing rests on these: a node meters only its own containers.
+        Command::RecordUsage(records) => match records.iter().find(|r| r.node != caller.name) {
+            None => Ok(()),
+            Some(r) => Err(format!(
+                "node {} may not record usage of node {}'s container {}: a node meters only its own",
+                caller.name, r.node, r.container_id
+            )),
+        },
         _ if caller.role == ClusterRole::Manager => Ok(()),
         other => Err(format!(
             "node {} is a worker and may not commit {}: only managers change tokens, specs, placements and nodes (join a manager with `zlayer token create --role manager`)",
@@ -163,6 +171,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::RemoveConfig { .. } => "RemoveConfig",
         Command::ClaimVolumes(_) => "ClaimVolumes",
         Command::RecordTaskFailures(_) => "RecordTaskFailures",
+        Command::RecordUsage(_) => "RecordUsage",
         Command::RemoveVolume { .. } => "RemoveVolume",
         Command::RemoveSecret { .. } => "RemoveSecret",
         Command::RotateSecretsKey(_) => "RotateSecretsKey",
@@ -206,6 +215,25 @@ mod tests {
             assert_eq!(
                 err,
                 "node n7 (member 7) may not send a heartbeat for member 8: a node speaks only for itself"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_records_usage_only_of_its_own_containers_whatever_the_role() {
+        let usage = |node: &str| {
+            Command::RecordUsage(vec![zlayer_model::UsageRecord {
+                node: node.into(),
+                container_id: "c1".into(),
+                ..Default::default()
+            }])
+        };
+        for role in [ClusterRole::Manager, ClusterRole::Worker] {
+            assert!(may_write(&caller(role), &usage("n7")).is_ok());
+            let err = may_write(&caller(role), &usage("n8")).unwrap_err();
+            assert_eq!(
+                err,
+                "node n7 may not record usage of node n8's container c1: a node meters only its own"
             );
         }
     }

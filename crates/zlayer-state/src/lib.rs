@@ -39,6 +39,7 @@ pub mod subnets;
 pub mod token;
 pub mod transport;
 mod types;
+pub mod usage;
 pub mod volumes;
 
 pub use endpoints::{RemoteApi, API};

@@ -363,6 +363,8 @@ pub enum Command {
     /// The leader records job tasks' failed attempts; its next pass moves
     /// each task to its next attempt.
     RecordTaskFailures(Vec<crate::jobs::TaskFailure>),
+    /// A node's metering records of containers that finished there.
+    RecordUsage(Vec<zlayer_model::UsageRecord>),
     /// `zlayer volume rm`: refused while a service using it has a replica.
     RemoveVolume {
         volume: String,
@@ -459,6 +461,9 @@ pub enum Touched {
     Configs,
     Volumes,
     Jobs,
+    /// One metering record, by container id.
+    Usage(String),
+    UsageTotals,
 }
 
 /// Everything Raft replicates.
@@ -491,6 +496,8 @@ pub struct ClusterState {
     pub volumes: crate::volumes::VolumesState,
     /// Job tasks' failed attempts.
     pub jobs: crate::jobs::JobsState,
+    /// Metering records and totals.
+    pub usage: crate::usage::UsageState,
 }
 
 /// The serialized form: JSON maps need string keys, so maps become lists.
@@ -520,6 +527,8 @@ struct Flat {
     volumes: crate::volumes::VolumesState,
     #[serde(default)]
     jobs: crate::jobs::JobsState,
+    #[serde(default)]
+    usage: crate::usage::UsageState,
 }
 
 impl From<ClusterState> for Flat {
@@ -540,6 +549,7 @@ impl From<ClusterState> for Flat {
             configs: s.configs,
             volumes: s.volumes,
             jobs: s.jobs,
+            usage: s.usage,
         }
     }
 }
@@ -570,6 +580,7 @@ impl From<Flat> for ClusterState {
             configs: f.configs,
             volumes: f.volumes,
             jobs: f.jobs,
+            usage: f.usage,
         }
     }
 }
@@ -635,6 +646,14 @@ impl ClusterState {
                 if self.volumes.claim(claims) {
                     touched.push(Touched::Volumes);
                 }
+                Response::Done
+            }
+            Command::RecordUsage(records) => {
+                let r = self.usage.record(records);
+                if !r.added.is_empty() {
+                    touched.push(Touched::UsageTotals);
+                }
+                touched.extend(r.added.into_iter().chain(r.dropped).map(Touched::Usage));
                 Response::Done
             }
             Command::RecordTaskFailures(failures) => {

@@ -37,6 +37,8 @@ const SECRETS: &[u8] = b"secrets";
 const CONFIGS: &[u8] = b"configs";
 const VOLUMES: &[u8] = b"volumes";
 const JOBS: &[u8] = b"jobs";
+const USAGE_TOTALS: &[u8] = b"usage-totals";
+const USAGE: &str = "usage/";
 
 type Membership = StoredMembership<u64, BasicNode>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -75,6 +77,8 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Configs => CONFIGS.to_vec(),
         Touched::Volumes => VOLUMES.to_vec(),
         Touched::Jobs => JOBS.to_vec(),
+        Touched::UsageTotals => USAGE_TOTALS.to_vec(),
+        Touched::Usage(id) => format!("{USAGE}{id}").into_bytes(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
@@ -106,6 +110,8 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Configs => json(Some(&data.configs)),
         Touched::Volumes => json(Some(&data.volumes)),
         Touched::Jobs => json(Some(&data.jobs)),
+        Touched::UsageTotals => json(Some(&data.usage.totals)),
+        Touched::Usage(id) => json(data.usage.records.get(id)),
         Touched::Node(id) => json(data.nodes.get(id)),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
@@ -148,6 +154,11 @@ impl StateMachine {
                 d.volumes = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == JOBS {
                 d.jobs = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k == USAGE_TOTALS {
+                d.usage.totals = serde_json::from_slice(&v).map_err(parse_err)?;
+            } else if k.starts_with(USAGE.as_bytes()) {
+                let r: zlayer_model::UsageRecord = serde_json::from_slice(&v).map_err(parse_err)?;
+                d.usage.records.insert(r.container_id.clone(), r);
             } else if k == PEERS {
                 d.peers = serde_json::from_slice(&v).map_err(parse_err)?;
             } else if k == NEXT_GENERATION {
@@ -368,10 +379,12 @@ fn all_records(d: &ClusterState) -> Vec<Touched> {
         Touched::Configs,
         Touched::Volumes,
         Touched::Jobs,
+        Touched::UsageTotals,
     ];
     out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));
     out.extend(d.tokens.keys().cloned().map(Touched::Token));
     out.extend(d.assignments.keys().cloned().map(Touched::Assignment));
+    out.extend(d.usage.records.keys().cloned().map(Touched::Usage));
     out
 }

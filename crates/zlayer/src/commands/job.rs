@@ -20,7 +20,8 @@ pub fn job(
 ) -> Result<i32> {
     match command {
         JobCommand::Ls { output } => {
-            let jobs = summaries(super::block_on(super::client(data).ps())?);
+            let mut jobs = summaries(super::block_on(super::client(data).ps())?);
+            add_usage(data, &mut jobs)?;
             render(
                 output,
                 &jobs,
@@ -74,6 +75,43 @@ struct JobSummary {
     attempts: u32,
     #[serde(rename = "task_list")]
     list: Vec<ReplicaView>,
+    /// What its finished attempts used, summed (the cluster keeps the
+    /// newest records; see `GET /v1/usage`).
+    usage: zlayer_model::UsageTotals,
+    /// Each finished attempt's metering record, oldest first.
+    runs: Vec<zlayer_model::UsageRecord>,
+}
+
+/// Each job's metering records and their sum.
+fn add_usage(data: &Path, jobs: &mut [JobSummary]) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let req = zlayer_api::ClusterRequest::Usage(Default::default());
+    let zlayer_api::ClusterReply::Usage(records) = super::cluster(data, req)? else {
+        bail!("the node answered a usage request with something else");
+    };
+    for j in jobs.iter_mut() {
+        j.runs = records
+            .iter()
+            .filter(|r| format!("{}/{}", r.deployment, r.service) == j.job)
+            .cloned()
+            .collect();
+        for r in &j.runs {
+            j.usage.add(r);
+        }
+        j.usage.deployment = j
+            .list
+            .first()
+            .map(|t| t.deployment.clone())
+            .unwrap_or_default();
+        j.usage.service = j
+            .list
+            .first()
+            .map(|t| t.service.clone())
+            .unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Where one task stands.
@@ -120,6 +158,8 @@ fn summaries(rows: Vec<ReplicaView>) -> Vec<JobSummary> {
                     .map(|t| t.restarts + 1)
                     .sum(),
                 list,
+                usage: Default::default(),
+                runs: Vec::new(),
             }
         })
         .collect()
