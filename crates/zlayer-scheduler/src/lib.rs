@@ -6,6 +6,8 @@
 //! feasible candidates are ranked (bin-pack or spread, anti-affinity between
 //! replicas of one service, preferred labels, node health). A replica that
 //! fits nowhere stays pending with the reason; nothing is ever over-committed.
+//! A job's retry moves its task to a node it has not failed on where one
+//! fits, and a job's `parallelism` caps its unfinished tasks placed at once.
 //!
 //! It must not do I/O: no Raft, no clock, no network, no containers. The
 //! leader commits what [`plan`] returns; agents carry it out.

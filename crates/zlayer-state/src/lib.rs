@@ -3,7 +3,8 @@
 //! flushed before they are acknowledged, snapshots, and the data model they
 //! replicate (nodes, deployment specs and their revisions, assignments with
 //! generation numbers, the cluster CA's certificate, join and API tokens and
-//! their revocations, heartbeats with replica reports). The CA key is not
+//! their revocations, heartbeats with replica reports, job tasks' failed
+//! attempts, metering records). The CA key is not
 //! replicated: voters hold it (`ca_key`).
 //!
 //! Every change to the model is a [`Command`] applied by
