@@ -6,29 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use zlayer_runtime::ExitInfo;
 
-/// No cluster: `plan` decides one slot and never asks it anything.
-struct NoCluster;
-
-impl crate::desired::Cluster for NoCluster {
-    fn deployments(&self) -> Vec<Arc<zlayer_spec::DeploymentRevision>> {
-        Vec::new()
-    }
-    fn assigned(&self) -> crate::desired::Slots {
-        Default::default()
-    }
-    fn fenced(&self) -> bool {
-        false
-    }
-    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        tokio::sync::watch::channel(0).1
-    }
-    fn report(&self, _: Vec<zlayer_model::ReplicaReport>, _: Vec<zlayer_model::RolloutReport>) {}
-    fn reported_elsewhere(&self) -> Vec<zlayer_model::ReplicaReport> {
-        Vec::new()
-    }
-}
-
-/// A cluster whose leader gave this node's job task attempt `self.0`.
+/// A cluster that gives this node's job tasks attempt `self.0` and says
+/// nothing else: `plan` decides one slot.
 struct GivenAttempt(std::sync::atomic::AtomicU32);
 
 impl crate::desired::Cluster for GivenAttempt {
@@ -57,7 +36,7 @@ impl crate::desired::Cluster for GivenAttempt {
 }
 
 fn node(dir: &std::path::Path) -> Arc<Agent> {
-    node_in(dir, Arc::new(NoCluster))
+    node_in(dir, Arc::new(GivenAttempt(1.into())))
 }
 
 fn node_in(dir: &std::path::Path, cluster: Arc<dyn crate::desired::Cluster>) -> Arc<Agent> {

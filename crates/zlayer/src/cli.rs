@@ -79,13 +79,7 @@ pub enum Command {
         output: Format,
     },
     /// Show replica logs: SERVICE or SERVICE/N.
-    Logs {
-        target: String,
-        #[arg(short, long)]
-        follow: bool,
-        #[arg(long)]
-        tail: Option<usize>,
-    },
+    Logs(LogsArgs),
     /// Run a command in a replica: SERVICE/N -- CMD...
     Exec {
         #[arg(required_unless_present = "id")]
@@ -695,13 +689,7 @@ pub enum JobCommand {
         output: Format,
     },
     /// A job's output, from whichever nodes ran its tasks: SERVICE or SERVICE/N.
-    Logs {
-        target: String,
-        #[arg(short, long)]
-        follow: bool,
-        #[arg(long)]
-        tail: Option<usize>,
-    },
+    Logs(LogsArgs),
     /// Run SERVICE of FILE (a job, a cron or a plain service) once, now, as
     /// a job of its own deployment (`DEPLOYMENT-SERVICE-ID`), and wait for
     /// its tasks: exit 0 when every one succeeded.
@@ -792,6 +780,17 @@ pub enum RoleArg {
     Manager,
     #[default]
     Worker,
+}
+
+/// Which replica's (or task's) output, and how much of it.
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// SERVICE or SERVICE/N.
+    pub target: String,
+    #[arg(short, long)]
+    pub follow: bool,
+    #[arg(long)]
+    pub tail: Option<usize>,
 }
 
 #[derive(clap::Args)]

@@ -48,11 +48,7 @@ pub fn job(
             )?;
             Ok(0)
         }
-        JobCommand::Logs {
-            target,
-            follow,
-            tail,
-        } => super::logs::logs(data, &target, follow, tail),
+        JobCommand::Logs(args) => super::logs::logs(data, &args),
         JobCommand::Run {
             file,
             service,

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub fn logs(data: &Path, target: &str, follow: bool, tail: Option<usize>) -> Result<i32> {
+pub fn logs(data: &Path, args: &crate::cli::LogsArgs) -> Result<i32> {
     let req = zlayer_api::LogsRequest {
-        target: target.to_string(),
-        follow,
-        tail,
+        target: args.target.clone(),
+        follow: args.follow,
+        tail: args.tail,
     };
     let mut out = std::io::stdout().lock();
     super::block_on(super::client(data).logs(&req, &mut out))?;

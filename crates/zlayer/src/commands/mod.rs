@@ -51,7 +51,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             | Command::Overlay { .. }
             | Command::Validate { .. }
             | Command::Spec { .. }
-            | Command::Logs { .. } => true,
+            | Command::Logs(_) => true,
             Command::Exec { id, .. } => id.is_none(),
             _ => false,
         };
@@ -147,11 +147,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps { output } => deploy::ps(&data, output),
         Command::Events { output, follow } => deploy::events(&data, output, follow),
         Command::Rollouts { output } => deploy::rollouts(&data, output),
-        Command::Logs {
-            target,
-            follow,
-            tail,
-        } => logs::logs(&data, &target, follow, tail),
+        Command::Logs(args) => logs::logs(&data, &args),
     }
 }
 
