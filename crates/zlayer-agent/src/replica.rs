@@ -309,6 +309,9 @@ pub async fn cleanup(p: &NodePaths, images: &ImageStore, cid: &str) {
     let _ = zlayer_net::remove_netns(&p.netns(cid));
     let _ = Snapshot::remove(images, cid);
     zlayer_runtime::secrets::unstage(&p.secrets_root, cid);
+    // The shim removes the cgroup as the container exits; one killed on its
+    // way out (an agent stopped mid-exit, an OOM-killed shim) leaves it.
+    zlayer_runtime::remove_cgroup_leftovers(&format!("/zlayer/{cid}"));
     let _ = ContainerDir::new(&p.data_dir, cid).remove();
 }
 

@@ -113,8 +113,9 @@ pub(crate) fn leftover_dirs(path: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Removes empty cgroup directories left for `path`.
-pub(crate) fn remove_leftovers(path: &str) {
+/// Removes empty cgroup directories left for `path`. A directory that
+/// still holds a process is not empty, so this never removes a live one.
+pub fn remove_leftovers(path: &str) {
     for d in leftover_dirs(path) {
         let _ = fs::remove_dir(&d);
     }

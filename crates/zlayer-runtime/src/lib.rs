@@ -31,7 +31,7 @@ mod trim;
 mod user;
 pub mod volume;
 
-pub use cgroup::{CgroupStats, CgroupVersion};
+pub use cgroup::{remove_leftovers as remove_cgroup_leftovers, CgroupStats, CgroupVersion};
 pub use config::{ContainerConfig, DeviceNode, Limits, MountSpec};
 pub use error::RuntimeError;
 pub use exec::{exec_in, run_foreground, run_logged};
