@@ -64,14 +64,16 @@ impl Agent {
         if r.state != ReplicaState::Exited || r.revision != t_revision {
             return None;
         }
-        if r.last_exit.as_ref().is_some_and(|e| e.status() == 0) && r.failed_attempt.is_none() {
-            return Some(Plan::Keep);
-        }
+        let Some(failed) = &r.failed_attempt else {
+            // Done; or a start that failed, which ran no attempt: the usual
+            // planning starts it again after its backoff, as any replica's.
+            return r.succeeded().then_some(Plan::Keep);
+        };
         let given = self
             .cluster
             .task_attempt(workload, r.index, t_revision)
             .number;
-        (given <= r.attempt.max(1)).then_some(Plan::Keep)
+        (given <= failed.attempt).then_some(Plan::Keep)
     }
 
     /// Numbers the attempt a job task's record is about to run, as the

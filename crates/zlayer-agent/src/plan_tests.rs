@@ -243,3 +243,24 @@ fn a_failed_job_task_waits_for_the_leader_then_runs_its_next_attempt() {
     assert_eq!(r.message, "gave up after 3 attempt(s): exited with code 3");
     assert!(r.failed_attempt.is_none());
 }
+
+/// A job task whose start failed ran no attempt: it starts again after its
+/// backoff on its own, instead of waiting for a retry the leader never gives.
+#[test]
+fn a_job_task_whose_start_failed_starts_again_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = node(dir.path());
+    let text = "version: v1\ndeployment: d\nservices:\n  web:\n    rtype: job\n    image: { name: demo }\n";
+    let s = zlayer_spec::parse("t.yaml", text).expect("valid spec");
+    let t = template(&s);
+    let mut r = Replica::new("d", "web", 1, &t.revision);
+    r.attempt = 1;
+    r.state = ReplicaState::Exited;
+    r.message = "start failed: image demo is not on this node".into();
+    r.restart_at_ms = now_ms().saturating_sub(1);
+    assert!(!r.succeeded());
+    match n.plan(&s, &t, 1, Some(r), &BTreeMap::new(), false) {
+        Plan::Start(again) => assert_eq!(again.attempt, 1, "no attempt was used"),
+        _ => panic!("the task should start again"),
+    }
+}

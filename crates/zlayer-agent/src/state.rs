@@ -104,6 +104,13 @@ impl Replica {
         }
     }
 
+    /// Its last run exited 0 and nothing waits to run again: a job task done.
+    pub fn succeeded(&self) -> bool {
+        self.state == ReplicaState::Exited
+            && self.failed_attempt.is_none()
+            && self.last_exit.as_ref().is_some_and(|e| e.status() == 0)
+    }
+
     /// A job task done for good holds no address or GPU any more: another
     /// task may take them at once.
     pub fn release_reservations(&mut self) {

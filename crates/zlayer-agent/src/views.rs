@@ -14,7 +14,8 @@ impl Agent {
             .replicas()
             .into_iter()
             .map(|r| (self.is_draining(&r.key()), r))
-            .map(|(draining, r)| ReplicaReport {
+            .map(|(draining, r)| (draining, r.succeeded(), r))
+            .map(|(draining, succeeded, r)| ReplicaReport {
                 workload: format!("{}/{}", r.deployment, r.service),
                 replica: r.index,
                 surge: r.surge,
@@ -30,6 +31,7 @@ impl Agent {
                 started_ms: r.started_ms,
                 draining,
                 container_id: r.container_id,
+                succeeded,
                 failed_attempt: r.failed_attempt,
             })
             .collect()

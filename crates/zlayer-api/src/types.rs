@@ -139,6 +139,9 @@ pub struct ReplicaView {
     /// A job task whose attempt failed, waiting for its next one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retrying: bool,
+    /// A job task that succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub succeeded: bool,
 }
 
 /// A service's progress towards its current revision.

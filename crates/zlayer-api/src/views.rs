@@ -74,6 +74,7 @@ impl ReplicaView {
             surge: r.surge,
             kind: String::new(),
             retrying: r.failed_attempt.is_some(),
+            succeeded: r.succeeded,
         }
     }
 
@@ -155,6 +156,7 @@ impl ReplicaView {
             surge: false,
             kind: String::new(),
             retrying: false,
+            succeeded: false,
         }
     }
 }

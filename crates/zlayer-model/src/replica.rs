@@ -82,6 +82,9 @@ pub struct ReplicaReport {
     /// Being stopped: out of every route and port, finishing what it serves.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draining: bool,
+    /// Its last run exited 0 and it waits to run no more: a job task done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub succeeded: bool,
     /// A job task whose attempt failed with retries left: the leader places
     /// the next attempt, preferring another node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +125,7 @@ impl ReplicaReport {
             started_ms: 0,
             container_id: String::new(),
             draining: false,
+            succeeded: false,
             failed_attempt: None,
         }
     }
@@ -130,14 +134,9 @@ impl ReplicaReport {
         self.state == ReplicaState::Running
     }
 
-    /// A job task's last attempt ended for good: it succeeded (exited with
-    /// no failed attempt to retry), or it gave up.
+    /// A job task's last attempt ended for good: it succeeded, or it gave up.
     pub fn task_done(&self) -> bool {
-        match self.state {
-            ReplicaState::Failed => true,
-            ReplicaState::Exited => self.failed_attempt.is_none(),
-            _ => false,
-        }
+        self.state == ReplicaState::Failed || self.succeeded
     }
 
     /// Running, not failing a check and not draining: a service without a

@@ -123,7 +123,7 @@ fn stand(t: &ReplicaView) -> TaskStand {
     match t.state {
         ReplicaPhase::Failed => TaskStand::Failed,
         ReplicaPhase::Running => TaskStand::Running,
-        ReplicaPhase::Exited if !t.retrying => TaskStand::Succeeded,
+        _ if t.succeeded => TaskStand::Succeeded,
         _ => TaskStand::Waiting,
     }
 }
