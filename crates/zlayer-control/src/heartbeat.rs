@@ -26,6 +26,10 @@ pub(crate) async fn run(c: Arc<Control>) {
     let mut reported_health: Option<(NodeHealth, Instant)> = None;
     let mut rtt = Duration::ZERO;
     let mut retry_now = false;
+    // After a heartbeat whose outcome is unknown, the cluster's copy of the
+    // reports may be neither the last acknowledged nor the current: the
+    // next one goes whole.
+    let mut whole_next = true;
     loop {
         if !std::mem::take(&mut retry_now) {
             tick.tick().await;
@@ -42,14 +46,21 @@ pub(crate) async fn run(c: Arc<Control>) {
             Some((h, at)) => h != health && at.elapsed() >= HEALTH_EVERY,
         };
         let last = reported.as_ref();
-        let replica_reports =
-            (last.map(|r| &r.replicas) != Some(&now.replicas)).then(|| now.replicas.clone());
+        // A few changes go as changes; a first report or a reshuffle goes whole.
+        let changes = last
+            .filter(|_| !whole_next)
+            .map(|r| zlayer_model::ReportChanges::between(&r.replicas, &now.replicas))
+            .filter(|ch| !ch.is_empty() && ch.len() * 2 < now.replicas.len());
+        let replica_reports = (changes.is_none()
+            && (whole_next || last.map(|r| &r.replicas) != Some(&now.replicas)))
+        .then(|| now.replicas.clone());
         let rollout_reports =
             (last.map(|r| &r.rollouts) != Some(&now.rollouts)).then(|| now.rollouts.clone());
         let volume_reports =
             (last.map(|r| &r.volumes) != Some(&now.volumes)).then(|| now.volumes.clone());
         let sent = Instant::now();
         let acked = if replica_reports.is_none()
+            && changes.is_none()
             && rollout_reports.is_none()
             && volume_reports.is_none()
             && !health_due
@@ -64,6 +75,7 @@ pub(crate) async fn run(c: Arc<Control>) {
                 id: c.node.id,
                 at_ms,
                 replica_reports,
+                replica_changes: changes,
                 rollout_reports,
                 volume_reports,
                 health: health_due.then_some(health),
@@ -74,6 +86,7 @@ pub(crate) async fn run(c: Arc<Control>) {
                     c.own_record().is_some_and(|r| r.last_heartbeat_ms >= at_ms)
                 })
                 .await;
+            whole_next = !committed;
             if committed {
                 reported = Some(now);
                 if health_due {

@@ -196,6 +196,7 @@ async fn heartbeat_as(
         id,
         at_ms: zlayer_state::now_ms(),
         replica_reports: None,
+        replica_changes: None,
         health: None,
         rollout_reports: None,
         volume_reports: None,

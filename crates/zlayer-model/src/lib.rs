@@ -21,7 +21,7 @@ mod volume;
 pub use cluster::{ClusterReplica, NodeRollout};
 pub use node::{ClusterNetwork, NodeHealth, NodeNetwork, NodeState, Resources, StockPeer};
 pub use placement::{split_workload, Assignment};
-pub use replica::{FailedAttempt, Health, ReplicaReport, ReplicaState};
+pub use replica::{FailedAttempt, Health, ReplicaReport, ReplicaState, ReportChanges};
 pub use rollout::{RolloutReport, RolloutState};
 pub use summary::{ClusterRole, NodeRole, NodeSummary, TokenStatus, TokenSummary};
 pub use usage::{UsageQuery, UsageRecord, UsageTotals};

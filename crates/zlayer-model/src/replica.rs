@@ -170,3 +170,110 @@ mod tests {
         assert!(!r.is_serving());
     }
 }
+
+/// What changed in a node's replica reports since its last committed
+/// heartbeat: a heartbeat carries these instead of the whole list, so a
+/// node with thousands of finished job tasks writes only what moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportChanges {
+    /// Reports new or changed.
+    pub set: Vec<ReplicaReport>,
+    /// Slots reported no more: (workload, replica, surge).
+    pub gone: Vec<(String, u32, bool)>,
+}
+
+fn slot_of(r: &ReplicaReport) -> (&str, u32, bool) {
+    (r.workload.as_str(), r.replica, r.surge)
+}
+
+impl ReportChanges {
+    /// From `before` to `after`.
+    pub fn between(before: &[ReplicaReport], after: &[ReplicaReport]) -> ReportChanges {
+        let old: std::collections::HashMap<_, _> = before.iter().map(|r| (slot_of(r), r)).collect();
+        let new: std::collections::HashSet<_> = after.iter().map(slot_of).collect();
+        ReportChanges {
+            set: after
+                .iter()
+                .filter(|r| old.get(&slot_of(r)) != Some(r))
+                .cloned()
+                .collect(),
+            gone: before
+                .iter()
+                .filter(|r| !new.contains(&slot_of(r)))
+                .map(|r| (r.workload.clone(), r.replica, r.surge))
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len() + self.gone.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies them to `list`; true if it changed.
+    pub fn apply_to(&self, list: &mut Vec<ReplicaReport>) -> bool {
+        let before = list.len();
+        list.retain(|r| {
+            !self
+                .gone
+                .iter()
+                .any(|(w, i, s)| (w.as_str(), *i, *s) == slot_of(r))
+        });
+        let mut changed = list.len() != before;
+        for r in &self.set {
+            match list.iter_mut().find(|x| slot_of(x) == slot_of(r)) {
+                Some(x) if x == r => {}
+                Some(x) => {
+                    *x = r.clone();
+                    changed = true;
+                }
+                None => {
+                    list.push(r.clone());
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod changes_tests {
+    use super::*;
+
+    fn rep(w: &str, i: u32, state: ReplicaState) -> ReplicaReport {
+        ReplicaReport::new(w, i, state, Health::None, "r1")
+    }
+
+    #[test]
+    fn changes_carry_only_what_moved_and_rebuild_the_list() {
+        let before = vec![
+            rep("d/a", 1, ReplicaState::Running),
+            rep("d/a", 2, ReplicaState::Running),
+            rep("d/b", 1, ReplicaState::Exited),
+        ];
+        let after = vec![
+            rep("d/a", 1, ReplicaState::Running),
+            rep("d/a", 2, ReplicaState::Exited),
+            rep("d/c", 1, ReplicaState::Pending),
+        ];
+        let ch = ReportChanges::between(&before, &after);
+        assert_eq!(ch.set.len(), 2);
+        assert_eq!(ch.gone, [("d/b".to_string(), 1, false)]);
+        let mut list = before.clone();
+        assert!(ch.apply_to(&mut list));
+        let key = |l: &[ReplicaReport]| {
+            let mut k: Vec<_> = l
+                .iter()
+                .map(|r| (r.workload.clone(), r.replica, r.state))
+                .collect();
+            k.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            k
+        };
+        assert_eq!(key(&list), key(&after));
+        assert!(!ch.apply_to(&mut list), "applied twice changes nothing");
+    }
+}

@@ -89,6 +89,7 @@ fn main() {
                 id: 1,
                 at_ms: u64::from(n),
                 replica_reports: Some(reports(n)),
+                replica_changes: None,
                 health: None,
                 rollout_reports: None,
                 volume_reports: None,

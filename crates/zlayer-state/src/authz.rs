@@ -201,6 +201,7 @@ mod tests {
             id,
             at_ms: 1,
             replica_reports: None,
+            replica_changes: None,
             health: None,
             rollout_reports: None,
             volume_reports: None,

@@ -322,6 +322,10 @@ pub enum Command {
         at_ms: u64,
         #[serde(default)]
         replica_reports: Option<Vec<ReplicaReport>>,
+        /// Instead of the whole list: what changed in it since this node's
+        /// last committed heartbeat.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replica_changes: Option<zlayer_model::ReportChanges>,
         #[serde(default)]
         health: Option<NodeHealth>,
         #[serde(default)]
@@ -764,6 +768,7 @@ impl ClusterState {
                 id,
                 at_ms,
                 replica_reports,
+                replica_changes,
                 health,
                 rollout_reports,
                 volume_reports,
@@ -778,6 +783,9 @@ impl ClusterState {
                     if let Some(r) = replica_reports.filter(|r| *r != n.replica_reports) {
                         n.replica_reports = r;
                         reports_changed = true;
+                    }
+                    if let Some(ch) = replica_changes {
+                        reports_changed |= ch.apply_to(&mut n.replica_reports);
                     }
                     if let Some(r) = rollout_reports.filter(|r| *r != n.rollout_reports) {
                         n.rollout_reports = r;

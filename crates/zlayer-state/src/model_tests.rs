@@ -328,6 +328,7 @@ fn an_unchanged_heartbeat_touches_only_the_liveness_record() {
         id: 7,
         at_ms: 1,
         replica_reports: reports,
+        replica_changes: None,
         health: None,
         rollout_reports: None,
         volume_reports: None,
