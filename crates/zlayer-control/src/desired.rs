@@ -303,10 +303,12 @@ impl Control {
                     }
                 }
             }
-            out.extend(s.pending.iter().map(|p| ClusterReplica::Pending {
-                workload: p.workload.clone(),
-                replica: p.replica,
-                reason: p.reason.clone(),
+            out.extend(s.pending.iter().flat_map(|p| {
+                p.replicas().map(|replica| ClusterReplica::Pending {
+                    workload: p.workload.clone(),
+                    replica,
+                    reason: p.reason.clone(),
+                })
             }));
             out
         })

@@ -149,21 +149,23 @@ pub(crate) fn schedule(
     let waiting = plan.waiting.into_iter().map(|w| PendingRecord {
         workload: w.workload,
         replica: w.replica,
+        through: None,
         reason: format!(
             "waiting: {} of the job's tasks run at once (parallelism), this one after them",
             w.parallelism
         ),
     });
-    let pending: Vec<PendingRecord> = plan
+    let pending = plan
         .pending
         .into_iter()
         .map(|p| PendingRecord {
             workload: p.workload,
             replica: p.replica,
+            through: None,
             reason: format!("pending: {}", p.reason),
         })
-        .chain(waiting)
-        .collect();
+        .chain(waiting);
+    let pending = PendingRecord::runs(pending);
     if pending != s.pending {
         out.push(Command::SetPending(pending));
     }
@@ -350,7 +352,8 @@ mod tests {
             again.assignments.is_empty(),
             "nothing starts without its data"
         );
-        assert_eq!(again.pending.len(), 4);
+        let pending: usize = again.pending.iter().map(|p| p.replicas().count()).sum();
+        assert_eq!(pending, 4);
         assert!(
             again.pending[0].reason.contains("volume"),
             "{:?}",

@@ -130,6 +130,11 @@ impl ReplicaReport {
         }
     }
 
+    /// What names the report among its node's: (workload, replica, surge).
+    pub fn slot(&self) -> (&str, u32, bool) {
+        (self.workload.as_str(), self.replica, self.surge)
+    }
+
     pub fn is_running(&self) -> bool {
         self.state == ReplicaState::Running
     }
@@ -183,7 +188,7 @@ pub struct ReportChanges {
 }
 
 fn slot_of(r: &ReplicaReport) -> (&str, u32, bool) {
-    (r.workload.as_str(), r.replica, r.surge)
+    r.slot()
 }
 
 impl ReportChanges {
@@ -203,6 +208,14 @@ impl ReportChanges {
                 .map(|r| (r.workload.clone(), r.replica, r.surge))
                 .collect(),
         }
+    }
+
+    /// Every slot they set or remove.
+    pub fn slots(&self) -> impl Iterator<Item = (&str, u32, bool)> {
+        self.set
+            .iter()
+            .map(slot_of)
+            .chain(self.gone.iter().map(|(w, i, s)| (w.as_str(), *i, *s)))
     }
 
     pub fn len(&self) -> usize {

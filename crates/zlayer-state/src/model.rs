@@ -107,7 +107,37 @@ pub struct PendingRecord {
     /// `deployment/service`.
     pub workload: String,
     pub replica: u32,
+    /// The last replica of a run, from `replica`, pending for the same
+    /// reason: a job's thousands of waiting tasks are one record, so each
+    /// task placed rewrites a few bytes, not the whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<u32>,
     pub reason: String,
+}
+
+impl PendingRecord {
+    pub fn replicas(&self) -> std::ops::RangeInclusive<u32> {
+        self.replica..=self.through.unwrap_or(self.replica).max(self.replica)
+    }
+
+    /// `records` with each run of consecutive replicas of one workload,
+    /// pending for one reason, made a single record.
+    pub fn runs(records: impl IntoIterator<Item = PendingRecord>) -> Vec<PendingRecord> {
+        let mut out: Vec<PendingRecord> = Vec::new();
+        for r in records {
+            match out.last_mut() {
+                Some(last)
+                    if last.workload == r.workload
+                        && last.reason == r.reason
+                        && last.replicas().end().checked_add(1) == Some(r.replica) =>
+                {
+                    last.through = Some(*r.replicas().end());
+                }
+                _ => out.push(r),
+            }
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,6 +487,8 @@ pub enum Touched {
     Pending,
     /// Only the node's [`Liveness`] changed.
     Liveness(u64),
+    /// One of a node's replica reports: (node, workload, replica, surge).
+    Report(u64, String, u32, bool),
     Removed,
     Network,
     Peers,
@@ -468,6 +500,16 @@ pub enum Touched {
     /// One metering record, by container id.
     Usage(String),
     UsageTotals,
+}
+
+/// The [`Touched::Report`] of each of `reports`, node `id`'s.
+pub(crate) fn report_slots(
+    id: u64,
+    reports: &[ReplicaReport],
+) -> impl Iterator<Item = Touched> + '_ {
+    reports
+        .iter()
+        .map(move |r| Touched::Report(id, r.workload.clone(), r.replica, r.surge))
 }
 
 /// Everything Raft replicates.
@@ -755,9 +797,10 @@ impl ClusterState {
                 None => Response::Refused(format!("no node with id {id}")),
             },
             Command::RemoveNode { id } => {
-                if self.nodes.remove(&id).is_none() {
+                let Some(n) = self.nodes.remove(&id) else {
                     return Response::Refused(format!("no node with id {id}"));
-                }
+                };
+                touched.extend(report_slots(id, &n.replica_reports));
                 self.removed.insert(id);
                 touched.push(Touched::Removed);
                 touched.push(Touched::Node(id));
@@ -779,14 +822,23 @@ impl ClusterState {
                     if let Some(h) = health {
                         n.health = h;
                     }
-                    let mut reports_changed = false;
+                    // Replica reports live under keys of their own, so a
+                    // node with thousands of finished tasks rewrites only
+                    // the reports that moved.
                     if let Some(r) = replica_reports.filter(|r| *r != n.replica_reports) {
+                        touched.extend(report_slots(id, &n.replica_reports));
+                        touched.extend(report_slots(id, &r));
                         n.replica_reports = r;
-                        reports_changed = true;
                     }
-                    if let Some(ch) = replica_changes {
-                        reports_changed |= ch.apply_to(&mut n.replica_reports);
+                    if let Some(ch) =
+                        replica_changes.filter(|ch| ch.apply_to(&mut n.replica_reports))
+                    {
+                        touched.extend(
+                            ch.slots()
+                                .map(|(w, i, s)| Touched::Report(id, w.to_string(), i, s)),
+                        );
                     }
+                    let mut reports_changed = false;
                     if let Some(r) = rollout_reports.filter(|r| *r != n.rollout_reports) {
                         n.rollout_reports = r;
                         reports_changed = true;

@@ -349,7 +349,13 @@ fn an_unchanged_heartbeat_touches_only_the_liveness_record() {
     );
     touched.clear();
     s.apply(beat(Some(vec![report])), &mut touched);
-    assert_eq!(touched, vec![Touched::Node(7)]);
+    assert_eq!(
+        touched,
+        vec![
+            Touched::Report(7, "d/s".into(), 0, false),
+            Touched::Liveness(7)
+        ]
+    );
     assert_eq!(s.nodes[&7].heartbeats, 3);
 }
 
@@ -810,4 +816,42 @@ fn a_put_guarded_by_a_revision_lands_only_while_it_is_current() {
     );
     assert_eq!(s.deployments["d"].current.revision, 3);
     assert_eq!(s.deployments["d"].current.text, "v1");
+}
+
+#[test]
+fn pending_replicas_with_one_reason_in_a_row_are_one_record() {
+    let rec = |w: &str, replica: u32, reason: &str| PendingRecord {
+        workload: w.into(),
+        replica,
+        through: None,
+        reason: reason.into(),
+    };
+    let waiting = (0..10_000).map(|i| rec("d/job", i, "waiting"));
+    let runs = PendingRecord::runs(
+        [rec("d/a", 0, "no node fits"), rec("d/a", 2, "no node fits")]
+            .into_iter()
+            .chain(waiting)
+            .chain([
+                rec("d/job", 10_000, "no volume"),
+                rec("d/b", 10_001, "no volume"),
+            ]),
+    );
+    let shown: Vec<_> = runs
+        .iter()
+        .map(|r| (r.workload.as_str(), r.replicas(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("d/a", 0..=0, "no node fits"),
+            ("d/a", 2..=2, "no node fits"),
+            ("d/job", 0..=9_999, "waiting"),
+            ("d/job", 10_000..=10_000, "no volume"),
+            ("d/b", 10_001..=10_001, "no volume"),
+        ]
+    );
+    // A record written before runs existed reads as one replica.
+    let old: PendingRecord =
+        serde_json::from_str(r#"{"workload":"d/a","replica":3,"reason":"x"}"#).unwrap();
+    assert_eq!(old.replicas(), 3..=3);
 }

@@ -97,3 +97,137 @@ async fn a_snapshot_installs_over_a_different_state() {
     );
     assert!(follower.get_current_snapshot().await.unwrap().is_some());
 }
+
+fn report(replica: u32, state: zlayer_model::ReplicaState) -> zlayer_model::ReplicaReport {
+    zlayer_model::ReplicaReport::new(
+        "jobs/task",
+        replica,
+        state,
+        zlayer_model::Health::None,
+        "r1",
+    )
+}
+
+fn heartbeat(id: u64, changes: zlayer_model::ReportChanges) -> Command {
+    Command::Heartbeat {
+        id,
+        at_ms: 1,
+        replica_reports: None,
+        replica_changes: Some(changes),
+        health: None,
+        rollout_reports: None,
+        volume_reports: None,
+    }
+}
+
+fn node(id: u64) -> Command {
+    Command::AddNode(zlayer_state::NodeRecord {
+        id,
+        name: format!("n{id}"),
+        ..Default::default()
+    })
+}
+
+/// The raw records of the state tree, by key.
+fn raw_state(dir: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree("state").unwrap();
+    tree.iter()
+        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn replica_reports_are_stored_one_key_each_and_survive_reopening() {
+    use zlayer_model::{ReplicaState, ReportChanges};
+    let dir = tempfile::tempdir().unwrap();
+    let done: Vec<_> = (0..200).map(|i| report(i, ReplicaState::Exited)).collect();
+    {
+        let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+        let first = ReportChanges::between(&[], &done);
+        let mut moved = done.clone();
+        moved[7].state = ReplicaState::Running;
+        let second = ReportChanges::between(&done, &moved[..199]);
+        sm.apply(vec![
+            entry(1, node(4)),
+            entry(2, heartbeat(4, first)),
+            entry(3, heartbeat(4, second)),
+        ])
+        .await
+        .unwrap();
+    }
+    let records = raw_state(dir.path());
+    let node_record = records
+        .iter()
+        .find(|(k, _)| k.starts_with(b"node/"))
+        .unwrap();
+    // A heartbeat that moves one report among hundreds must not rewrite a
+    // record that holds them all.
+    assert!(
+        node_record.1.len() < 2_000,
+        "the node's record holds its reports: {} bytes",
+        node_record.1.len()
+    );
+    let report_keys = records
+        .iter()
+        .filter(|(k, _)| k.starts_with(b"rep/"))
+        .count();
+    assert_eq!(report_keys, 199, "one key per report; the gone one removed");
+
+    let (_, sm) = zlayer_state::open(dir.path()).unwrap();
+    let mut states = sm.read(|s| {
+        s.nodes[&4]
+            .replica_reports
+            .iter()
+            .map(|r| (r.replica, r.state))
+            .collect::<Vec<_>>()
+    });
+    states.sort_by_key(|s| s.0);
+    assert_eq!(states.len(), 199);
+    assert_eq!(states[7], (7, ReplicaState::Running));
+    assert_eq!(states[0], (0, ReplicaState::Exited));
+    assert!(states.iter().all(|s| s.0 != 199));
+}
+
+#[tokio::test]
+async fn a_store_that_kept_reports_in_the_node_record_moves_them_out_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("state").unwrap();
+        let legacy = zlayer_state::NodeRecord {
+            id: 4,
+            name: "n4".into(),
+            replica_reports: vec![
+                report(0, zlayer_model::ReplicaState::Exited),
+                report(1, zlayer_model::ReplicaState::Running),
+            ],
+            ..Default::default()
+        };
+        let key = [&b"node/"[..], &4u64.to_be_bytes()].concat();
+        tree.insert(key, serde_json::to_vec(&legacy).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    for _ in 0..2 {
+        let (_, sm) = zlayer_state::open(dir.path()).unwrap();
+        assert_eq!(sm.read(|s| s.nodes[&4].replica_reports.len()), 2);
+    }
+    let records = raw_state(dir.path());
+    assert_eq!(
+        records
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"rep/"))
+            .count(),
+        2
+    );
+    let node: zlayer_state::NodeRecord = serde_json::from_slice(
+        &records
+            .iter()
+            .find(|(k, _)| k.starts_with(b"node/"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert!(node.replica_reports.is_empty());
+}

@@ -25,6 +25,8 @@ const CA: &[u8] = b"ca";
 const NEXT_GENERATION: &[u8] = b"gen";
 const NODE: &str = "node/";
 const LIVENESS: &str = "live/";
+/// A node's replica reports, one key each: `rep/` + node id + slot.
+const REPORT: &str = "rep/";
 const DEPLOYMENT: &str = "dep/";
 const ASSIGNMENT: &str = "asg/";
 const TOKEN: &str = "tok/";
@@ -81,6 +83,7 @@ fn key(t: &Touched) -> Vec<u8> {
         Touched::Usage(id) => format!("{USAGE}{id}").into_bytes(),
         Touched::Node(id) => [NODE.as_bytes(), &id.to_be_bytes()].concat(),
         Touched::Liveness(id) => [LIVENESS.as_bytes(), &id.to_be_bytes()].concat(),
+        Touched::Report(id, w, i, surge) => report_key(*id, (w, *i, *surge)),
         Touched::Deployment(name) => format!("{DEPLOYMENT}{name}").into_bytes(),
         Touched::Token(id) => format!("{TOKEN}{id}").into_bytes(),
         Touched::Assignment(k) => [
@@ -93,8 +96,32 @@ fn key(t: &Touched) -> Vec<u8> {
     }
 }
 
+fn reports_prefix(node: u64) -> Vec<u8> {
+    [REPORT.as_bytes(), &node.to_be_bytes()].concat()
+}
+
+fn report_key(node: u64, (workload, replica, surge): (&str, u32, bool)) -> Vec<u8> {
+    [
+        &reports_prefix(node)[..],
+        workload.as_bytes(),
+        b"\0",
+        &replica.to_be_bytes(),
+        &[u8::from(surge)],
+    ]
+    .concat()
+}
+
+/// A node's record without its replica reports, which have keys of their
+/// own. Taking the reports out for the moment spares copying thousands.
+fn node_value(n: &mut crate::NodeRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let reports = std::mem::take(&mut n.replica_reports);
+    let v = serde_json::to_vec(n);
+    n.replica_reports = reports;
+    v
+}
+
 /// The record `t` names, serialized, or `None` where it is gone.
-fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json::Error> {
+fn value(data: &mut ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json::Error> {
     fn json<T: Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, serde_json::Error> {
         v.map(serde_json::to_vec).transpose()
     }
@@ -112,7 +139,12 @@ fn value(data: &ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_json
         Touched::Jobs => json(Some(&data.jobs)),
         Touched::UsageTotals => json(Some(&data.usage.totals)),
         Touched::Usage(id) => json(data.usage.records.get(id)),
-        Touched::Node(id) => json(data.nodes.get(id)),
+        Touched::Node(id) => data.nodes.get_mut(id).map(node_value).transpose(),
+        Touched::Report(id, w, i, surge) => json(data.nodes.get(id).and_then(|n| {
+            n.replica_reports
+                .iter()
+                .find(|r| r.slot() == (w.as_str(), *i, *surge))
+        })),
         Touched::Liveness(id) => json(data.nodes.get(id).map(|n| n.liveness()).as_ref()),
         Touched::Deployment(n) => json(data.deployments.get(n)),
         Touched::Token(id) => json(data.tokens.get(id)),
@@ -125,6 +157,7 @@ impl StateMachine {
     pub(crate) fn load(tree: sled::Tree) -> Result<StateMachine, StorageError<u64>> {
         let mut m = Machine::default();
         let mut liveness: Vec<(u64, crate::Liveness)> = Vec::new();
+        let mut reports: Vec<(u64, zlayer_model::ReplicaReport)> = Vec::new();
         for kv in tree.iter() {
             let (k, v) = kv.map_err(read_err)?;
             let k = k.as_ref();
@@ -171,6 +204,20 @@ impl StateMachine {
                     ))
                 })?);
                 liveness.push((id, serde_json::from_slice(&v).map_err(parse_err)?));
+            } else if let Some(rest) = k.strip_prefix(REPORT.as_bytes()) {
+                let id = rest
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        read_err(format!(
+                            "record {}: bad node id",
+                            String::from_utf8_lossy(k)
+                        ))
+                    })?;
+                reports.push((
+                    u64::from_be_bytes(id),
+                    serde_json::from_slice(&v).map_err(parse_err)?,
+                ));
             } else if k.starts_with(NODE.as_bytes()) {
                 let n: crate::NodeRecord = serde_json::from_slice(&v).map_err(parse_err)?;
                 d.nodes.insert(n.id, n);
@@ -194,12 +241,47 @@ impl StateMachine {
                 }
             }
         }
+        Self::move_reports_out_of_node_records(&tree, &mut m.data)?;
+        for (id, r) in reports {
+            if let Some(n) = m.data.nodes.get_mut(&id) {
+                n.replica_reports.push(r);
+            }
+        }
         let applied = m.applied.map_or(0, |l| l.index);
         Ok(StateMachine {
             tree,
             machine: Arc::new(RwLock::new(m)),
             applied_tx: Arc::new(watch::channel(applied).0),
         })
+    }
+
+    /// Stores held before reports had keys of their own kept them inside
+    /// the node's record: this moves them out, once, in one atomic batch.
+    fn move_reports_out_of_node_records(
+        tree: &sled::Tree,
+        data: &mut ClusterState,
+    ) -> Result<(), StorageError<u64>> {
+        let mut batch = sled::Batch::default();
+        let mut touched = Vec::new();
+        for (id, n) in data
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.replica_reports.is_empty())
+        {
+            touched.push(Touched::Node(*id));
+            touched.extend(crate::model::report_slots(*id, &n.replica_reports));
+        }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        for t in &touched {
+            if let Some(v) = value(data, t).map_err(write_err)? {
+                batch.insert(key(t), v);
+            }
+        }
+        tree.apply_batch(batch).map_err(write_err)?;
+        tree.flush().map_err(write_err)?;
+        Ok(())
     }
 
     /// Reads the applied state. Keep `f` short: applying waits for it.
@@ -295,7 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             touched.dedup();
             let mut batch = sled::Batch::default();
             for t in &touched {
-                match value(&m.data, t).map_err(write_err)? {
+                match value(&mut m.data, t).map_err(write_err)? {
                     Some(v) => batch.insert(key(t), v),
                     None => batch.remove(key(t)),
                 }
@@ -338,7 +420,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 data: file.data,
             };
             for t in all_records(&m.data) {
-                if let Some(v) = value(&m.data, &t).map_err(write_err)? {
+                if let Some(v) = value(&mut m.data, &t).map_err(write_err)? {
                     batch.insert(key(&t), v);
                 }
             }
@@ -381,7 +463,10 @@ fn all_records(d: &ClusterState) -> Vec<Touched> {
         Touched::Jobs,
         Touched::UsageTotals,
     ];
-    out.extend(d.nodes.keys().map(|id| Touched::Node(*id)));
+    for (id, n) in &d.nodes {
+        out.push(Touched::Node(*id));
+        out.extend(crate::model::report_slots(*id, &n.replica_reports));
+    }
     out.extend(d.deployments.keys().cloned().map(Touched::Deployment));
     out.extend(d.tokens.keys().cloned().map(Touched::Token));
     out.extend(d.assignments.keys().cloned().map(Touched::Assignment));
