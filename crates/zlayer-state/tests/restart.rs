@@ -231,3 +231,63 @@ async fn a_store_that_kept_reports_in_the_node_record_moves_them_out_once() {
     .unwrap();
     assert!(node.replica_reports.is_empty());
 }
+
+#[tokio::test]
+async fn the_last_snapshot_is_one_file_that_each_snapshot_replaces() {
+    use openraft::RaftSnapshotBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+        for i in 1..=5 {
+            sm.apply(vec![entry(i, deploy(&format!("d{i}")))])
+                .await
+                .unwrap();
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        raw_state(dir.path())
+            .iter()
+            .all(|(k, _)| k != b"m/snapshot"),
+        "sled keeps no snapshot"
+    );
+    let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+    let snap = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(5));
+}
+
+#[tokio::test]
+async fn a_store_that_kept_its_snapshot_in_sled_moves_it_to_the_file() {
+    use openraft::RaftSnapshotBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = {
+        let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+        sm.apply(vec![entry(1, deploy("web"))]).await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        snap.snapshot.into_inner()
+    };
+    // As stores before the file kept it.
+    std::fs::remove_file(dir.path().join("raft-snapshot.json")).unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("state").unwrap();
+        tree.insert(b"m/snapshot", bytes.clone()).unwrap();
+        db.flush().unwrap();
+    }
+    let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+    let snap = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(snap.snapshot.into_inner(), bytes);
+    drop(sm);
+    assert!(raw_state(dir.path())
+        .iter()
+        .all(|(k, _)| k != b"m/snapshot"));
+}

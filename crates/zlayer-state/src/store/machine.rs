@@ -14,13 +14,15 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::last_snapshot::LastSnapshot;
 use super::{read_err, write_err};
 use crate::model::{ClusterState, Response, Touched};
 use crate::TypeConfig;
 
 const APPLIED: &[u8] = b"m/applied";
 const MEMBERSHIP: &[u8] = b"m/membership";
-const SNAPSHOT: &[u8] = b"m/snapshot";
+/// Where stores before [`LastSnapshot`] kept the last snapshot.
+const SNAPSHOT_IN_SLED: &[u8] = b"m/snapshot";
 const CA: &[u8] = b"ca";
 const NEXT_GENERATION: &[u8] = b"gen";
 const NODE: &str = "node/";
@@ -62,6 +64,7 @@ struct SnapshotFile {
 #[derive(Clone)]
 pub struct StateMachine {
     tree: sled::Tree,
+    last_snapshot: LastSnapshot,
     machine: Arc<RwLock<Machine>>,
     applied_tx: Arc<watch::Sender<u64>>,
 }
@@ -154,7 +157,11 @@ fn value(data: &mut ClusterState, t: &Touched) -> Result<Option<Vec<u8>>, serde_
 
 impl StateMachine {
     /// Reads every record back from sled.
-    pub(crate) fn load(tree: sled::Tree) -> Result<StateMachine, StorageError<u64>> {
+    pub(crate) fn load(
+        tree: sled::Tree,
+        last_snapshot: LastSnapshot,
+    ) -> Result<StateMachine, StorageError<u64>> {
+        Self::move_snapshot_out_of_sled(&tree, &last_snapshot)?;
         let mut m = Machine::default();
         let mut liveness: Vec<(u64, crate::Liveness)> = Vec::new();
         let mut reports: Vec<(u64, zlayer_model::ReplicaReport)> = Vec::new();
@@ -250,6 +257,7 @@ impl StateMachine {
         let applied = m.applied.map_or(0, |l| l.index);
         Ok(StateMachine {
             tree,
+            last_snapshot,
             machine: Arc::new(RwLock::new(m)),
             applied_tx: Arc::new(watch::channel(applied).0),
         })
@@ -282,6 +290,29 @@ impl StateMachine {
         tree.apply_batch(batch).map_err(write_err)?;
         tree.flush().map_err(write_err)?;
         Ok(())
+    }
+
+    fn move_snapshot_out_of_sled(
+        tree: &sled::Tree,
+        last_snapshot: &LastSnapshot,
+    ) -> Result<(), StorageError<u64>> {
+        let Some(bytes) = tree.get(SNAPSHOT_IN_SLED).map_err(read_err)? else {
+            return Ok(());
+        };
+        if last_snapshot.read().map_err(read_err)?.is_none() {
+            last_snapshot.save(&bytes).map_err(write_err)?;
+        }
+        tree.remove(SNAPSHOT_IN_SLED).map_err(write_err)?;
+        tree.flush().map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), StorageError<u64>> {
+        let file = self.last_snapshot.clone();
+        tokio::task::spawn_blocking(move || file.save(&bytes))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)
     }
 
     /// Reads the applied state. Keep `f` short: applying waits for it.
@@ -332,10 +363,7 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (meta, bytes) = Self::snapshot_of(&self.lock_read())?;
-        self.tree
-            .insert(SNAPSHOT, bytes.clone())
-            .map_err(write_err)?;
-        self.tree.flush_async().await.map_err(write_err)?;
+        self.save_snapshot(bytes.clone()).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -425,11 +453,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             Self::put_position(&mut batch, &m)?;
-            batch.insert(SNAPSHOT, bytes);
             (batch, m.applied.map_or(0, |l| l.index))
         };
         self.tree.apply_batch(batch).map_err(write_err)?;
         self.tree.flush_async().await.map_err(write_err)?;
+        // After the state: a crash between the two leaves an older snapshot
+        // than the state, which Raft allows; the reverse would claim entries
+        // the state has not applied.
+        self.save_snapshot(bytes).await?;
         self.applied_tx.send_replace(applied);
         Ok(())
     }
@@ -437,13 +468,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let Some(bytes) = self.tree.get(SNAPSHOT).map_err(read_err)? else {
+        let file = self.last_snapshot.clone();
+        let read = tokio::task::spawn_blocking(move || file.read())
+            .await
+            .map_err(read_err)?;
+        let Some(bytes) = read.map_err(read_err)? else {
             return Ok(None);
         };
         let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(read_err)?;
         Ok(Some(Snapshot {
             meta: file.meta,
-            snapshot: Box::new(Cursor::new(bytes.to_vec())),
+            snapshot: Box::new(Cursor::new(bytes)),
         }))
     }
 }

@@ -1,7 +1,9 @@
 //! The Raft log and the state machine, in one sled database with a tree
-//! each. Both flush before they acknowledge, so `kill -9` at any moment
-//! leaves what was acknowledged on disk.
+//! each, and the last snapshot in a file beside it. All flush before they
+//! acknowledge, so `kill -9` at any moment leaves what was acknowledged on
+//! disk.
 
+mod last_snapshot;
 mod log;
 mod machine;
 
@@ -34,9 +36,12 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
         })
     };
     let log = LogStore::new(open_tree("raft-log")?, open_tree("raft-meta")?);
-    let machine = StateMachine::load(open_tree("state")?).map_err(|e| StoreError::Damaged {
-        path,
-        detail: e.to_string(),
+    let last_snapshot = last_snapshot::LastSnapshot::in_dir(dir);
+    let machine = StateMachine::load(open_tree("state")?, last_snapshot).map_err(|e| {
+        StoreError::Damaged {
+            path,
+            detail: e.to_string(),
+        }
     })?;
     Ok((log, machine))
 }
