@@ -5,7 +5,8 @@
 # Exclusive placement, leader loss during writes, node loss, a partition
 # healed with fencing, drain, `depends` across nodes, rollouts across
 # nodes, named volumes pinning their replicas, images pulled on every node
-# with a pull secret, job retries placed on other nodes, and an idle cluster's Raft
+# with a pull secret, job retries placed on other nodes, configs, scale,
+# restart and rollout undo from a follower, and an idle cluster's Raft
 # store staying small. Every wait is bounded; the cluster is torn down on exit, also when a check fails. Prints PASS/FAIL per check, then
 # "e2e-cluster: N passed, N failed".
 set -uo pipefail
@@ -566,6 +567,67 @@ YAML
   z 1 down rolls >/dev/null
 }
 check "rollouts across nodes: parallelism holds cluster-wide; one node's stop fails up -d elsewhere, old replicas run on" rollouts_across
+
+# The lifecycle commands from a follower, on replicas spread over all three
+# nodes: a config and an inline file reach every node's replicas, a new
+# config value rolls them, scale and restart hold cluster-wide, and
+# rollout undo brings the revision before back on every node.
+life_running() { is 1 '.deployment == "life" and .state == "running" and (.surge | not)' "$1"; }
+life_ids() { z 1 ps -o json | jq -r '[.[] | select(.deployment == "life" and .state == "running") | .container_id] | sort | join(",")'; }
+life_all() { # $1: command run in each replica, $2: what each must print
+  local r out
+  for r in $(z 1 ps -o json | jq -r '.[] | select(.deployment == "life" and .state == "running") | .replica'); do
+    out=$(z "$F" exec "app/$r" -- /bin/sh -c "$1" 2>&1)
+    [ "$out" = "$2" ] || { echo "app/$r: $out"; return 1; }
+  done
+}
+lifecycle_across() {
+  local L; L=$(leader 1); F=$(( L % 3 + 1 ))
+  printf 'level=1\n' > "$ZLC_DIR/life.v1"; printf 'level=2\n' > "$ZLC_DIR/life.v2"
+  z "$F" config create life-conf --from-file "$ZLC_DIR/life.v1" || return 1
+  cat > "$ZLC_DIR/life.yaml" <<'YAML'
+version: v1
+deployment: life
+services:
+  app:
+    image: { name: busybox:latest, pull_policy: never }
+    command: { entrypoint: ["/bin/sleep", "3600"] }
+    env: { LEVEL: $E:LEVEL }
+    stop: { grace: 1s }
+    resources: { cpu: 0.1, memory: 16Mi }
+    scale: { mode: fixed, replicas: 3 }
+    files:
+      - { target: /etc/app/app.conf, config: life-conf }
+      - { target: /etc/motd, content: "inline hello\n" }
+YAML
+  LEVEL=a z "$F" up -d --timeout 60 "$ZLC_DIR/life.yaml" || return 1
+  eventually 100 life_running 3 || { z 1 ps; return 1; }
+  [ "$(z 1 ps -o json | jq '[.[] | select(.deployment == "life") | .node] | unique | length')" -eq 3 ] || { z 1 ps; return 1; }
+  life_all 'cat /etc/app/app.conf /etc/motd; echo $LEVEL' "$(printf 'level=1\ninline hello\na')" || return 1
+  local before; before=$(life_ids)
+  z "$F" config create life-conf --from-file "$ZLC_DIR/life.v2" || return 1
+  eventually 150 life_all 'cat /etc/app/app.conf' level=2 || { z 1 rollouts; return 1; }
+  [ "$(life_ids)" != "$before" ] || return 1
+  echo "a new config value rolled the replicas on every node"
+  z "$F" scale life/app 5 || return 1
+  eventually 100 life_running 5 || { z 1 ps; return 1; }
+  LEVEL=a z "$L" up -d --timeout 60 "$ZLC_DIR/life.yaml" >/dev/null || return 1
+  life_running 5 || { echo "up of the same spec on the leader undid the scale"; z 1 ps; return 1; }
+  z "$F" scale life/app 3 || return 1
+  eventually 100 life_running 3 || { z 1 ps; return 1; }
+  before=$(life_ids)
+  z "$F" restart life/app || return 1
+  eventually 150 bash -c "[ \"\$($NC z 1 ps -o json | jq '[.[] | select(.deployment == \"life\" and .state == \"running\" and (.container_id | inside(\"$before\") | not))] | length')\" = 3 ]" || { z 1 ps; return 1; }
+  echo "restart replaced all 3"
+  LEVEL=b z "$F" up -d --timeout 60 "$ZLC_DIR/life.yaml" >/dev/null || return 1
+  life_all 'echo $LEVEL' b || return 1
+  z "$F" rollout history life | grep -q "(current)" || return 1
+  z "$F" rollout undo life || return 1
+  eventually 150 life_all 'echo $LEVEL' a || { z 1 rollouts; return 1; }
+  echo "undo from n$F brought LEVEL=a back on every node"
+  z 1 down life >/dev/null && z "$F" config rm life-conf
+}
+check "lifecycle from a follower: config and inline files on every node's replicas, a new config value rolls them, scale and restart hold cluster-wide, rollout undo" lifecycle_across
 
 # An idle cluster writes (almost) nothing to Raft: unchanged heartbeats are
 # liveness calls, and reports go out only when they change. Before, every
