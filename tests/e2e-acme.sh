@@ -9,8 +9,10 @@
 # issues 60-second certificates), renewal by a new leader after the old is
 # killed, TLS-ALPN-01 after a restart with --acme-challenge tls-alpn-01, a
 # worker (node 4, no CA key) serving the ACME certificate and a dev
-# certificate it got from the leader over mTLS, and no issued private key on
-# any node's disk in the clear. Prints PASS/FAIL
+# certificate it got from the leader over mTLS, one ACME account for the
+# cluster (made once, reused by later leaders), no issued private key on any
+# node's disk in the clear, and no private key at all (a TLS-ALPN-01
+# challenge's included) in any Raft store. Prints PASS/FAIL
 # per check, then "e2e-acme: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -144,6 +146,19 @@ check "TLS-ALPN-01: a certificate for a second host, served by every node" bash 
   eventually 150 every_node_serves alpn.acme.test || { grep -h acme $ZLC_DIR/n*/node.log | tail -5; exit 1; }
   grep -h "ordering a certificate for alpn.acme.test" $ZLC_DIR/n*/node.log'
 
+# Every leader orders as the account the first one made and sealed in the
+# state: a CA limits new accounts (Let's Encrypt: 10 per address in 3 hours),
+# and a leader change or a restart must not spend them.
+one_account() {
+  local at_ca used
+  at_ca=$(grep -o "There are now [0-9]* accounts in memory" "$P/pebble.log" | tail -1 | grep -o "[0-9][0-9]*")
+  used=$(grep -h "ACME: using the cluster's account at" $ZLC_DIR/n*/node.log | wc -l)
+  echo "accounts the CA holds: ${at_ca:-none}; the stored one taken up by a later leader: $used times"
+  [ "$at_ca" = 1 ] && [ "$used" -ge 1 ]
+}
+export -f one_account
+check "one ACME account for the cluster, made once, reused after the leader was killed and every node restarted" one_account
+
 # No issued key in the clear: the key of each served certificate is found in
 # no file of any node (the Raft log and snapshots included). The scan must
 # find the keys that are kept in the clear (each node's own key), or it
@@ -157,6 +172,9 @@ keys_sealed() {
     echo "$h public key $d"
     grep "^$d " $ZLC_DIR/keys.txt && { echo "the private key of $h is stored in the clear"; return 1; }
   done
+  # The Raft stores (log, state, snapshot file) hold no key at all: not a
+  # TLS-ALPN-01 challenge's either (each node signs its own over the digest).
+  grep "/cluster/raft/" $ZLC_DIR/keys.txt && { echo "a private key is in a Raft store"; return 1; }
   echo "$(wc -l < $ZLC_DIR/keys.txt) keys on disk, none of them an issued certificate's"
 }
 export -f keys_sealed; export ZLC_DIR

@@ -95,25 +95,27 @@ pub enum AcmeError {
     Key(#[from] rcgen::Error),
     #[error("the issued certificate does not parse: {0}")]
     Issued(String),
+    #[error("the ACME account's credentials: {0}")]
+    Credentials(String),
 }
 
 pub type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// Where challenge answers go while an order is validated; `None` withdraws.
+/// Both carry only public values: a TLS-ALPN-01 answer is the SHA-256 of
+/// the key authorization, from which each ingress makes its own
+/// certificate ([`alpn_answer`]), so no challenge key travels or is kept.
 pub trait Publish: Send + Sync {
     fn http01(&self, token: &str, key_authorization: Option<&str>) -> PublishFuture<'_>;
-    fn alpn01(&self, host: &str, answer: Option<AlpnAnswer>) -> PublishFuture<'_>;
+    fn alpn01(&self, host: &str, digest: Option<&[u8]>) -> PublishFuture<'_>;
 }
 
-/// An account at the configured directory, made once per process.
-pub async fn account(cfg: &AcmeConfig) -> Result<Account, AcmeError> {
-    let builder = match &cfg.ca_cert {
-        Some(root) => Account::builder_with_root(root),
-        None => Account::builder(),
-    }
-    .map_err(|e| AcmeError::Protocol("client", e))?;
+/// A new account at the configured directory, and its credentials (its
+/// key included) as JSON, for the caller to keep sealed and pass to
+/// [`restore_account`] from then on.
+pub async fn create_account(cfg: &AcmeConfig) -> Result<(Account, String), AcmeError> {
     let contact: Vec<&str> = cfg.contact.iter().map(String::as_str).collect();
-    let (account, _credentials) = builder
+    let (account, credentials) = account_builder(cfg)?
         .create(
             &NewAccount {
                 contact: &contact,
@@ -125,7 +127,30 @@ pub async fn account(cfg: &AcmeConfig) -> Result<Account, AcmeError> {
         )
         .await
         .map_err(|e| AcmeError::Protocol("account", e))?;
-    Ok(account)
+    let json =
+        serde_json::to_string(&credentials).map_err(|e| AcmeError::Credentials(e.to_string()))?;
+    Ok((account, json))
+}
+
+/// The account [`create_account`] made, from its credentials.
+pub async fn restore_account(
+    cfg: &AcmeConfig,
+    credentials_json: &str,
+) -> Result<Account, AcmeError> {
+    let credentials: instant_acme::AccountCredentials = serde_json::from_str(credentials_json)
+        .map_err(|e| AcmeError::Credentials(e.to_string()))?;
+    account_builder(cfg)?
+        .from_credentials(credentials)
+        .await
+        .map_err(|e| AcmeError::Protocol("account", e))
+}
+
+fn account_builder(cfg: &AcmeConfig) -> Result<instant_acme::AccountBuilder, AcmeError> {
+    match &cfg.ca_cert {
+        Some(root) => Account::builder_with_root(root),
+        None => Account::builder(),
+    }
+    .map_err(|e| AcmeError::Protocol("client", e))
 }
 
 /// Orders a certificate for `host` and answers its challenge through `publish`.
@@ -187,9 +212,8 @@ async fn answer_and_finalize(
                 published.push(ch.token.clone());
             }
             Challenge::TlsAlpn01 => {
-                let answer = alpn_answer(host, key_auth.digest().as_ref())?;
                 publish
-                    .alpn01(host, Some(answer))
+                    .alpn01(host, Some(key_auth.digest().as_ref()))
                     .await
                     .map_err(AcmeError::Publish)?;
                 published.push(host.to_string());

@@ -4,13 +4,18 @@
 //! endpoint says `tls: { acme: true }` and renews it with a third of its
 //! life left. The answers and the certificates go through Raft, so the CA
 //! may reach any node; the private keys are sealed there (see
-//! `zlayer_state::acme`).
+//! `zlayer_state::acme`). So is the account: every leader orders as the
+//! one account the cluster made, as a CA's rate limits on new accounts
+//! expect. A TLS-ALPN-01 answer is only a digest in the state: each node
+//! signs its own challenge certificate over it, with a key that never
+//! leaves its memory.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zlayer_acme::{AcmeConfig, AlpnAnswer, Publish, PublishFuture};
+use base64::Engine;
+use zlayer_acme::{AcmeConfig, Publish, PublishFuture};
 use zlayer_control::Control;
 use zlayer_spec::Protocol;
 use zlayer_state::acme::{AcmeCertificate, AlpnChallenge};
@@ -37,14 +42,10 @@ pub fn follow_answers(control: Arc<Control>, proxy: Arc<zlayer_proxy::Proxy>) {
                     .alpn01
                     .iter()
                     .filter_map(|(host, c)| {
-                        zlayer_proxy::acme_challenge_key(
-                            c.cert_pem.as_bytes(),
-                            c.key_pem.as_bytes(),
-                            host,
-                        )
-                        .map_err(|e| tracing::warn!("ACME answer for {host}: {e}"))
-                        .ok()
-                        .map(|k| (host.clone(), Arc::new(k)))
+                        alpn_certificate(host, c)
+                            .map_err(|e| tracing::warn!("ACME answer for {host}: {e}"))
+                            .ok()
+                            .map(|k| (host.clone(), Arc::new(k)))
                     })
                     .collect();
                 proxy.set_acme_answers(http01, alpn01);
@@ -55,6 +56,22 @@ pub fn follow_answers(control: Arc<Control>, proxy: Arc<zlayer_proxy::Proxy>) {
             }
         }
     });
+}
+
+/// This node's own TLS-ALPN-01 certificate over the digest the state holds.
+fn alpn_certificate(host: &str, c: &AlpnChallenge) -> Result<zlayer_proxy::CertifiedKey, String> {
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(&c.digest_b64)
+        .map_err(|e| format!("the digest is not base64: {e}"))?;
+    if digest.len() != 32 {
+        return Err(format!(
+            "the digest has {} bytes, not SHA-256's 32 (an answer from an older version?)",
+            digest.len()
+        ));
+    }
+    let answer = zlayer_acme::alpn_answer(host, &digest).map_err(|e| e.to_string())?;
+    zlayer_proxy::acme_challenge_key(answer.cert_pem.as_bytes(), answer.key_pem.as_bytes(), host)
+        .map_err(|e| e.to_string())
 }
 
 /// The hosts of `https` endpoints that ask for an ACME certificate.
@@ -78,7 +95,7 @@ fn acme_hosts(control: &Control) -> BTreeSet<String> {
 /// Runs the leader's side: obtain, renew, share.
 pub fn manage(control: Arc<Control>, cfg: AcmeConfig) {
     tokio::spawn(async move {
-        let mut account: Option<zlayer_acme::Account> = None;
+        let mut account = AccountSlot::default();
         let mut failed: HashMap<String, tokio::time::Instant> = HashMap::new();
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
@@ -103,8 +120,7 @@ pub fn manage(control: Arc<Control>, cfg: AcmeConfig) {
                         tracing::warn!(
                             "ACME certificate for {host}: {e}; trying again in {RETRY_AFTER:?}"
                         );
-                        // A broken account (a restarted CA, a revoked key) is made anew.
-                        account = None;
+                        account.failed();
                         failed.insert(host, tokio::time::Instant::now());
                     }
                 }
@@ -116,22 +132,17 @@ pub fn manage(control: Arc<Control>, cfg: AcmeConfig) {
 async fn obtain_one(
     control: &Arc<Control>,
     cfg: &AcmeConfig,
-    account: &mut Option<zlayer_acme::Account>,
+    account: &mut AccountSlot,
     host: &str,
 ) -> Result<(), String> {
     let seal = control.member.acme_seal_key()?;
-    if account.is_none() {
-        *account = Some(zlayer_acme::account(cfg).await.map_err(|e| e.to_string())?);
-    }
-    let Some(acct) = account.as_ref() else {
-        return Err("no ACME account".into());
-    };
+    let acct = account.get(control, cfg, &seal).await?;
     tracing::info!(
         "ACME: ordering a certificate for {host} ({:?})",
         cfg.challenge
     );
     let publisher = StatePublisher(control.clone());
-    let issued = zlayer_acme::obtain(acct, cfg.challenge, host, &publisher)
+    let issued = zlayer_acme::obtain(&acct, cfg.challenge, host, &publisher)
         .await
         .map_err(|e| e.to_string())?;
     let cert = AcmeCertificate {
@@ -151,6 +162,78 @@ async fn obtain_one(
         .map_err(|e| format!("storing it in the cluster state: {e}"))?;
     tracing::info!("ACME: certificate for {host} obtained and shared with every node");
     Ok(())
+}
+
+/// The account the leader orders with: the cluster's, from the state, or
+/// one made here and stored there when the state has none that works.
+#[derive(Default)]
+struct AccountSlot {
+    held: Option<(zlayer_acme::Account, bool)>,
+    /// The stored account failed an order: make a new one next time (a
+    /// CA that forgot it, a deactivated key).
+    make_new: bool,
+}
+
+impl AccountSlot {
+    async fn get(
+        &mut self,
+        control: &Control,
+        cfg: &AcmeConfig,
+        seal: &zlayer_state::acme::SealKey,
+    ) -> Result<zlayer_acme::Account, String> {
+        if let Some((acct, _)) = &self.held {
+            return Ok(acct.clone());
+        }
+        let owner = zlayer_state::acme::account_owner(&cfg.directory);
+        let stored = control.read(|s| s.acme.accounts.get(&cfg.directory).cloned());
+        if let (Some(sealed), false) = (stored, self.make_new) {
+            let restored = match seal.open(&owner, &sealed) {
+                Ok(json) => zlayer_acme::restore_account(cfg, &String::from_utf8_lossy(&json))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match restored {
+                Ok(acct) => {
+                    tracing::info!("ACME: using the cluster's account at {}", cfg.directory);
+                    self.held = Some((acct.clone(), true));
+                    return Ok(acct);
+                }
+                Err(e) => tracing::warn!(
+                    "ACME: the cluster's account at {} does not open ({e}); making a new one",
+                    cfg.directory
+                ),
+            }
+        }
+        let (acct, credentials) = zlayer_acme::create_account(cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sealed = seal
+            .seal(&owner, credentials.as_bytes())
+            .map_err(|e| e.to_string())?;
+        control
+            .write(Command::AcmeAccount {
+                directory: cfg.directory.clone(),
+                sealed: Some(sealed),
+            })
+            .await
+            .map_err(|e| format!("storing the ACME account in the cluster state: {e}"))?;
+        tracing::info!(
+            "ACME: created an account at {} for the cluster",
+            cfg.directory
+        );
+        self.held = Some((acct.clone(), false));
+        self.make_new = false;
+        Ok(acct)
+    }
+
+    /// An order failed: the account is looked up again before the next,
+    /// and a stored one that failed is replaced.
+    fn failed(&mut self) {
+        if let Some((_, restored)) = self.held.take() {
+            self.make_new = restored;
+        }
+    }
 }
 
 /// Challenge answers go to the cluster state, for every node's ingress.
@@ -176,15 +259,49 @@ impl Publish for StatePublisher {
         Box::pin(self.commit(cmd, settle))
     }
 
-    fn alpn01(&self, host: &str, answer: Option<AlpnAnswer>) -> PublishFuture<'_> {
-        let settle = answer.is_some();
-        let cmd = Command::AcmeAlpn01 {
-            host: host.to_string(),
-            challenge: answer.map(|a| AlpnChallenge {
-                cert_pem: a.cert_pem,
-                key_pem: a.key_pem,
-            }),
+    fn alpn01(&self, host: &str, digest: Option<&[u8]>) -> PublishFuture<'_> {
+        let settle = digest.is_some();
+        Box::pin(self.commit(alpn01_command(host, digest), settle))
+    }
+}
+
+/// What a TLS-ALPN-01 answer commits: the host and the digest, nothing secret.
+fn alpn01_command(host: &str, digest: Option<&[u8]>) -> Command {
+    Command::AcmeAlpn01 {
+        host: host.to_string(),
+        challenge: digest.map(|d| AlpnChallenge {
+            digest_b64: base64::engine::general_purpose::STANDARD.encode(d),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The attack: whoever reads a Raft log or a snapshot (a backup, a
+    // stolen disk) must find no private key in it, a challenge's included.
+    #[test]
+    fn a_tls_alpn_01_answer_commits_no_key_and_each_node_signs_its_own() {
+        let digest = [9u8; 32];
+        let cmd = alpn01_command("shop.test", Some(&digest));
+        let logged = serde_json::to_string(&cmd).unwrap();
+        assert!(!logged.contains("PRIVATE KEY"), "{logged}");
+        let Command::AcmeAlpn01 {
+            challenge: Some(c), ..
+        } = cmd
+        else {
+            panic!("not an answer: {logged}");
         };
-        Box::pin(self.commit(cmd, settle))
+        let here = alpn_certificate("shop.test", &c).unwrap();
+        let there = alpn_certificate("shop.test", &c).unwrap();
+        assert_ne!(here.cert, there.cert, "each node makes its own certificate");
+    }
+
+    #[test]
+    fn an_answer_in_the_old_form_is_refused_with_why() {
+        let old: AlpnChallenge = serde_json::from_str(r#"{"cert_pem":"C","key_pem":"K"}"#).unwrap();
+        let e = alpn_certificate("shop.test", &old).err().unwrap();
+        assert!(e.contains("not SHA-256's 32"), "{e}");
     }
 }

@@ -82,6 +82,7 @@ impl Backend for Node {
             .iter()
             .map(|r| ReplicaView::reported(me, r, now))
             .collect();
+        out.extend(self.placed_here_not_started(&out));
         out.extend(self.agent.spec_errors().into_iter().map(|e| {
             ReplicaView::spec_refused(
                 &e.deployment,
@@ -298,7 +299,38 @@ fn token_kind(api: bool, role: Option<zlayer_model::ClusterRole>) -> zlayer_stat
     }
 }
 
-/// A kept revision as `rollout history` shows it.
+impl Node {
+    /// Slots the cluster placed on this node that the agent has not picked
+    /// up yet (it does on its next tick): without them a replica would be in
+    /// no row of `ps` for that moment, neither here nor elsewhere.
+    fn placed_here_not_started(&self, local: &[ReplicaView]) -> Vec<ReplicaView> {
+        let started: std::collections::HashSet<(String, u32)> = local
+            .iter()
+            .map(|v| (format!("{}/{}", v.deployment, v.service), v.replica))
+            .collect();
+        let me = self.agent.node_name();
+        let now = zlayer_state::now_ms();
+        self.control
+            .assigned_here()
+            .into_iter()
+            .flat_map(|(workload, replicas)| {
+                replicas
+                    .into_iter()
+                    .map(move |replica| (workload.clone(), replica))
+            })
+            .filter(|slot| !started.contains(slot))
+            .map(|(workload, replica)| {
+                let slot = zlayer_model::ClusterReplica::Assigned {
+                    node: me.to_string(),
+                    workload,
+                    replica,
+                };
+                ReplicaView::of(&slot, now)
+            })
+            .collect()
+    }
+}
+
 fn secret_view(s: &zlayer_control::SecretSummary) -> zlayer_api::StoredView {
     zlayer_api::StoredView {
         name: s.name.clone(),
@@ -309,6 +341,7 @@ fn secret_view(s: &zlayer_control::SecretSummary) -> zlayer_api::StoredView {
     }
 }
 
+/// A kept revision as `rollout history` shows it.
 fn revision_view(r: &zlayer_state::SpecRevision, current: bool) -> zlayer_api::RevisionView {
     let images = zlayer_spec::parse(&r.file, &r.text)
         .map(|spec| {

@@ -1,10 +1,13 @@
 //! What the cluster keeps for ACME: the challenge answers every node's
 //! ingress must give while an order is validated (HTTP-01 key
-//! authorizations by token, TLS-ALPN-01 certificates by host), and the
-//! certificates obtained, with their private keys sealed (AES-256-GCM under
-//! a key derived from the cluster CA key), so the Raft log and sled hold
-//! no usable key. Only holders of the cluster CA key (voters) can open
-//! them. The ACME conversation itself is not here: it is the node's.
+//! authorizations by token, TLS-ALPN-01 key authorization digests by host:
+//! each node makes its own challenge certificate from the digest, so no
+//! challenge key is ever in the state), the cluster's ACME account, and the
+//! certificates obtained. Account and certificate keys are sealed
+//! (AES-256-GCM under a key derived from the cluster CA key), so the Raft
+//! log and sled hold no usable key. Only holders of the cluster CA key
+//! (voters) can open them. The ACME conversation itself is not here: it is
+//! the node's.
 
 use std::collections::BTreeMap;
 
@@ -21,20 +24,31 @@ pub struct AcmeState {
     /// HTTP-01: token -> key authorization.
     #[serde(default)]
     pub http01: BTreeMap<String, String>,
-    /// TLS-ALPN-01: host -> the challenge certificate to answer with.
+    /// TLS-ALPN-01: host -> what the challenge certificate must carry.
     #[serde(default)]
     pub alpn01: BTreeMap<String, AlpnChallenge>,
+    /// The ACME account, by directory URL: its credentials (key included),
+    /// sealed, so every leader orders as the same account.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, String>,
     /// host -> the certificate obtained for it.
     #[serde(default)]
     pub certs: BTreeMap<String, AcmeCertificate>,
 }
 
-/// A self-signed certificate carrying the acmeIdentifier extension, valid
-/// only for the validation; its key is thrown away once the order is done.
+/// What a TLS-ALPN-01 answer carries: the SHA-256 of the key authorization
+/// (RFC 8737), base64. A public value, like an HTTP-01 key authorization;
+/// each node signs its own short-lived certificate over it. (Entries from
+/// before this field read as empty and are answered by no node.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlpnChallenge {
-    pub cert_pem: String,
-    pub key_pem: String,
+    #[serde(default)]
+    pub digest_b64: String,
+}
+
+/// What the ACME account's sealed credentials are bound to.
+pub fn account_owner(directory: &str) -> String {
+    format!("acme account {directory}")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

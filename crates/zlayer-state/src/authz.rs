@@ -154,6 +154,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::AcmeHttp01 { .. } => "AcmeHttp01",
         Command::AcmeAlpn01 { .. } => "AcmeAlpn01",
         Command::AcmeCertificate { .. } => "AcmeCertificate",
+        Command::AcmeAccount { .. } => "AcmeAccount",
         Command::AddNode(_) => "AddNode",
         Command::SetNodeNetwork { .. } => "SetNodeNetwork",
         Command::AddPeer { .. } => "AddPeer",
@@ -385,6 +386,13 @@ mod tests {
                     cert: None,
                 },
                 "AcmeCertificate",
+            ),
+            (
+                Command::AcmeAccount {
+                    directory: "https://ca.test/dir".into(),
+                    sealed: None,
+                },
+                "AcmeAccount",
             ),
         ];
         for (cmd, name) in cmds {

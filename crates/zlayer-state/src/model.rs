@@ -303,10 +303,16 @@ pub enum Command {
         token: String,
         key_authorization: Option<String>,
     },
-    /// A TLS-ALPN-01 certificate for `host`; `None` withdraws it.
+    /// A TLS-ALPN-01 answer for `host`; `None` withdraws it.
     AcmeAlpn01 {
         host: String,
         challenge: Option<crate::acme::AlpnChallenge>,
+    },
+    /// The cluster's account at an ACME directory, its credentials sealed;
+    /// `None` forgets it.
+    AcmeAccount {
+        directory: String,
+        sealed: Option<String>,
     },
     /// The certificate obtained for `host`; `None` forgets it.
     AcmeCertificate {
@@ -754,6 +760,11 @@ impl ClusterState {
             }
             Command::AcmeAlpn01 { host, challenge } => {
                 set_or_remove(&mut self.acme.alpn01, host, challenge);
+                touched.push(Touched::Acme);
+                Response::Done
+            }
+            Command::AcmeAccount { directory, sealed } => {
+                set_or_remove(&mut self.acme.accounts, directory, sealed);
                 touched.push(Touched::Acme);
                 Response::Done
             }
