@@ -194,8 +194,9 @@ fn wait_ready(
     }
 }
 
-/// The deployment's current revision, when it is no longer the one `resp`
-/// applied (a rollback or another `up` replaced it).
+/// The deployment's current revision, when a newer one replaced the one
+/// `resp` applied (a rollback or another `up`: each commits a new, higher
+/// revision).
 fn replaced_by(data: &Path, resp: &ApplyResponse) -> Result<Option<u64>> {
     if resp.revision == 0 {
         return Ok(None);
@@ -207,7 +208,14 @@ fn replaced_by(data: &Path, resp: &ApplyResponse) -> Result<Option<u64>> {
         }
         _ => return Ok(None),
     };
-    Ok((now != resp.revision && now != 0).then_some(now))
+    Ok(superseded(resp.revision, now))
+}
+
+/// `current` when it replaced `applied`. A lower one is this node's view
+/// still behind the commit (a follower applies a moment after the
+/// leader), not a replacement: the wait goes on.
+fn superseded(applied: u64, current: u64) -> Option<u64> {
+    (current > applied).then_some(current)
 }
 
 /// Streams status changes and logs until Ctrl-C, then takes the deployment down.
@@ -489,5 +497,13 @@ mod tests {
             .map(|r| (r.revision.as_str(), r.node.as_str()))
             .collect();
         assert_eq!(got, vec![("r1", "n2"), ("r2", "n1,n2")]);
+    }
+
+    #[test]
+    fn a_view_behind_the_commit_is_not_a_replacement() {
+        // `up -d` on a follower: revision 2 committed, its state still at 1.
+        assert_eq!(superseded(2, 1), None);
+        assert_eq!(superseded(2, 2), None);
+        assert_eq!(superseded(2, 3), Some(3), "a rollback or another up");
     }
 }
