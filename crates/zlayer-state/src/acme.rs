@@ -85,4 +85,20 @@ mod tests {
         assert!(c.renewal_due(60));
         assert!(c.renewal_due(100));
     }
+
+    // The attack: a sealed account copied under another directory's entry
+    // (a CA the attacker runs) must not open there.
+    #[test]
+    fn a_sealed_account_opens_only_for_its_own_directory() {
+        let key = SealKey::derive("cluster CA key", SEAL_LABEL);
+        let sealed = key
+            .seal(&account_owner("https://ca.test/dir"), b"{\"id\":\"acct\"}")
+            .unwrap();
+        assert!(key
+            .open(&account_owner("https://ca.test/dir"), &sealed)
+            .is_ok());
+        assert!(key
+            .open(&account_owner("https://evil.test/dir"), &sealed)
+            .is_err());
+    }
 }
