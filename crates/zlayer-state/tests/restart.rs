@@ -291,3 +291,32 @@ async fn a_store_that_kept_its_snapshot_in_sled_moves_it_to_the_file() {
         .iter()
         .all(|(k, _)| k != b"m/snapshot"));
 }
+
+#[tokio::test]
+async fn a_damaged_snapshot_file_is_set_aside_and_taken_again_from_the_state() {
+    use openraft::RaftSnapshotBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+        sm.apply(vec![entry(1, deploy("web"))]).await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        sm.apply(vec![entry(2, deploy("api"))]).await.unwrap();
+    }
+    let file = dir.path().join("raft-snapshot.json");
+    let damaged = b"{\"meta\": {\"last_log_id\": tru".to_vec();
+    std::fs::write(&file, &damaged).unwrap();
+
+    let (_, mut sm) = zlayer_state::open(dir.path()).unwrap();
+    let snap = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(
+        snap.meta.last_log_id.map(|l| l.index),
+        Some(2),
+        "taken from the applied state"
+    );
+    let aside = dir.path().join("raft-snapshot.json.damaged");
+    assert_eq!(std::fs::read(aside).unwrap(), damaged, "kept for a look");
+}

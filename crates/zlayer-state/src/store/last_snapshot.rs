@@ -29,6 +29,18 @@ impl LastSnapshot {
         std::fs::File::open(dir)?.sync_all()
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves a file that does not parse out of the way, beside it as
+    /// `raft-snapshot.json.damaged` (the last one kept), for a look later.
+    pub(crate) fn set_aside(&self) -> std::io::Result<PathBuf> {
+        let aside = self.path.with_extension("json.damaged");
+        std::fs::rename(&self.path, &aside)?;
+        Ok(aside)
+    }
+
     pub(crate) fn read(&self) -> std::io::Result<Option<Vec<u8>>> {
         match std::fs::read(&self.path) {
             Ok(b) => Ok(Some(b)),

@@ -254,6 +254,7 @@ impl StateMachine {
                 n.replica_reports.push(r);
             }
         }
+        Self::replace_a_damaged_snapshot(&last_snapshot, &m)?;
         let applied = m.applied.map_or(0, |l| l.index);
         Ok(StateMachine {
             tree,
@@ -261,6 +262,32 @@ impl StateMachine {
             machine: Arc::new(RwLock::new(m)),
             applied_tx: Arc::new(watch::channel(applied).0),
         })
+    }
+
+    /// A snapshot file that does not parse (a disk fault, a hand edit)
+    /// would stop Raft the first time it is asked for. The state it was
+    /// taken from is in sled, applied at least as far (the file is written
+    /// after the state), so it is set aside and a new one taken from the
+    /// state, which covers every entry the log may have purged.
+    fn replace_a_damaged_snapshot(
+        last_snapshot: &LastSnapshot,
+        m: &Machine,
+    ) -> Result<(), StorageError<u64>> {
+        let Some(bytes) = last_snapshot.read().map_err(read_err)? else {
+            return Ok(());
+        };
+        let Err(e) = serde_json::from_slice::<SnapshotFile>(&bytes) else {
+            return Ok(());
+        };
+        let aside = last_snapshot.set_aside().map_err(write_err)?;
+        let (_, fresh) = Self::snapshot_of(m)?;
+        last_snapshot.save(&fresh).map_err(write_err)?;
+        tracing::warn!(
+            "{} did not parse ({e}); moved to {} and taken again from the applied state",
+            last_snapshot.path().display(),
+            aside.display()
+        );
+        Ok(())
     }
 
     /// Stores held before reports had keys of their own kept them inside
@@ -475,7 +502,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(bytes) = read.map_err(read_err)? else {
             return Ok(None);
         };
-        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(read_err)?;
+        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
+            read_err(format!(
+                "{}: {e}; restart the node to set it aside and take a new one",
+                self.last_snapshot.path().display()
+            ))
+        })?;
         Ok(Some(Snapshot {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(bytes)),
