@@ -304,31 +304,44 @@ impl Node {
     /// up yet (it does on its next tick): without them a replica would be in
     /// no row of `ps` for that moment, neither here nor elsewhere.
     fn placed_here_not_started(&self, local: &[ReplicaView]) -> Vec<ReplicaView> {
-        let started: std::collections::HashSet<(String, u32)> = local
-            .iter()
-            .map(|v| (format!("{}/{}", v.deployment, v.service), v.replica))
-            .collect();
-        let me = self.agent.node_name();
-        let now = zlayer_state::now_ms();
-        self.control
-            .assigned_here()
-            .into_iter()
-            .flat_map(|(workload, replicas)| {
-                replicas
-                    .into_iter()
-                    .map(move |replica| (workload.clone(), replica))
-            })
-            .filter(|slot| !started.contains(slot))
-            .map(|(workload, replica)| {
-                let slot = zlayer_model::ClusterReplica::Assigned {
-                    node: me.to_string(),
-                    workload,
-                    replica,
-                };
-                ReplicaView::of(&slot, now)
-            })
-            .collect()
+        not_started(
+            local,
+            self.control.assigned_here(),
+            self.agent.node_name(),
+            zlayer_state::now_ms(),
+        )
     }
+}
+
+/// The slots in `assigned` (workload -> replica indexes placed on node
+/// `me`) that no row in `local` shows yet, as `assigned` rows.
+fn not_started(
+    local: &[ReplicaView],
+    assigned: std::collections::BTreeMap<String, std::collections::BTreeSet<u32>>,
+    me: &str,
+    now_ms: u64,
+) -> Vec<ReplicaView> {
+    let started: std::collections::HashSet<(String, u32)> = local
+        .iter()
+        .map(|v| (format!("{}/{}", v.deployment, v.service), v.replica))
+        .collect();
+    assigned
+        .into_iter()
+        .flat_map(|(workload, replicas)| {
+            replicas
+                .into_iter()
+                .map(move |replica| (workload.clone(), replica))
+        })
+        .filter(|slot| !started.contains(slot))
+        .map(|(workload, replica)| {
+            let slot = zlayer_model::ClusterReplica::Assigned {
+                node: me.to_string(),
+                workload,
+                replica,
+            };
+            ReplicaView::of(&slot, now_ms)
+        })
+        .collect()
 }
 
 fn secret_view(s: &zlayer_control::SecretSummary) -> zlayer_api::StoredView {
@@ -357,5 +370,53 @@ fn revision_view(r: &zlayer_state::SpecRevision, current: bool) -> zlayer_api::R
         file: r.file.clone(),
         applied_ms: r.at_ms,
         images,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_slot_placed_here_that_the_agent_has_not_started_shows_as_assigned() {
+        let running = not_started(
+            &[],
+            BTreeMap::from([("web/api".to_string(), BTreeSet::from([0]))]),
+            "n1",
+            0,
+        );
+        let local = running
+            .iter()
+            .map(|v| ReplicaView {
+                state: zlayer_api::ReplicaPhase::Running,
+                ..v.clone()
+            })
+            .collect::<Vec<_>>();
+        let assigned = BTreeMap::from([
+            ("web/api".to_string(), BTreeSet::from([0, 1])),
+            ("batch/task".to_string(), BTreeSet::from([3])),
+        ]);
+        let rows = not_started(&local, assigned, "n1", 0);
+        let slots: Vec<(String, String, u32, String)> = rows
+            .iter()
+            .map(|v| {
+                assert_eq!(v.state, zlayer_api::ReplicaPhase::Assigned);
+                (
+                    v.deployment.clone(),
+                    v.service.clone(),
+                    v.replica,
+                    v.node.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            slots,
+            [
+                ("batch".into(), "task".into(), 3, "n1".into()),
+                ("web".into(), "api".into(), 1, "n1".into()),
+            ],
+            "replica 0 already has its row; the others show once each"
+        );
     }
 }
