@@ -1,6 +1,6 @@
 //! One request through the proxy: find its route, check its limits, pick a
 //! replica, forward it (once more to another replica when an idempotent
-//! request without a body could not connect), and hand back the answer.
+//! request could not connect, so nothing was sent), and hand back the answer.
 //! The replica's lease is held until the answer's body has been sent, so a
 //! replica being drained is waited on until its last request is done.
 
@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use crate::balance::Lease;
 use crate::respond::Refusal;
 use crate::route::{normalize_host, Route, UpstreamProtocol};
+use crate::upstream::{self, Conns, Lent, SendError};
 use crate::{BoxError, ProxyBody, Shared};
 
 /// Which listener a request came in on.
@@ -46,13 +47,15 @@ const ACME_HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 pub(crate) async fn handle(
     shared: Arc<Shared>,
+    conns: Arc<Conns>,
     down: Downstream,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let host = request_host(&req);
     let path = shared.access_log.then(|| req.uri().path().to_string());
-    let (answer, route, upstream) = route_and_forward(&shared, down, host.as_deref(), req).await;
+    let (answer, route, upstream) =
+        route_and_forward(&shared, &conns, down, host.as_deref(), req).await;
     let status = answer.status();
     if let Some(m) = route.as_ref().and_then(|r| r.metrics.as_ref()) {
         m.latency.observe(started.elapsed().as_secs_f64());
@@ -78,6 +81,7 @@ type Answer = (Response<ProxyBody>, Option<Arc<Route>>, Option<SocketAddr>);
 
 async fn route_and_forward(
     shared: &Arc<Shared>,
+    conns: &Arc<Conns>,
     down: Downstream,
     host: Option<&str>,
     req: Request<Incoming>,
@@ -125,7 +129,7 @@ async fn route_and_forward(
         .metrics
         .as_ref()
         .map(|m| InFlight::new(m.in_flight.clone()));
-    match forward(shared, down, host, &route, lease, gauge, req).await {
+    match forward(shared, conns, down, host, &route, lease, gauge, req).await {
         Ok((resp, addr)) => (resp, Some(route), Some(addr)),
         Err((r, addr)) => {
             let (resp, route, _) = refuse(shared, r, Some(&route));
@@ -134,8 +138,10 @@ async fn route_and_forward(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
+    conns: &Arc<Conns>,
     down: Downstream,
     host: &str,
     route: &Arc<Route>,
@@ -146,37 +152,41 @@ async fn forward(
     let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let empty = body.is_end_stream();
-    let retryable = empty && upgrade.is_none() && is_idempotent(&parts.method);
+    let retryable = upgrade.is_none() && is_idempotent(&parts.method);
     rewrite_headers(&mut parts, down, host, upgrade.is_some());
-    // Kept only where a retry may need it: the first attempt takes the original.
-    let spare = retryable.then(|| parts.headers.clone());
     let limit = usize::try_from(shared.limits.max_body_bytes).unwrap_or(usize::MAX);
-    let mut body: ProxyBody = if empty {
-        Empty::new().map_err(|never| match never {}).boxed()
+    let body: ProxyBody = if empty {
+        empty_body()
     } else {
         Limited::new(body, limit).boxed()
     };
-    let mut headers = std::mem::take(&mut parts.headers);
+    let mut outgoing = Request::from_parts(parts, body);
     let mut tried_another = false;
     loop {
         let addr = lease.addr();
-        let outgoing = build_request(&parts, headers, route.upstream, &lease, body);
+        aim(&mut outgoing, route.upstream, &lease);
         let sent = tokio::time::timeout(
             shared.limits.upstream_timeout,
-            shared.client(route.upstream).request(outgoing),
+            send(
+                shared,
+                conns,
+                route.upstream,
+                addr,
+                outgoing,
+                upgrade.is_some(),
+            ),
         )
         .await;
         match sent {
             Err(_) => return Err((Refusal::UpstreamTimeout, Some(addr))),
-            Ok(Ok(mut resp)) => {
+            Ok(Ok((mut resp, lent))) => {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = upgrade {
                         let upstream_side = hyper::upgrade::on(&mut resp);
                         tokio::spawn(tunnel(client_side, upstream_side, lease, gauge));
                         let (mut p, _) = resp.into_parts();
                         p.headers.remove(header::CONTENT_LENGTH);
-                        let empty = Empty::new().map_err(|never| match never {}).boxed();
-                        return Ok((Response::from_parts(p, empty), addr));
+                        return Ok((Response::from_parts(p, empty_body()), addr));
                     }
                 }
                 let (mut p, b) = resp.into_parts();
@@ -185,22 +195,27 @@ async fn forward(
                     inner: b,
                     lease: Some(lease),
                     gauge,
+                    lent,
                 };
                 return Ok((Response::from_parts(p, body.boxed()), addr));
             }
-            Ok(Err(e)) => {
-                if is_body_limit(&e) {
-                    return Err((Refusal::BodyTooLarge, Some(addr)));
+            Ok(Err(SendError::Connect(e, unsent))) => {
+                let again = unsent.filter(|_| retryable && !tried_another);
+                if let Some((again, next)) =
+                    again.and_then(|r| Some((r, route.balancer.pick(Some(addr))?)))
+                {
+                    tracing::debug!(route = %route.name, %addr, "connect failed ({e}); retrying on {}", next.addr());
+                    lease = next;
+                    tried_another = true;
+                    outgoing = *again;
+                    continue;
                 }
-                if e.is_connect() && !tried_another {
-                    if let (Some(h), Some(next)) = (&spare, route.balancer.pick(Some(addr))) {
-                        tracing::debug!(route = %route.name, %addr, "connect failed; retrying on {}", next.addr());
-                        lease = next;
-                        tried_another = true;
-                        headers = h.clone();
-                        body = Empty::new().map_err(|never| match never {}).boxed();
-                        continue;
-                    }
+                tracing::debug!(route = %route.name, %addr, "upstream: connect: {e}");
+                return Err((Refusal::UpstreamFailed, Some(addr)));
+            }
+            Ok(Err(SendError::Failed(e))) => {
+                if is_body_limit(e.as_ref()) {
+                    return Err((Refusal::BodyTooLarge, Some(addr)));
                 }
                 tracing::debug!(route = %route.name, %addr, "upstream: {e}");
                 return Err((Refusal::UpstreamFailed, Some(addr)));
@@ -209,32 +224,76 @@ async fn forward(
     }
 }
 
-fn build_request(
-    parts: &http::request::Parts,
-    headers: HeaderMap,
+/// Sends a request to the replica at `addr`: HTTP/1.1 on a connection this
+/// downstream connection holds (an upgrade on one of its own), h2c through
+/// the shared client, which multiplexes one connection per replica.
+async fn send(
+    shared: &Shared,
+    conns: &Arc<Conns>,
     protocol: UpstreamProtocol,
-    lease: &Lease,
-    body: ProxyBody,
-) -> Request<ProxyBody> {
+    addr: SocketAddr,
+    req: Request<ProxyBody>,
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Option<Lent>), SendError> {
+    let connect_timeout = shared.limits.connect_timeout;
+    match protocol {
+        UpstreamProtocol::Http1 if upgrade => upstream::send_upgrade(addr, connect_timeout, req)
+            .await
+            .map(|r| (r, None)),
+        UpstreamProtocol::Http1 => {
+            let (resp, conn) = conns.send(addr, connect_timeout, req).await?;
+            let lent = Lent {
+                conn,
+                addr,
+                conns: conns.clone(),
+            };
+            Ok((resp, Some(lent)))
+        }
+        UpstreamProtocol::H2c => {
+            // The shared client keeps no request it could not send: keep
+            // the head of one that may go to another replica.
+            let again = req.body().is_end_stream().then(|| {
+                let mut r = Request::new(empty_body());
+                *r.method_mut() = req.method().clone();
+                *r.uri_mut() = req.uri().clone();
+                *r.version_mut() = req.version();
+                *r.headers_mut() = req.headers().clone();
+                Box::new(r)
+            });
+            match shared.h2c.request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(e) if e.is_connect() => {
+                    Err(SendError::Connect(std::io::Error::other(e), again))
+                }
+                Err(e) => Err(SendError::Failed(Box::new(e))),
+            }
+        }
+    }
+}
+
+pub(crate) fn empty_body() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Points the request at the leased replica: origin-form for HTTP/1.1 on
+/// a connection already made to it, the replica's address for h2c.
+fn aim(req: &mut Request<ProxyBody>, protocol: UpstreamProtocol, lease: &Lease) {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(lease.authority().clone());
-    uri.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
+    if protocol == UpstreamProtocol::H2c {
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(lease.authority().clone());
+    }
+    uri.path_and_query = Some(path_and_query);
     *req.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
     *req.version_mut() = match protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
-    *req.headers_mut() = headers;
-    req
 }
 
 /// The request's headers as the replica sees them: hop-by-hop fields gone
@@ -339,8 +398,8 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return true;
@@ -383,11 +442,25 @@ impl Drop for InFlight {
 }
 
 /// A replica's answer body, holding its lease and the route's in-flight
-/// gauge until it ends or is dropped.
+/// gauge until it ends or is dropped, and driving the connection it came
+/// on, which goes back to the downstream connection when the body ends.
 struct Held {
     inner: Incoming,
     lease: Option<Lease>,
     gauge: Option<InFlight>,
+    lent: Option<Lent>,
+}
+
+impl Held {
+    fn end(&mut self, cleanly: bool) {
+        self.lease = None;
+        self.gauge = None;
+        if let Some(lent) = self.lent.take() {
+            if cleanly {
+                lent.give_back();
+            }
+        }
+    }
 }
 
 impl Body for Held {
@@ -398,10 +471,14 @@ impl Body for Held {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(lent) = self.lent.as_mut() {
+            lent.drive(cx);
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.lease = None;
-            self.gauge = None;
+        match &polled {
+            Poll::Ready(None) => self.end(true),
+            Poll::Ready(Some(Err(_))) => self.end(false),
+            _ => {}
         }
         polled.map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
     }
@@ -412,6 +489,14 @@ impl Body for Held {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // An empty body (204, HEAD, Content-Length: 0) may never be polled.
+        let done = self.inner.is_end_stream();
+        self.end(done);
     }
 }
 

@@ -7,10 +7,11 @@
 //! TLS-ALPN-01 certificates on `acme-tls/1` handshakes) with what it is
 //! given; ordering certificates is the node's job.
 //!
-//! Layers, each in its own module: `listen` (connections, TLS, hyper),
-//! `forward` (one request), `route` (which route), `balance` (which
-//! replica), `respond` (every answer the proxy gives itself), `tls`,
-//! `limits`, `metrics`.
+//! Layers, each in its own module: `workers` (the ingress's threads),
+//! `listen` (connections, TLS, hyper), `forward` (one request), `route`
+//! (which route), `balance` (which replica), `upstream` (connections to
+//! replicas, held per downstream connection), `respond` (every answer the
+//! proxy gives itself), `tls`, `limits`, `metrics`.
 //!
 //! It must not manage containers or read specs: the agent hands it typed
 //! routes with replica addresses, and certificates. L4 `tcp` ports stay in
@@ -24,6 +25,8 @@ mod metrics;
 mod respond;
 mod route;
 mod tls;
+mod upstream;
+mod workers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
@@ -57,6 +60,8 @@ pub enum ProxyError {
     Tls(String),
     #[error("certificate: {0}")]
     Certificate(String),
+    #[error("cannot start the ingress threads: {0}")]
+    Threads(String),
 }
 
 /// Where a node's listeners are, and what they allow.
@@ -67,6 +72,8 @@ pub struct ProxyConfig {
     pub limits: Limits,
     /// One structured line per request (target `zlayer::access`).
     pub access_log: bool,
+    /// Threads that serve connections; 0 is one per CPU.
+    pub threads: usize,
 }
 
 /// One route as the agent computes it from the specs and the replicas.
@@ -97,8 +104,7 @@ pub(crate) struct Shared {
     pub(crate) access_log: bool,
     pub(crate) conns: zlayer_net::ConnectionTable,
     https_port: Option<u16>,
-    h1: Client<HttpConnector, ProxyBody>,
-    h2c: Client<HttpConnector, ProxyBody>,
+    pub(crate) h2c: Client<HttpConnector, ProxyBody>,
 }
 
 impl Shared {
@@ -118,13 +124,6 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .get(token)
             .cloned()
-    }
-
-    pub(crate) fn client(&self, p: UpstreamProtocol) -> &Client<HttpConnector, ProxyBody> {
-        match p {
-            UpstreamProtocol::Http1 => &self.h1,
-            UpstreamProtocol::H2c => &self.h2c,
-        }
     }
 
     /// `:PORT` for a redirect to the HTTPS listener, empty on 443.
@@ -172,16 +171,9 @@ impl Shared {
 /// A node's ingress: its listeners run until it is dropped.
 pub struct Proxy {
     shared: Arc<Shared>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Stops the listeners and their connections when dropped.
+    _workers: workers::Workers,
     bound: Vec<(String, SocketAddr)>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
 }
 
 impl Proxy {
@@ -191,9 +183,6 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.limits.connect_timeout));
         connector.set_nodelay(true);
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);
@@ -210,44 +199,36 @@ impl Proxy {
             limits: cfg.limits,
             access_log: cfg.access_log,
             https_port: cfg.https.map(|a| a.port()),
-            h1,
             h2c,
         });
-        let mut proxy = Proxy {
-            shared: shared.clone(),
-            tasks: Vec::new(),
-            bound: Vec::new(),
-        };
+        let mut bound = Vec::new();
+        let mut listeners = Vec::new();
         let mut refused = Vec::new();
-        if let Some(addr) = cfg.http {
-            match listen::bind(addr, "HTTP").await {
-                Ok(l) => {
-                    proxy
-                        .bound
-                        .push(("http".into(), l.local_addr().unwrap_or(addr)));
-                    proxy
-                        .tasks
-                        .push(tokio::spawn(listen::serve(shared.clone(), l, None)));
+        let tls = match cfg.https {
+            Some(_) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?)),
+            None => None,
+        };
+        for (addr, what, tls) in [(cfg.http, "HTTP", None), (cfg.https, "HTTPS", tls)] {
+            let Some(addr) = addr else { continue };
+            match listen::bind(addr, what).await {
+                Ok((l, at)) => {
+                    bound.push((what.to_lowercase(), at));
+                    listeners.push((l, tls));
                 }
                 Err(e) => refused.push(e),
             }
         }
-        if let Some(addr) = cfg.https {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?);
-            match listen::bind(addr, "HTTPS").await {
-                Ok(l) => {
-                    proxy
-                        .bound
-                        .push(("https".into(), l.local_addr().unwrap_or(addr)));
-                    proxy.tasks.push(tokio::spawn(listen::serve(
-                        shared.clone(),
-                        l,
-                        Some(acceptor),
-                    )));
-                }
-                Err(e) => refused.push(e),
-            }
-        }
+        let threads = match cfg.threads {
+            0 => workers::default_threads(),
+            n => n,
+        };
+        let workers = workers::start(threads, &shared, listeners)
+            .map_err(|e| ProxyError::Threads(e.to_string()))?;
+        let proxy = Proxy {
+            shared,
+            _workers: workers,
+            bound,
+        };
         Ok((proxy, refused))
     }
 

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use zlayer_net::{Acceptor, Admitted, Watched};
 
 use crate::forward::{handle, Downstream};
+use crate::upstream::Conns;
 use crate::Shared;
 
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
@@ -80,9 +81,11 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shared = shared.clone();
+    // The connections to replicas this connection's requests use.
+    let conns = Arc::new(Conns::default());
     let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(shared, down, req).await) }
+        let (shared, conns) = (shared.clone(), conns.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle(shared, conns, down, req).await) }
     });
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
@@ -109,13 +112,18 @@ fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Binds one listener, naming the port and what it is for when that fails.
-pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, crate::ProxyError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::ProxyError::Bind {
-            what: what.to_string(),
-            addr,
-            reason: e.to_string(),
-        })
+/// Binds one listener, naming the port and what it is for when that
+/// fails; the socket comes back in std form, for every thread to clone.
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    what: &str,
+) -> Result<(std::net::TcpListener, SocketAddr), crate::ProxyError> {
+    let refused = |e: std::io::Error| crate::ProxyError::Bind {
+        what: what.to_string(),
+        addr,
+        reason: e.to_string(),
+    };
+    let listener = TcpListener::bind(addr).await.map_err(refused)?;
+    let at = listener.local_addr().unwrap_or(addr);
+    Ok((listener.into_std().map_err(refused)?, at))
 }

@@ -396,6 +396,10 @@ pub struct IngressArgs {
     /// Connections the ingress holds at once; one more closes the idlest.
     #[arg(long, default_value_t = 16_384, value_parser = parse_connections)]
     pub ingress_max_connections: usize,
+    /// Threads that serve the ingress's connections, each from accept to
+    /// close (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub ingress_threads: usize,
     /// ACME directory for `tls: { acme: true }` endpoints (the leader orders
     /// and renews their certificates there), e.g.
     /// https://acme-v02.api.letsencrypt.org/directory.
@@ -435,6 +439,7 @@ impl IngressArgs {
                 humantime::format_duration(self.ingress_upstream_timeout)
             ),
             format!("--ingress-max-connections={}", self.ingress_max_connections),
+            format!("--ingress-threads={}", self.ingress_threads),
             format!("--acme-challenge={}", self.acme_challenge),
         ];
         if self.access_log {
@@ -480,6 +485,7 @@ impl IngressArgs {
             http,
             https,
             access_log: self.access_log,
+            threads: self.ingress_threads,
             limits: zlayer_proxy::Limits {
                 max_body_bytes: self.ingress_max_body,
                 max_header_bytes: usize::try_from(self.ingress_max_header_size)
