@@ -153,14 +153,26 @@ async fn send_on(
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+/// A new connection to `addr`, its HTTP/1.1 handshake done (no I/O for
+/// HTTP/1.1; hyper only sets up the two halves).
+async fn open(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<(
+    http1::SendRequest<ProxyBody>,
+    http1::Connection<Io, ProxyBody>,
+)> {
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     tcp.set_nodelay(true)?;
-    let (send, driver) = http1::handshake(TokioIo::new(tcp))
+    http1::handshake(TokioIo::new(tcp))
         .await
-        .map_err(std::io::Error::other)?;
+        .map_err(std::io::Error::other)
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+    let (send, driver) = open(addr, timeout).await?;
     Ok(Conn {
         send,
         driver: Some(driver),
@@ -174,20 +186,10 @@ pub(crate) async fn send_upgrade(
     connect_timeout: Duration,
     req: Request<ProxyBody>,
 ) -> Result<Response<Incoming>, SendError> {
-    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Err(SendError::Connect(e, Some(Box::new(req)))),
-        Err(_) => {
-            return Err(SendError::Connect(
-                std::io::ErrorKind::TimedOut.into(),
-                Some(Box::new(req)),
-            ))
-        }
+    let (mut send, driver) = match open(addr, connect_timeout).await {
+        Ok(c) => c,
+        Err(e) => return Err(SendError::Connect(e, Some(Box::new(req)))),
     };
-    let _ = tcp.set_nodelay(true);
-    let (mut send, driver) = http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| SendError::Failed(Box::new(e)))?;
     tokio::spawn(driver.with_upgrades());
     send.send_request(req)
         .await
