@@ -1,8 +1,9 @@
 //! HTTP/1.1 connections to replicas, held by the downstream connection that
 //! opened them and driven from the task that serves it. A request's trip to
 //! a replica and back then never leaves that task: no shared pool to lock,
-//! no connection task to wake, no channel hop between tasks. That was most
-//! of the ingress's CPU per request beyond the kernel's (docs/benchmarks.md).
+//! no connection task to wake, no channel hop between tasks. With the
+//! ingress's own threads (`workers`), that took 9-20% off its CPU per
+//! request (docs/benchmarks.md).
 //!
 //! A connection is lent to one request at a time and comes back when the
 //! answer's body has ended; one closed by the replica while idle is noticed
@@ -79,9 +80,13 @@ impl Conns {
         Some(idle.swap_remove(at).1)
     }
 
+    /// Keeps `conn` for the next request if it is idle: one still sending
+    /// the last request's body (the replica answered before the upload
+    /// ended) would hold the next request behind it, so it is closed.
     fn give_back(&self, addr: SocketAddr, mut conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE && conn.still_open() {
+        // Driven first: that is what makes an idle connection ask for more.
+        if idle.len() < MAX_IDLE && conn.still_open() && conn.send.is_ready() {
             idle.push((addr, conn));
         }
     }
@@ -251,6 +256,36 @@ mod tests {
         (addr, accepted)
     }
 
+    /// A replica that answers each request as soon as its head is in and
+    /// keeps the connection open, reading nothing more.
+    async fn answers_before_the_body() -> (SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1
+                    {
+                        head.push(byte[0]);
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    std::future::pending::<()>().await;
+                    drop(s);
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
     fn get() -> Request<ProxyBody> {
         let mut r = Request::new(crate::forward::empty_body());
         *r.uri_mut() = "/".parse().unwrap();
@@ -313,6 +348,31 @@ mod tests {
             };
             assert_eq!(body_of(&conns, addr, resp, conn).await, "ok");
         }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_a_request_body_is_not_lent_again() {
+        // The replica answers at once, before the upload ends (a 401 or a
+        // 413 does); the upload never ends. Lent again, the next request
+        // would wait behind it for good.
+        let (addr, accepted) = answers_before_the_body().await;
+        let conns = Arc::new(Conns::default());
+        let endless = http_body_util::StreamBody::new(futures::stream::pending::<
+            Result<hyper::body::Frame<Bytes>, BoxError>,
+        >());
+        let mut upload = Request::new(http_body_util::BodyExt::boxed(endless));
+        *upload.method_mut() = http::Method::POST;
+        *upload.uri_mut() = "/".parse().unwrap();
+        let Ok((resp, conn)) = conns.send(addr, SECOND, upload).await else {
+            panic!("no answer");
+        };
+        assert_eq!(body_of(&conns, addr, resp, conn).await, "ok");
+        let next = tokio::time::timeout(Duration::from_secs(10), conns.send(addr, SECOND, get()));
+        let Ok(Ok((resp, conn))) = next.await else {
+            panic!("the next request waited behind the unfinished upload");
+        };
+        assert_eq!(body_of(&conns, addr, resp, conn).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
