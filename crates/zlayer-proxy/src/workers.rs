@@ -1,9 +1,9 @@
 //! The ingress's threads. Each runs a runtime of its own that accepts from
 //! every listener and serves what it accepted from the first byte to the
 //! last, with the connections to replicas that connection opened: a request
-//! never changes thread. On a loaded node that halves the CPU a request
-//! costs against the node's shared multi-threaded runtime, which moves
-//! tasks between threads and wakes them across (docs/benchmarks.md).
+//! never changes thread. Against the node's shared multi-threaded runtime,
+//! which moves tasks between threads and wakes them across, that took 9-20%
+//! off the CPU a request costs (docs/benchmarks.md).
 //!
 //! The listeners are shared (one socket each, cloned), so a port is still
 //! owned by one process alone; every thread waits on it and one takes each
