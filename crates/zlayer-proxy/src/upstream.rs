@@ -228,9 +228,13 @@ mod tests {
     use bytes::{Bytes, BytesMut};
     use hyper::body::Body;
 
-    /// A replica answering `ok` to every request, counting the connections
-    /// it accepted; with `close`, it asks for each to be closed after one.
-    async fn replica(close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    /// A replica on a loopback port, counting the connections it accepts
+    /// and handing each to `serve` in a task of its own.
+    async fn counting<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -239,51 +243,48 @@ mod tests {
             loop {
                 let (s, _) = listener.accept().await.unwrap();
                 counted.fetch_add(1, Ordering::SeqCst);
-                let svc = hyper::service::service_fn(move |_req| async move {
-                    let mut r = Response::new(http_body_util::Full::new(Bytes::from("ok")));
-                    if close {
-                        r.headers_mut()
-                            .insert(http::header::CONNECTION, "close".parse().unwrap());
-                    }
-                    Ok::<_, std::convert::Infallible>(r)
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc),
-                );
+                tokio::spawn(serve(s));
             }
         });
         (addr, accepted)
+    }
+
+    /// A replica answering `ok` to every request; with `close`, it asks
+    /// for each connection to be closed after one.
+    async fn replica(close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        counting(move |s| async move {
+            let svc = hyper::service::service_fn(move |_req| async move {
+                let mut r = Response::new(http_body_util::Full::new(Bytes::from("ok")));
+                if close {
+                    r.headers_mut()
+                        .insert(http::header::CONNECTION, "close".parse().unwrap());
+                }
+                Ok::<_, std::convert::Infallible>(r)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
+        })
+        .await
     }
 
     /// A replica that answers each request as soon as its head is in and
     /// keeps the connection open, reading nothing more.
     async fn answers_before_the_body() -> (SocketAddr, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counted = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1
-                    {
-                        head.push(byte[0]);
-                    }
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
-                    std::future::pending::<()>().await;
-                    drop(s);
-                });
+        counting(|mut s| async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
             }
-        });
-        (addr, accepted)
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            std::future::pending::<()>().await;
+            drop(s);
+        })
+        .await
     }
 
     fn get() -> Request<ProxyBody> {
@@ -325,30 +326,28 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
-    #[tokio::test]
-    async fn requests_one_after_another_share_one_connection() {
-        let (addr, accepted) = replica(false).await;
+    /// Sends `n` GETs one after another through one client connection's
+    /// held connections; returns how many connections the replica accepted.
+    async fn connections_for(n: usize, close: bool) -> usize {
+        let (addr, accepted) = replica(close).await;
         let conns = Arc::new(Conns::default());
-        for _ in 0..3 {
+        for _ in 0..n {
             let Ok((resp, conn)) = conns.send(addr, SECOND, get()).await else {
                 panic!("no answer");
             };
             assert_eq!(body_of(&conns, addr, resp, conn).await, "ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        accepted.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn requests_one_after_another_share_one_connection() {
+        assert_eq!(connections_for(3, false).await, 1);
     }
 
     #[tokio::test]
     async fn a_connection_the_replica_closes_is_not_used_again() {
-        let (addr, accepted) = replica(true).await;
-        let conns = Arc::new(Conns::default());
-        for _ in 0..2 {
-            let Ok((resp, conn)) = conns.send(addr, SECOND, get()).await else {
-                panic!("no answer");
-            };
-            assert_eq!(body_of(&conns, addr, resp, conn).await, "ok");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(connections_for(2, true).await, 2);
     }
 
     #[tokio::test]
